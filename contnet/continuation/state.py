@@ -1,0 +1,71 @@
+"""The model-level homotopy parameter λ.
+
+One `LambdaState` per model, registered on the root module as `homotopy_lambda` (a buffer, so it is
+in state_dict, checkpoints and moves with `.to(device)`).  Homotopy points (activations, skips, Solo
+Connection) keep a *non-registered* reference to it, so the buffer appears once in state_dict.
+λ = 1 is the standard network; continuation drivers move λ from l_init to 1.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+ATTR = "homotopy_lambda"
+
+
+class LambdaState(nn.Module):
+    def __init__(self, value: float = 1.0):
+        super().__init__()
+        self.register_buffer("value", torch.tensor(float(value)))
+
+    def get(self) -> float:
+        return float(self.value)
+
+    def set(self, value: float) -> None:
+        with torch.no_grad():
+            self.value.fill_(float(value))
+
+    def extra_repr(self) -> str:
+        return f"value={self.get():.4g}"
+
+
+class LambdaRef:
+    """Mixin for homotopy points: holds λ without registering it as a submodule."""
+
+    def _bind_lambda(self, lam: LambdaState) -> None:
+        object.__setattr__(self, "_lam_ref", (lam,))
+
+    @property
+    def lam(self) -> torch.Tensor:
+        return self._lam_ref[0].value
+
+
+def attach_lambda(model: nn.Module, lam: LambdaState) -> nn.Module:
+    """Register `lam` on the root module (idempotent for the same object)."""
+    existing = getattr(model, ATTR, None)
+    if existing is not None and existing is not lam:
+        raise ValueError("model already has a different homotopy λ")
+    setattr(model, ATTR, lam)
+    return model
+
+
+def find_lambda(model: nn.Module) -> LambdaState | None:
+    lam = getattr(model, ATTR, None)
+    if isinstance(lam, LambdaState):
+        return lam
+    for m in model.modules():  # wrapped models (peft, DDP) keep λ on an inner module
+        if isinstance(m, LambdaState):
+            return m
+    return None
+
+
+def get_lambda(model: nn.Module) -> float | None:
+    lam = find_lambda(model)
+    return None if lam is None else lam.get()
+
+
+def set_lambda(model: nn.Module, value: float) -> None:
+    lam = find_lambda(model)
+    if lam is None:
+        raise ValueError("model has no homotopy λ (build it with homotopy=true)")
+    lam.set(value)

@@ -1,0 +1,102 @@
+"""What every task gives the engine: metadata, batches, a loss and an evaluation.
+
+Small datasets live in memory as tensors (`TensorTask`): one `randperm` per epoch and slicing, no
+per-sample DataLoader cost.  A task that is not tensors (text generation) subclasses `Task` and
+implements the same four methods.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+import torch
+import torch.nn.functional as F
+
+OBJECTIVES = ("classify", "reconstruct", "generate")
+
+
+@dataclass
+class TaskMeta:
+    name: str
+    objective: str                     # classify | reconstruct | generate
+    input_shape: tuple[int, ...]       # one example, e.g. (64,) or (1, 28, 28)
+    output_dim: int                    # classes for classify, flattened input size for reconstruct
+    code_size: int | None = None       # autoencoder bottleneck
+    sizes: dict[str, int] = field(default_factory=dict)   # examples per split
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Task:
+    meta: TaskMeta
+
+    def num_train(self) -> int:
+        raise NotImplementedError
+
+    def train_batches(self, batch_size: int, generator: torch.Generator, device) -> Iterator[Any]:
+        """One epoch of shuffled training batches, already on `device`."""
+        raise NotImplementedError
+
+    def loss(self, model, batch) -> torch.Tensor:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def evaluate(self, model, split: str, batch_size: int, device, final: bool = False) -> dict[str, float]:
+        """Metrics for `split` without the split prefix ({'loss': .., 'acc': ..})."""
+        raise NotImplementedError
+
+    def splits(self) -> list[str]:
+        return [s for s in ("train", "val", "test") if self.meta.sizes.get(s)]
+
+
+class TensorTask(Task):
+    """x (and y for classification) tensors per split; objective classify or reconstruct."""
+
+    def __init__(self, meta: TaskMeta, data: dict[str, tuple[torch.Tensor, ...]]):
+        self.meta, self.data = meta, data
+        self.meta.sizes = {k: len(v[0]) for k, v in data.items()}
+        self._device_cache: dict[tuple[str, str], tuple[torch.Tensor, ...]] = {}
+
+    def tensors(self, split: str, device=None) -> tuple[torch.Tensor, ...]:
+        if device is None:
+            return self.data[split]
+        key = (split, str(device))
+        if key not in self._device_cache:
+            self._device_cache[key] = tuple(t.to(device) for t in self.data[split])
+        return self._device_cache[key]
+
+    def num_train(self) -> int:
+        return len(self.data["train"][0])
+
+    def train_batches(self, batch_size, generator, device):
+        ts = self.tensors("train", device)
+        n = len(ts[0])
+        perm = torch.randperm(n, generator=generator).to(ts[0].device)
+        for i in range(0, n - batch_size + 1 if n >= batch_size else 1, batch_size):
+            idx = perm[i:i + batch_size]
+            yield tuple(t[idx] for t in ts)
+
+    def _forward_loss(self, model, batch, reduction="mean"):
+        x = batch[0]
+        out = model(x)
+        if self.meta.objective == "classify":
+            return out, F.cross_entropy(out, batch[1], reduction=reduction)
+        target = x.flatten(1)
+        return out, F.mse_loss(out.flatten(1), target, reduction=reduction)
+
+    def loss(self, model, batch):
+        return self._forward_loss(model, batch)[1]
+
+    @torch.no_grad()
+    def evaluate(self, model, split, batch_size, device, final=False):
+        ts = self.tensors(split, device)
+        n = len(ts[0])
+        total_loss, correct = 0.0, 0
+        for i in range(0, n, max(batch_size, 1024)):
+            batch = tuple(t[i:i + max(batch_size, 1024)] for t in ts)
+            out, loss = self._forward_loss(model, batch, reduction="sum")
+            total_loss += float(loss)
+            if self.meta.objective == "classify":
+                correct += int((out.argmax(-1) == batch[1]).sum())
+        if self.meta.objective == "classify":
+            return {"loss": total_loss / n, "acc": correct / n}
+        return {"loss": total_loss / (n * self.meta.output_dim)}
