@@ -34,3 +34,24 @@ def make_activation(name: str, lam: LambdaState | None = None) -> nn.Module:
     if lam is None or name == "identity":
         return base
     return HomotopyActivation(base, lam)
+
+
+class HomotopySkip(LambdaRef, nn.Module):
+    """Skip-connection homotopy of a residual block: y_out = (1−λ)·act(y) + λ·act(y + residual).
+
+    λ=0 drops the skip (a plain feed-forward block), λ=1 is the standard residual block exactly
+    (the (1−λ) term is then an exact zero, so outputs and gradients equal act(y + residual)).
+    Without a λ it is the standard block.
+    """
+
+    def __init__(self, act: nn.Module, lam: LambdaState | None = None):
+        super().__init__()
+        self.act = act
+        if lam is not None:
+            self._bind_lambda(lam)
+
+    def forward(self, y, residual):
+        if not hasattr(self, "_lam_ref"):
+            return self.act(y + residual)
+        lam = self.lam
+        return (1 - lam) * self.act(y) + lam * self.act(y + residual)

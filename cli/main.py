@@ -1,0 +1,55 @@
+"""`contnet <command> ...`: a thin dispatcher; each command lives in its own module under contnet.cli."""
+from __future__ import annotations
+
+import importlib
+import sys
+from importlib import resources
+
+COMMANDS = {
+    "train": ("contnet.cli.train", "train a model: contnet train [group=option ...] [key=value ...] [-m]"),
+    "report": ("contnet.cli.report", "aggregate run directories: contnet report <dir>... [--out DIR]"),
+    "params": ("contnet.cli.params", "count parameters from configs alone: contnet params model=gpt2-medium peft=lora"),
+}
+
+
+def config_groups() -> dict[str, list[str]]:
+    """Options of every config group, read from the packaged conf/ tree."""
+    root = resources.files("contnet.conf")
+    groups = {}
+    for d in sorted(root.iterdir(), key=lambda p: p.name):
+        if d.is_dir() and not d.name.startswith(("_", ".")) and d.name != "hydra":
+            groups[d.name] = sorted(p.name[:-5] for p in d.iterdir() if p.name.endswith(".yaml"))
+    return groups
+
+
+def usage() -> str:
+    lines = ["usage: contnet <command> [args]", "", "commands:"]
+    lines += [f"  {name:<8} {text}" for name, (_, text) in COMMANDS.items()]
+    lines += ["", "config groups (group=option) for `contnet train`:"]
+    lines += [f"  {g:<10} {', '.join(opts) or '(none yet)'}" for g, opts in config_groups().items()]
+    lines += ["", "`contnet train --help` shows the composed defaults; `contnet train --cfg job` prints the config."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(usage())
+        return 0
+    cmd, rest = argv[0], argv[1:]
+    if cmd not in COMMANDS:
+        print(f"contnet: unknown command '{cmd}'; choose one of: {', '.join(COMMANDS)} (see contnet --help)",
+              file=sys.stderr)
+        return 2
+    try:
+        module = importlib.import_module(COMMANDS[cmd][0])
+    except ImportError as e:
+        print(f"contnet {cmd}: not available in this installation ({e}); reinstall with the needed extra",
+              file=sys.stderr)
+        return 2
+    rc = module.main(rest)
+    return int(rc or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

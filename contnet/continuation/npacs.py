@@ -1,0 +1,236 @@
+"""NPACS (continuation spec §2.3–2.5): natural-parameter continuation in λ with a secant predictor
+on θ and an adaptive Δλ driven by windows of gradient norms.
+
+The pieces are separate so that each can be tested alone:
+  `adapt_delta_lambda`  the Δλ rule of §2.4 (pure function on a list of norms);
+  `GradNormWindow`      ring buffer of the last 2T global gradient norms, kept on the device so that
+                        recording costs no host sync (one sync per λ-update);
+  `SecantPredictor`     θ ← θ + r·(θ − θ_prev) with one saved copy of θ;
+  `NPACSDriver`         the schedule that ties them together; `ContinuationOptimizer`
+                        (contnet.optim.continuation) calls it around the inner optimizer's step.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+import torch
+
+from .state import LambdaState
+
+RATIO_MODES = ("intended", "frozen")
+
+
+@dataclass
+class NPACSConfig:
+    l_init: float = 0.0            # A3: start at the closed-form λ=0 (authors' code: 0.01)
+    delta_l: float = 0.008         # initial Δλ
+    delta_l_prev: float = 0.02     # initial previous Δλ (only used by ratio_mode=frozen)
+    delta_l_min: float = 8e-4
+    delta_l_max: float = 0.02
+    u_freq: int = 10               # inner steps per λ-update (corrector length)
+    window: int = 100              # T, gradient-norm window (`adaptive_threshold`)
+    adaptive_start: int = 100      # no adaptation at or before this step
+    norm_strict: float = 0.05      # ε of the relative-change test
+    spike: float = 0.25            # max grad norm in the window that halves Δλ
+    grow: float = 1.5
+    shrink: float = 0.5
+    secant: bool = True            # False: NPC (θ kept as predictor)
+    adaptive: bool = True          # False: fixed Δλ
+    ratio_mode: str = "intended"   # A4: r = Δλ_k/Δλ_{k-1}; "frozen" = delta_l/delta_l_prev (C1 graph)
+    reset_inner_state: bool = False  # A8: keep Adam moments across predictor jumps (C1)
+
+    @classmethod
+    def from_cfg(cls, cfg) -> "NPACSConfig":
+        names = {f.name for f in fields(cls)}
+        out = cls(**{k: cfg[k] for k in names if k in cfg and cfg[k] is not None})
+        out.validate()
+        return out
+
+    def validate(self) -> None:
+        from contnet.registry import ConfigError
+        if self.ratio_mode not in RATIO_MODES:
+            raise ConfigError(f"optimizer.ratio_mode='{self.ratio_mode}'; choose one of {', '.join(RATIO_MODES)}")
+        if not 0.0 <= self.l_init <= 1.0:
+            raise ConfigError(f"optimizer.l_init={self.l_init} must be in [0, 1]")
+        if not 0 < self.delta_l_min <= self.delta_l_max:
+            raise ConfigError("optimizer.delta_l_min must be > 0 and ≤ optimizer.delta_l_max")
+        if self.u_freq < 1 or self.window < 1:
+            raise ConfigError("optimizer.u_freq and optimizer.window must be ≥ 1")
+        if self.delta_l <= 0 or self.delta_l_prev <= 0:
+            raise ConfigError("optimizer.delta_l and optimizer.delta_l_prev must be > 0")
+
+
+def adapt_delta_lambda(dl: float, norms: list[float], cfg: NPACSConfig) -> float:
+    """§2.4: compare the mean gradient norm of the last window T with the window before it.
+
+    Shrinking by more than ε grows Δλ (×grow, capped at Δλ_max); growing by at least ε shrinks it
+    (×shrink, floored at Δλ_min); a spike ≥ `spike` anywhere in the last window shrinks it again.
+    A zero previous mean is replaced by 0.2 (the authors' guard).  With fewer than T+1 norms there is
+    no previous window and only the spike test applies.
+    """
+    T = cfg.window
+    cur, prev = norms[-T:], norms[-2 * T:-T]
+    if not cur:
+        return dl
+    if prev:
+        g_prev = sum(prev) / len(prev)
+        g_prev = 0.2 if g_prev == 0 else g_prev
+        rho = (sum(cur) / len(cur) - g_prev) / g_prev
+        if rho < -cfg.norm_strict:
+            dl = min(dl * cfg.grow, cfg.delta_l_max)
+        elif rho >= cfg.norm_strict:
+            dl = max(dl * cfg.shrink, cfg.delta_l_min)
+    if max(cur) >= cfg.spike:
+        dl = max(dl * cfg.shrink, cfg.delta_l_min)
+    return dl
+
+
+def global_grad_norm(params: list[torch.Tensor]) -> torch.Tensor | None:
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return None
+    return torch.linalg.vector_norm(torch.stack([n.float() for n in torch._foreach_norm(grads)]))
+
+
+class GradNormWindow:
+    """The last `capacity` global gradient norms, on the parameters' device (no per-step sync)."""
+
+    def __init__(self, capacity: int, device):
+        self.capacity = capacity
+        self.buf = torch.zeros(capacity, device=device)
+        self.count = 0
+
+    def record(self, norm: torch.Tensor) -> None:
+        self.buf[self.count % self.capacity] = norm
+        self.count += 1
+
+    def values(self) -> list[float]:
+        """Chronological list (oldest first); one host sync."""
+        n = min(self.count, self.capacity)
+        start = self.count % self.capacity if self.count >= self.capacity else 0
+        return torch.roll(self.buf, -start)[:n].tolist()
+
+    def state_dict(self) -> dict:
+        return {"buf": self.buf.clone(), "count": self.count}
+
+    def load_state_dict(self, sd: dict) -> None:
+        self.buf = sd["buf"].clone().to(self.buf.device)
+        self.count = int(sd["count"])
+
+
+class SecantPredictor:
+    """θ_pred = θ_k + r·(θ_k − θ_{k−1}); keeps θ_{k−1} (one copy) and the λ it belongs to."""
+
+    def __init__(self):
+        self.prev: list[torch.Tensor] | None = None
+        self.lam_prev: float | None = None
+
+    @torch.no_grad()
+    def remember(self, params: list[torch.Tensor], lam: float) -> None:
+        self.prev = [p.detach().clone() for p in params]
+        self.lam_prev = lam
+
+    @torch.no_grad()
+    def predict(self, params: list[torch.Tensor], r: float, lam: float) -> None:
+        """Extrapolate `params` in place; the pre-extrapolation θ becomes θ_prev (at λ=`lam`)."""
+        diff = torch._foreach_sub(params, self.prev)
+        torch._foreach_copy_(self.prev, params)
+        torch._foreach_add_(params, diff, alpha=r)
+        self.lam_prev = lam
+
+    def clear(self) -> None:
+        self.prev, self.lam_prev = None, None
+
+    def state_dict(self) -> dict:
+        return {"prev": None if self.prev is None else [t.clone() for t in self.prev], "lam_prev": self.lam_prev}
+
+    def load_state_dict(self, sd: dict) -> None:
+        self.prev = None if sd["prev"] is None else [t.clone() for t in sd["prev"]]
+        self.lam_prev = sd["lam_prev"]
+
+
+class NPACSDriver:
+    """Owns λ's schedule.  Per inner step: record ‖∇‖, inner.step(), and every u_freq steps while
+    λ < 1: adapt Δλ, extrapolate θ along the secant, advance λ (order of the authors' npcs.py).
+    The first update is a natural step (no secant yet).  Once λ = 1 the driver is inactive and the
+    optimizer is exactly its inner optimizer (θ_prev and the norm window are freed)."""
+
+    def __init__(self, cfg: NPACSConfig, lam: LambdaState, params: list[torch.Tensor]):
+        self.cfg, self.lam, self.params = cfg, lam, params
+        self.dl, self.dl_prev = float(cfg.delta_l), float(cfg.delta_l_prev)
+        self.t = 0                 # inner steps taken while the driver was active
+        self.updates = 0           # λ-updates done
+        self.predictor = SecantPredictor()
+        device = params[0].device if params else "cpu"
+        self.norms = GradNormWindow(2 * cfg.window, device) if cfg.adaptive else None
+        lam.set(cfg.l_init)
+
+    @property
+    def active(self) -> bool:
+        return self.lam.get() < 1.0
+
+    def step(self, inner: torch.optim.Optimizer, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        if self.norms is not None:
+            g = global_grad_norm(self.params)
+            if g is not None:
+                self.norms.record(g)
+        inner.step()
+        self.t += 1
+        if self.t % self.cfg.u_freq == 0:
+            self.update(inner)
+        return loss
+
+    def adaptation_due(self) -> bool:
+        c = self.cfg
+        return c.adaptive and self.t > c.window and self.t > c.u_freq and self.t > c.adaptive_start
+
+    @torch.no_grad()
+    def update(self, inner: torch.optim.Optimizer | None = None) -> None:
+        c, lam = self.cfg, self.lam.get()
+        if lam >= 1.0:
+            return
+        first = self.updates == 0
+        if not first:
+            self.dl_prev = self.dl
+            if self.adaptation_due():
+                self.dl = adapt_delta_lambda(self.dl, self.norms.values(), c)
+        lam_new = min(lam + self.dl, 1.0)
+        if c.secant:
+            if first or self.predictor.prev is None:
+                self.predictor.remember(self.params, lam)
+            else:
+                if c.ratio_mode == "intended":   # actual increments, exact even when λ is clipped at 1
+                    r = (lam_new - lam) / max(lam - self.predictor.lam_prev, 1e-12)
+                else:
+                    r = c.delta_l / c.delta_l_prev
+                self.predictor.predict(self.params, r, lam)
+                if c.reset_inner_state and inner is not None:
+                    inner.state.clear()
+        self.lam.set(lam_new)
+        self.updates += 1
+        if lam_new >= 1.0:          # continuation finished: free its memory
+            self.predictor.clear()
+            self.norms = None
+
+    def state_dict(self) -> dict:
+        return {"kind": "npacs", "config": asdict(self.cfg), "lambda": self.lam.get(), "dl": self.dl,
+                "dl_prev": self.dl_prev, "t": self.t, "updates": self.updates,
+                "predictor": self.predictor.state_dict(),
+                "norms": None if self.norms is None else self.norms.state_dict()}
+
+    def load_state_dict(self, sd: dict) -> None:
+        self.lam.set(sd["lambda"])
+        self.dl, self.dl_prev, self.t, self.updates = sd["dl"], sd["dl_prev"], sd["t"], sd["updates"]
+        self.predictor.load_state_dict(sd["predictor"])
+        if self.predictor.prev is not None:
+            self.predictor.prev = [q.to(p.device) for q, p in zip(self.predictor.prev, self.params)]
+        if sd["norms"] is None:
+            self.norms = None
+        else:
+            if self.norms is None:
+                self.norms = GradNormWindow(2 * self.cfg.window, self.params[0].device)
+            self.norms.load_state_dict(sd["norms"])

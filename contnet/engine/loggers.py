@@ -1,0 +1,113 @@
+"""Metric sinks.  metrics.jsonl is always on and is the source of truth; W&B and TensorBoard mirror it.
+
+A logger is `log(record: dict)` (record has `step`), `summary(summary: dict)`, `close(status)`.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+log = logging.getLogger("contnet")
+
+
+class JsonlLogger:
+    """One JSON object per line; buffered and flushed every `flush_every` records and at close."""
+
+    def __init__(self, path: Path, flush_every: int = 50, truncate_after_step: int | None = None):
+        self.path = Path(path)
+        if truncate_after_step is not None and self.path.exists():   # resume: drop records past the checkpoint
+            keep = [ln for ln in self.path.read_text().splitlines()
+                    if ln.strip() and json.loads(ln)["step"] <= truncate_after_step]
+            self.path.write_text("".join(k + "\n" for k in keep))
+        self.f = open(self.path, "a", encoding="utf-8")
+        self.buf: list[str] = []
+        self.flush_every = flush_every
+
+    def log(self, record: dict) -> None:
+        self.buf.append(json.dumps(record))
+        if len(self.buf) >= self.flush_every:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.buf:
+            self.f.write("\n".join(self.buf) + "\n")
+            self.f.flush()
+            self.buf.clear()
+
+    def summary(self, summary: dict) -> None:
+        pass
+
+    def close(self, status: str) -> None:
+        self.flush()
+        self.f.close()
+
+
+class TensorBoardLogger:
+    def __init__(self, run_dir: Path):
+        from torch.utils.tensorboard import SummaryWriter
+        self.w = SummaryWriter(log_dir=str(Path(run_dir) / "tensorboard"))
+
+    def log(self, record: dict) -> None:
+        step = record["step"]
+        for k, v in record.items():
+            if k != "step" and isinstance(v, (int, float)):
+                self.w.add_scalar(k, v, step)
+
+    def summary(self, summary: dict) -> None:
+        for k, v in summary.get("final", {}).items():
+            if isinstance(v, (int, float)):
+                self.w.add_scalar(f"final/{k}", v, summary.get("steps", 0))
+
+    def close(self, status: str) -> None:
+        self.w.close()
+
+
+def _has_wandb_key() -> bool:
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    netrc = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
+    try:
+        return "api.wandb.ai" in netrc.read_text() or "wandb" in netrc.read_text()
+    except OSError:
+        return False
+
+
+class WandbLogger:
+    """W&B mirror.  No API key → offline (said once).  Key but no network → a short init timeout,
+    then offline.  Always finish()ed so multirun jobs are separate runs grouped by sweep."""
+
+    def __init__(self, cfg, run_dir: Path, config: dict, group: str | None, name: str | None):
+        import wandb
+        self.wandb = wandb
+        mode = cfg.get("mode") or os.environ.get("WANDB_MODE") or "online"
+        if mode == "online" and not _has_wandb_key():
+            log.warning("wandb: no API key found, logging offline to %s (upload later with `wandb sync`)", run_dir / "wandb")
+            mode = "offline"
+        kwargs = dict(project=cfg.project, entity=cfg.get("entity"), group=group, name=name,
+                      job_type=cfg.get("job_type", "train"), config=config, dir=str(run_dir),
+                      tags=list(cfg.get("tags") or []), reinit="finish_previous")
+        settings = wandb.Settings(init_timeout=float(cfg.init_timeout), console="off", silent=True)
+        try:
+            self.run = wandb.init(mode=mode, settings=settings, **kwargs)
+        except Exception as e:  # no network / server error: degrade to offline, never hang or crash
+            if mode == "offline":
+                raise
+            log.warning("wandb: online init failed (%s); logging offline instead", e.__class__.__name__)
+            self.run = wandb.init(mode="offline", settings=wandb.Settings(console="off", silent=True), **kwargs)
+        self.run.define_metric("step")
+        self.run.define_metric("*", step_metric="step")
+
+    def log(self, record: dict) -> None:
+        self.run.log(record)
+
+    def summary(self, summary: dict) -> None:
+        for split in ("final", "best"):
+            for k, v in summary.get(split, {}).items():
+                self.run.summary[f"{split}/{k}"] = v
+        for k in ("status", "steps", "wall_time_s", "trainable_params", "total_params"):
+            self.run.summary[k] = summary.get(k)
+
+    def close(self, status: str) -> None:
+        self.run.finish(exit_code=0 if status == "completed" else 1)

@@ -1,0 +1,222 @@
+"""The one training loop for every objective (classify | reconstruct | generate).
+
+The loop only talks to the Task interface (batches, loss, evaluate) and to the optimizer through
+`optimizer.step(closure)`; continuation drivers move λ inside their `step`, the loop just logs it.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from contnet.continuation.state import get_lambda
+from contnet.registry import ConfigError
+from . import checkpoint
+from .plots import plot_curves
+from .progress import ProgressReporter
+
+log = logging.getLogger("contnet")
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"trainer.device={name} but no CUDA device is visible; use trainer.device=auto or cpu")
+    if name not in ("cpu",) and not name.startswith("cuda"):
+        raise ConfigError(f"trainer.device='{name}' is unknown; choose auto, cpu or cuda[:N]")
+    return torch.device(name)
+
+
+def autocast_for(precision: str, device: torch.device):
+    if precision == "fp32":
+        return contextlib.nullcontext, None
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    if dtype is None:
+        raise ConfigError(f"trainer.precision='{precision}' is unknown; choose fp32, bf16 or fp16")
+    if dtype is torch.float16 and device.type != "cuda":
+        raise ConfigError("trainer.precision=fp16 needs CUDA; use bf16 or fp32 on CPU")
+    scaler = torch.amp.GradScaler("cuda") if dtype is torch.float16 else None
+    return (lambda: torch.autocast(device.type, dtype=dtype)), scaler
+
+
+def total_steps(tcfg, steps_per_epoch: int) -> int:
+    if tcfg.get("max_steps"):
+        return int(tcfg.max_steps)
+    if not tcfg.get("max_epochs") or int(tcfg.max_epochs) <= 0:
+        raise ConfigError("set trainer.max_steps or trainer.max_epochs to a positive number")
+    return int(tcfg.max_epochs) * steps_per_epoch
+
+
+def is_better(key: str, new: float, old: float | None) -> bool:
+    if old is None:
+        return True
+    return new < old if key.endswith("loss") or key.endswith("perplexity") else new > old
+
+
+@dataclass
+class RunState:
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    elapsed_s: float = 0.0            # wall time of earlier (resumed) segments
+    train_time_s: float = 0.0         # time inside optimizer steps only (for benchmarks)
+    best: dict = field(default_factory=dict)
+    last: dict = field(default_factory=dict)
+
+
+class _Stop(Exception):
+    pass
+
+
+def fit(*, model, task, optimizer, scheduler, tcfg, run_dir: Path, loggers: list, seed: int,
+        resume_from: Path | None = None) -> dict:
+    """Train; returns the summary fields the engine owns (status, steps, final, best, timings)."""
+    device = pick_device(str(tcfg.device))
+    model.to(device)
+    autocast, scaler = autocast_for(str(tcfg.precision), device)
+    fwd_model = torch.compile(model) if tcfg.get("compile", False) else model
+    bs = int(tcfg.batch_size)
+    if bs <= 0:
+        raise ConfigError(f"trainer.batch_size={bs} must be a positive integer")
+    steps_per_epoch = max(1, task.num_train() // bs)
+    n_steps = total_steps(tcfg, steps_per_epoch)
+    eval_every = int(tcfg.eval_every) if tcfg.get("eval_every") else 0
+    ckpt_every = int(tcfg.get("checkpoint_every") or 0)
+    grad_clip = float(tcfg.get("grad_clip") or 0.0)
+    ckpt_path = Path(run_dir) / "checkpoints" / "last.pt"
+    st = RunState()
+    if resume_from is not None:
+        prog = checkpoint.load(resume_from, model=model, optimizer=optimizer, scheduler=scheduler)
+        st = RunState(**{k: prog[k] for k in ("step", "epoch", "batch_in_epoch", "elapsed_s", "train_time_s", "best", "last")})
+        log.info("resumed from %s at step %d", resume_from, st.step)
+    t0 = time.perf_counter() - st.elapsed_s
+    status = "completed"
+
+    def emit(record: dict) -> None:
+        record["time_s"] = round(time.perf_counter() - t0, 4)
+        st.last.update({k: v for k, v in record.items() if k != "step"})
+        for lg in loggers:
+            lg.log(record)
+
+    def evaluate(final: bool = False) -> dict:
+        model.eval()
+        rec = {"step": st.step}
+        splits = ["val", "test"] if final else ["val"]
+        if tcfg.get("eval_train", True) and "train" in task.splits():
+            splits.insert(0, "train")
+        with autocast():
+            for split in splits:
+                if split not in task.splits():
+                    continue
+                for k, v in task.evaluate(fwd_model, split, bs, device, final=final).items():
+                    key = f"train/full_{k}" if split == "train" and k == "loss" else f"{split}/{k}"
+                    rec[key] = float(v)
+                    if split == "val" and is_better(key, float(v), st.best.get(key)):
+                        st.best[key] = float(v)
+        model.train()
+        emit(rec)
+        return rec
+
+    def save_checkpoint() -> None:
+        checkpoint.save(ckpt_path, model=model, optimizer=optimizer, scheduler=scheduler, progress={
+            "step": st.step, "epoch": st.epoch, "batch_in_epoch": st.batch_in_epoch,
+            "elapsed_s": time.perf_counter() - t0, "train_time_s": st.train_time_s,
+            "best": st.best, "last": st.last})
+
+    # SIGINT/SIGTERM: finish the current step, save a checkpoint, mark the run interrupted
+    stop_requested = {"sig": None}
+
+    def _on_signal(signum, frame):
+        stop_requested["sig"] = signum
+    old_handlers = {}
+    with contextlib.suppress(ValueError):   # not in the main thread (joblib workers): no handlers
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            old_handlers[sig] = signal.signal(sig, _on_signal)
+
+    reporter = ProgressReporter(n_steps, bool(tcfg.get("progress", True)), int(tcfg.get("print_every", 100)), st.step)
+    model.train()
+    try:
+        if st.step == 0 and eval_every:
+            evaluate()
+        while st.step < n_steps:
+            gen = torch.Generator().manual_seed(seed * 1_000_003 + st.epoch)   # data order = f(seed, epoch)
+            for i, batch in enumerate(task.train_batches(bs, gen, device)):
+                if i < st.batch_in_epoch:
+                    continue                         # resume mid-epoch: skip what was already seen
+
+                def closure():
+                    optimizer.zero_grad(set_to_none=True)
+                    with autocast():
+                        loss = task.loss(fwd_model, batch)
+                    (scaler.scale(loss) if scaler else loss).backward()
+                    if grad_clip > 0:
+                        if scaler:
+                            scaler.unscale_(optimizer)
+                        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+                    return loss
+                ts = time.perf_counter()
+                if scaler is not None:
+                    loss = closure()
+                    scaler.step(optimizer)
+                    scaler.update()
+                else:
+                    loss = optimizer.step(closure)
+                lr = optimizer.param_groups[0]["lr"]
+                if scheduler is not None:
+                    scheduler.step()
+                loss_v = float(loss.detach())
+                st.train_time_s += time.perf_counter() - ts
+                st.step += 1
+                st.batch_in_epoch = i + 1
+                rec = {"step": st.step, "train/loss": loss_v, "lr": lr}
+                lam = get_lambda(model)
+                if lam is not None:
+                    rec["lambda"] = lam
+                emit(rec)
+                if not math.isfinite(loss_v):
+                    status = "diverged"
+                    log.error("loss is %s at step %d: stopping (status diverged)", loss_v, st.step)
+                    raise _Stop
+                if eval_every and st.step % eval_every == 0 and st.step < n_steps:
+                    rec = {**rec, **evaluate()}
+                reporter.update(st.step, rec)
+                if ckpt_every and st.step % ckpt_every == 0:
+                    save_checkpoint()
+                if stop_requested["sig"] is not None:
+                    status = "interrupted"
+                    log.warning("signal %s: checkpoint saved at step %d (resume with trainer.resume=%s)",
+                                stop_requested["sig"], st.step, run_dir)
+                    raise _Stop
+                if st.step >= n_steps:
+                    break
+            else:
+                st.epoch += 1
+                st.batch_in_epoch = 0
+    except _Stop:
+        pass
+    finally:
+        reporter.close()
+        for sig, h in old_handlers.items():
+            signal.signal(sig, h)
+    if status == "completed":
+        evaluate(final=True)
+    if status != "diverged":
+        save_checkpoint()
+    for lg in loggers:
+        if hasattr(lg, "flush"):
+            lg.flush()
+    with contextlib.suppress(Exception):
+        plot_curves(Path(run_dir) / "metrics.jsonl", Path(run_dir) / "curves.png")
+    wall = time.perf_counter() - t0
+    return {"status": status, "steps": st.step, "wall_time_s": round(wall, 3),
+            "train_time_s": round(st.train_time_s, 4),
+            "steps_per_s": round(st.step / st.train_time_s, 2) if st.train_time_s else None,
+            "final": {k: v for k, v in st.last.items() if k != "time_s"}, "best": dict(st.best),
+            "device": str(device)}

@@ -1,0 +1,92 @@
+"""`make_report`: run directories in, table + report.md + CSVs + PNGs out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from rich.console import Console
+
+from contnet.report import render
+from contnet.report.grouping import DEFAULT_IGNORED_KEYS, Group, group_runs
+from contnet.report.runs import Run, load_runs
+from contnet.report.stats import (GroupStats, Target, default_target, final_metrics, group_stats,
+                                  pick_primary_metric)
+
+
+class NoRunsError(ValueError):
+    """No run directory under the given paths."""
+
+
+@dataclass
+class Report:
+    runs: list[Run]
+    groups: list[Group]
+    stats: list[GroupStats]
+    metrics: list[str]  # metrics shown in the table
+    targets: list[Target]
+    out_dir: Path
+    files: list[Path] = field(default_factory=list)
+
+
+def display_metrics(runs: Sequence[Run], requested: Sequence[str]) -> list[str]:
+    """`--metric` keys, else the primary metric plus the other val/test finals (≤ 3 in all)."""
+    if requested:
+        return list(dict.fromkeys(requested))
+    primary = pick_primary_metric(runs)
+    if primary is None:
+        return []
+    keys: set[str] = set()
+    for run in runs:
+        keys.update(final_metrics(run))
+    others = sorted(k for k in keys if k != primary and k.split("/", 1)[0] in ("val", "test"))
+    return [primary, *others][:3]
+
+
+def make_report(paths: Sequence[Path | str], out_dir: Path | str | None = None,
+                targets: Sequence[Target] = (), metrics: Sequence[str] = (),
+                ignore: Sequence[str] = (), plots: bool = True,
+                console: Console | None = None, quiet: bool = False) -> Report:
+    """Aggregate every run under `paths`; write the report files into `out_dir`.
+
+    `targets` empty: one default target on the first displayed metric (see
+    stats.default_target). Raises NoRunsError when nothing is found.
+    """
+    paths = [Path(p) for p in paths]
+    runs = load_runs(paths)
+    if not runs:
+        raise NoRunsError("no run directories (with .hydra/config.yaml or summary.json) under "
+                          + ", ".join(str(p) for p in paths))
+    out = Path(out_dir) if out_dir is not None else paths[0]
+    out.mkdir(parents=True, exist_ok=True)
+
+    groups = group_runs(runs, (*DEFAULT_IGNORED_KEYS, *ignore))
+    shown = display_metrics(runs, metrics)
+    chosen = list(targets)
+    if not chosen and shown:
+        target = default_target(groups, shown[0])
+        chosen = [target] if target is not None else []
+    stats = [group_stats(g, chosen) for g in groups]
+
+    report = Report(runs=runs, groups=groups, stats=stats, metrics=shown, targets=chosen, out_dir=out)
+    figures: list[Path] = []
+    if plots:
+        from contnet.report.plots import write_plots  # matplotlib only when plotting
+
+        figures = write_plots(groups, out, extra_keys=shown)
+    report.files = [
+        render.write_markdown(out / "report.md", stats, shown, chosen, paths, figures),
+        render.write_csv(out / "report.csv", stats, chosen),
+        render.write_runs_csv(out / "runs.csv", stats),
+        *figures,
+    ]
+    if not quiet:
+        console = console or Console()
+        render.print_table(stats, shown, chosen, console=console,
+                           title=f"contnet report: {len(runs)} runs, {len(groups)} groups")
+        for target in chosen:
+            origin = "" if target.source == "user" else " (default: worst group mean of final values)"
+            console.print(f"target {target}{origin}")
+        console.print(f"wrote {out / 'report.md'}, report.csv, runs.csv and {len(figures)} plots")
+    return report
