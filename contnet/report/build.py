@@ -30,6 +30,12 @@ class Report:
     files: list[Path] = field(default_factory=list)
 
 
+def _console() -> Console:
+    # Piped output (CI logs, files) has no width; rich would fold cells at 80 columns.
+    console = Console()
+    return console if console.is_terminal else Console(width=200)
+
+
 def display_metrics(runs: Sequence[Run], requested: Sequence[str]) -> list[str]:
     """`--metric` keys, else the primary metric plus the other val/test finals (≤ 3 in all)."""
     if requested:
@@ -82,7 +88,7 @@ def make_report(paths: Sequence[Path | str], out_dir: Path | str | None = None,
         *figures,
     ]
     if not quiet:
-        console = console or Console()
+        console = console or _console()
         render.print_table(stats, shown, chosen, console=console,
                            title=f"contnet report: {len(runs)} runs, {len(groups)} groups")
         for target in chosen:

@@ -81,30 +81,33 @@ def parse_target(text: str) -> Target:
 
 
 def final_metrics(run: Run) -> dict[str, float]:
-    """summary.json's `final`, or the last logged value of each key when it is absent."""
-    summary_final = (run.summary or {}).get("final")
-    if isinstance(summary_final, dict) and summary_final:
-        return {k: float(v) for k, v in summary_final.items() if _is_num(v)}
+    """summary.json's `final`, completed by the last logged value of keys it lacks."""
     out: dict[str, float] = {}
     for row in run.metrics:
         for k, v in row.items():
             if "/" in k and _is_num(v):
                 out[k] = float(v)
+    out.update(_summary_numbers(run, "final"))
     return out
 
 
 def best_metrics(run: Run) -> dict[str, float]:
-    """summary.json's `best`, or the best logged value of each key when it is absent."""
-    summary_best = (run.summary or {}).get("best")
-    if isinstance(summary_best, dict) and summary_best:
-        return {k: float(v) for k, v in summary_best.items() if _is_num(v)}
+    """summary.json's `best`, completed by the best logged value of keys it lacks."""
     out: dict[str, float] = {}
     for row in run.metrics:
         for k, v in row.items():
             if "/" in k and _is_num(v) and math.isfinite(v):
                 pick = min if lower_is_better(k) else max
                 out[k] = pick(out[k], float(v)) if k in out else float(v)
+    out.update(_summary_numbers(run, "best"))
     return out
+
+
+def _summary_numbers(run: Run, section: str) -> dict[str, float]:
+    values = (run.summary or {}).get(section)
+    if not isinstance(values, dict):
+        return {}
+    return {k: float(v) for k, v in values.items() if _is_num(v)}
 
 
 def _is_num(v: Any) -> bool:
