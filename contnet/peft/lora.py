@@ -1,0 +1,111 @@
+"""LoRA through Hugging Face peft, with the LoRA paper's E2E defaults (r=4, α=32, dropout 0.1, q and v).
+
+The query/value module names are mapped per architecture.  GPT-2 fuses q, k and v in one Conv1D (`c_attn`);
+the LoRA paper adapts q and v only, each with its own rank-4 pair (microsoft/LoRA `MergedLinear`,
+enable_lora=[True, False, True]).  peft cannot target slices of one layer, so `gpt2_qkv: split` (default)
+first splits each frozen `c_attn` into three Conv1D layers (`q_proj`, `k_proj`, `v_proj`, contiguous copies of
+the weight columns) and targets q_proj/v_proj: 24·2·(4·1024 + 1024·4) = 393,216 on GPT-2 Medium, the paper's
+true count.  `gpt2_qkv: fused` targets `c_attn` itself (same count, but one rank-4 A shared by q, k and v).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from contnet.registry import PEFTS, ConfigError
+
+# model_type -> the query and value projection names peft should target
+QV_TARGETS = {
+    "llama": ["q_proj", "v_proj"], "mistral": ["q_proj", "v_proj"], "qwen2": ["q_proj", "v_proj"],
+    "qwen3": ["q_proj", "v_proj"], "gemma": ["q_proj", "v_proj"], "gemma2": ["q_proj", "v_proj"],
+    "phi3": ["qkv_proj"], "opt": ["q_proj", "v_proj"], "gpt_neo": ["q_proj", "v_proj"],
+    "gptj": ["q_proj", "v_proj"], "gpt_neox": ["query_key_value"], "bloom": ["query_key_value"],
+    "falcon": ["query_key_value"],
+}
+
+
+class SplitQKV(nn.Module):
+    """GPT-2's fused c_attn as three Conv1D layers whose outputs are concatenated (same interface)."""
+
+    def __init__(self, c_attn: nn.Module):
+        super().__init__()
+        from transformers.pytorch_utils import Conv1D
+        nx, nf = c_attn.weight.shape
+        d = nf // 3
+        for k, name in enumerate(("q_proj", "k_proj", "v_proj")):
+            layer = Conv1D(d, nx).to(device=c_attn.weight.device, dtype=c_attn.weight.dtype)
+            with torch.no_grad():
+                if not c_attn.weight.is_meta:
+                    # contiguous column blocks: on CPU the three addmm's reproduce the fused result bit for bit
+                    layer.weight.copy_(c_attn.weight[:, k * d:(k + 1) * d])
+                    layer.bias.copy_(c_attn.bias[k * d:(k + 1) * d])
+            layer.weight.requires_grad_(c_attn.weight.requires_grad)
+            layer.bias.requires_grad_(c_attn.bias.requires_grad)
+            setattr(self, name, layer)
+
+    def forward(self, x):
+        return torch.cat([self.q_proj(x), self.k_proj(x), self.v_proj(x)], dim=-1)
+
+
+def split_gpt2_qkv(model: nn.Module) -> int:
+    """Replace every GPT-2 self-attention c_attn by a SplitQKV; returns how many were replaced."""
+    n = 0
+    for mod in list(model.modules()):
+        c_attn = getattr(mod, "c_attn", None)
+        if c_attn is not None and not isinstance(c_attn, SplitQKV) and not getattr(mod, "is_cross_attention", False):
+            mod.c_attn = SplitQKV(c_attn)
+            n += 1
+    return n
+
+
+def lora_targets(model: nn.Module, targets, gpt2_qkv: str) -> tuple[list[str], bool]:
+    """(target module names, fan_in_fan_out) for this architecture."""
+    if targets not in (None, "auto"):
+        return list(targets), False
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    if model_type == "gpt2":
+        if gpt2_qkv == "split":
+            split_gpt2_qkv(model)
+            return ["q_proj", "v_proj"], True
+        if gpt2_qkv == "fused":
+            return ["c_attn"], True
+        raise ConfigError(f"peft.gpt2_qkv='{gpt2_qkv}' is unknown; choose split or fused")
+    if model_type in QV_TARGETS:
+        return QV_TARGETS[model_type], False
+    raise ConfigError(f"peft=lora: no query/value names known for model_type '{model_type}'; "
+                      "set peft.targets=[name1,name2]")
+
+
+def apply_lora(model: nn.Module, r: int = 4, alpha: float = 32, dropout: float = 0.1, targets="auto",
+               gpt2_qkv: str = "split", bias: str = "none"):
+    try:
+        from peft import LoraConfig, get_peft_model
+    except ImportError as e:
+        raise ConfigError(f"peft=lora needs the nlg extra: pip install -e '.[nlg]' ({e})") from None
+    names, fan_in_fan_out = lora_targets(model, targets, gpt2_qkv)
+    config = LoraConfig(r=int(r), lora_alpha=float(alpha), lora_dropout=float(dropout), target_modules=names,
+                        fan_in_fan_out=fan_in_fan_out, bias=bias, task_type="CAUSAL_LM")
+    return get_peft_model(model, config)   # freezes the base; lora_A Kaiming-uniform, lora_B = 0
+
+
+@PEFTS.register("lora")
+def build_lora(pcfg, model, task):
+    targets = pcfg.get("targets", "auto")
+    if targets is not None and not isinstance(targets, str):
+        targets = list(targets)
+    return apply_lora(model, r=pcfg.get("r", 4), alpha=pcfg.get("alpha", 32), dropout=pcfg.get("dropout", 0.1),
+                      targets=targets, gpt2_qkv=str(pcfg.get("gpt2_qkv", "split")),
+                      bias=str(pcfg.get("bias", "none")))
+
+
+@PEFTS.register("full")
+def build_full(pcfg, model, task):
+    """Full fine-tuning: every parameter trainable (the FT row of the tables)."""
+    for p in model.parameters():
+        p.requires_grad_(True)
+    return model
+
+
+@PEFTS.register("none")
+def build_none(pcfg, model, task):
+    return model
