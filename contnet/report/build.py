@@ -46,7 +46,9 @@ def display_metrics(runs: Sequence[Run], requested: Sequence[str]) -> list[str]:
     keys: set[str] = set()
     for run in runs:
         keys.update(final_metrics(run))
-    others = sorted(k for k in keys if k != primary and k.split("/", 1)[0] in ("val", "test"))
+    split_rank = {"val": 0, "test": 1}
+    others = sorted((k for k in keys if k != primary and k.split("/", 1)[0] in split_rank),
+                    key=lambda k: (split_rank[k.split("/", 1)[0]], k))
     return [primary, *others][:3]
 
 

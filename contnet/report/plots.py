@@ -68,7 +68,7 @@ def plot_metric_panels(groups: Sequence[Group], keys: Sequence[str], x: str, pat
         for group in groups:
             runs, partial = plotted_runs(group)
             result = band(runs, key, x)
-            if result is not None:
+            if result is not None and result[0].size > 1:  # one point (end-only metric): no curve
                 label = group.label + (" (not completed)" if partial else "")
                 lines.append((label, partial, len(runs), result))
         if lines:

@@ -48,17 +48,23 @@ def fmt_to_target(entry: dict[str, Any], field: str) -> str:
 
 def table_rows(stats: Sequence[GroupStats], metrics: Sequence[str],
                targets: Sequence[Target]) -> tuple[list[str], list[list[str]]]:
-    """Header and rows shared by the terminal table and report.md."""
+    """Header and rows shared by the terminal table and report.md.
+
+    Best-so-far is shown for the first (primary) metric only, to keep the table
+    readable; report.csv has final and best of every metric.
+    """
     header = ["group", "runs", "steps", "wall time (s)"]
-    for key in metrics:
-        header += [f"final {key}", f"best {key}"]
+    for i, key in enumerate(metrics):
+        header += [f"final {key}", f"best {key}"] if i == 0 else [f"final {key}"]
     for target in targets:
         header += [f"reached {target}", "steps to target", "time to target (s)"]
     rows = []
     for s in stats:
         row = [s.group.label, fmt_counts(s.counts), fmt_mean_std(s.steps), fmt_mean_std(s.wall_time_s)]
-        for key in metrics:
-            row += [fmt_mean_std(s.final.get(key)), fmt_mean_std(s.best.get(key))]
+        for i, key in enumerate(metrics):
+            row.append(fmt_mean_std(s.final.get(key)))
+            if i == 0:
+                row.append(fmt_mean_std(s.best.get(key)))
         for target in targets:
             entry = s.to_target[target.key]
             row += [fmt_reached(entry), fmt_to_target(entry, "steps"), fmt_to_target(entry, "time_s")]

@@ -107,7 +107,8 @@ def _summary_numbers(run: Run, section: str) -> dict[str, float]:
     values = (run.summary or {}).get(section)
     if not isinstance(values, dict):
         return {}
-    return {k: float(v) for k, v in values.items() if _is_num(v)}
+    # `<split>/<metric>` keys (and λ); the engine may also store e.g. the final lr
+    return {k: float(v) for k, v in values.items() if _is_num(v) and ("/" in k or k == "lambda")}
 
 
 def _is_num(v: Any) -> bool:
