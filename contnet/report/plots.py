@@ -125,9 +125,10 @@ def metric_keys_present(groups: Sequence[Group]) -> set[str]:
     return keys
 
 
-def _split_order(key: str) -> tuple[int, str]:
-    split = key.split("/", 1)[0]
-    return ({"train": 0, "val": 1, "test": 2}.get(split, 3), key)
+def _split_order(key: str) -> tuple[int, bool, str]:
+    split, _, metric = key.partition("/")
+    # train, val, test; the plain `loss`/`acc` before variants such as `full_loss`
+    return ({"train": 0, "val": 1, "test": 2}.get(split, 3), metric not in ("loss", "acc"), key)
 
 
 def write_plots(groups: Sequence[Group], out_dir: Path, extra_keys: Sequence[str] = ()) -> list[Path]:
