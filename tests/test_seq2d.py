@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from contnet.models.seq2d import IteratedSequential2D, Sequential2D, transpose_grid
+from contnet.models.seq2d import Sequential2D, transpose_grid
+from contnet.models.seq2d_iterated import IteratedSequential2D
 from contnet.models.seq2d_blocks import Identity, MaskedLinear, Scale
 from contnet.models import seq2d_builders as B
 

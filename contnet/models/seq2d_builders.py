@@ -16,7 +16,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .seq2d import IteratedSequential2D, RecurrentSequential2D, Sequential2D
+from .seq2d import Sequential2D
+from .seq2d_iterated import IteratedSequential2D, RecurrentSequential2D
 from .seq2d_blocks import Identity, MaskedLinear, Scale, random_mask
 
 SKIPS = ("identity", "scalar", "diag", "linear")
@@ -113,13 +114,15 @@ def _skip_block(kind: str, width: int, init: float) -> nn.Module:
 
 def resnet(in_features: int, width: int, depth: int, out_features: int, *,
            activation: str = "relu", skip: str = "identity", skip_init: float = 1.0,
-           hidden: int | None = None, lam=None, **iterate) -> IteratedSequential2D:
+           hidden: int | None = None, post_activation: bool = False, lam=None,
+           **iterate) -> IteratedSequential2D:
     """Residual MLP: h_0 = W_s x + b, h_l = S_l(h_{l-1}) + W_b σ(W_a h_{l-1} + b_a) + b_b, y = W_y h_D + b.
 
     Slots [x, h_0, u_1, h_1, ..., u_D, h_D, y]: the branch's hidden u_l has its own slot, so the
     skip S_l is a separate cell (h_l <- h_{l-1}), a "weighted skip connection" when it is a
     learnable gain (scalar, diag or linear; spec §5-A1), starting at `skip_init` (1 = ResNet).
-    T = 2 * depth + 2.
+    `post_activation=True` puts σ on h_0 and on every h_l after the sum (He et al.'s
+    act(y + skip)); the default is the spec's explicit loop h = h + g(h) (§4.3).  T = 2 * depth + 2.
     """
     hidden = hidden or width
     sizes = [in_features, width]
@@ -130,13 +133,14 @@ def resnet(in_features: int, width: int, depth: int, out_features: int, *,
     grid = _empty_grid(n)
     grid[0][0] = Identity(in_features)
     grid[1][0] = _linear(in_features, width)
-    acts: list[nn.Module | None] = [None, None]
+    post = (lambda: _activation(activation, lam)) if post_activation else (lambda: None)
+    acts: list[nn.Module | None] = [None, post()]
     for l in range(depth):
         h_prev, u, h = 1 + 2 * l, 2 + 2 * l, 3 + 2 * l
         grid[u][h_prev] = _linear(width, hidden)
         grid[h][u] = _linear(hidden, width)
         grid[h][h_prev] = _skip_block(skip, width, skip_init)
-        acts += [_activation(activation, lam), None]
+        acts += [_activation(activation, lam), post()]
     grid[n - 1][n - 2] = _linear(width, out_features)
     acts.append(None)
     step = Sequential2D(sizes, sizes, grid, bias=[False] + [True] * (n - 1), activations=acts)

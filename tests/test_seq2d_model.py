@@ -1,0 +1,102 @@
+"""`model=seq2d` in the registry: every pattern builds from task sizes; homotopy; config errors."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from contnet.continuation.state import find_lambda, set_lambda
+from contnet.registry import MODELS, ConfigError
+from contnet.tasks.base import TaskMeta, TensorTask
+
+CONF = Path(__file__).resolve().parents[1] / "conf" / "model" / "seq2d.yaml"
+
+
+def _cfg(**overrides):
+    cfg = OmegaConf.load(CONF)
+    cfg.homotopy = False  # the runner resolves `auto` before building
+    for key, value in overrides.items():
+        OmegaConf.update(cfg, key, value, force_add=True)
+    return cfg
+
+
+def _task(objective="classify", d=12, classes=3, n=60):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n, d, generator=g)
+    y = (x[:, 0] > 0).long() + (x[:, 1] > 0).long()
+    out = classes if objective == "classify" else d
+    meta = TaskMeta("toy", objective, (d,), out, code_size=4 if objective == "reconstruct" else None)
+    data = {"train": (x, y) if objective == "classify" else (x,)}
+    return TensorTask(meta, data)
+
+
+def test_yaml_names_the_registry_key():
+    assert OmegaConf.load(CONF).name == "seq2d"
+
+
+@pytest.mark.parametrize("pattern", ["mlp", "resnet", "dense", "rnn"])
+def test_every_pattern_builds_from_task_sizes(pattern):
+    model = MODELS.get("seq2d")(_cfg(pattern=pattern, width=16, depth=2), _task())
+    assert model(torch.randn(5, 12)).shape == (5, 3)
+    assert find_lambda(model) is None
+
+
+def test_grid_pattern_reads_named_sizes_and_layout():
+    cfg = _cfg(pattern="grid", **{"grid.sizes": ["in", 8, "out"],
+                                  "grid.layout": [["I", None, None], ["W", None, None], ["Z", "W", None]]})
+    model = MODELS.get("seq2d")(cfg, _task())
+    assert model.map.in_sizes == [12, 8, 3] and model.depth == 2
+    assert model(torch.randn(5, 12)).shape == (5, 3)
+
+
+def test_reconstruct_objective_builds_a_mirrored_autoencoder():
+    model = MODELS.get("seq2d")(_cfg(widths=[10, 6]), _task("reconstruct"))
+    assert model.map.in_sizes == [12, 10, 6, 4, 6, 10, 12]
+    assert model(torch.randn(3, 12)).shape == (3, 12)
+
+
+def test_homotopy_puts_one_lambda_on_every_hidden_slot():
+    model = MODELS.get("seq2d")(_cfg(homotopy=True, pattern="dense", width=8), _task())
+    assert find_lambda(model) is not None and find_lambda(model).get() == 1.0
+    x = torch.randn(4, 12)
+    set_lambda(model, 0.0)  # λ = 0: every activation is the identity, so the net is affine
+    f0 = model(torch.zeros(1, 12))
+    torch.testing.assert_close(model(2 * x) - f0, 2 * (model(x) - f0), atol=1e-5, rtol=1e-5)
+    set_lambda(model, 1.0)
+    assert not torch.allclose(model(2 * x) - f0, 2 * (model(x) - f0), atol=1e-3)
+
+
+def test_masked_density_lowers_the_trainable_count():
+    full = MODELS.get("seq2d")(_cfg(width=16), _task())
+    sparse = MODELS.get("seq2d")(_cfg(width=16, density=0.25), _task())
+    assert sparse.n_trainable() < 0.4 * full.n_trainable()
+
+
+def test_a_few_adam_steps_reduce_the_loss():
+    torch.manual_seed(0)
+    task = _task()
+    model = MODELS.get("seq2d")(_cfg(width=16, pattern="resnet", depth=1), task)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    batch = task.tensors("train")
+    first = task.loss(model, batch).item()
+    for _ in range(30):
+        opt.zero_grad()
+        task.loss(model, batch).backward()
+        opt.step()
+    assert task.loss(model, batch).item() < 0.7 * first
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"pattern": "hexagon"}, "model.pattern='hexagon' is unknown"),
+    ({"pattern": "grid"}, "needs model.grid.layout"),
+    ({"pattern": "grid", "grid.sizes": ["in", "bogus"], "grid.layout": [["I", None], ["W", None]]},
+     "sizes entry 'bogus'"),
+    ({"pattern": "grid", "grid.sizes": ["in", "out"], "grid.layout": [["I", None], ["Q", None]]},
+     "layout cell 'Q'"),
+    ({"resnet.skip": "cubic", "pattern": "resnet"}, "skip must be one of"),
+])
+def test_config_errors_are_one_line_config_errors(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        MODELS.get("seq2d")(_cfg(**overrides), _task())
