@@ -1,0 +1,97 @@
+"""C-Adam, C-RMSProp and the general continuation optimizer (NPACS around any inner optimizer).
+
+`ContinuationOptimizer` keeps the torch.optim contract: it *is* a torch.optim.Optimizer whose
+`param_groups` and `state` are the inner optimizer's own objects (so LR schedulers, gradient
+scalers and code reading `param_groups[i]["lr"]` act on the inner optimizer), `zero_grad` is the
+inner one's, and `state_dict()` = {"inner": inner state, "continuation": λ, Δλ, Δλ_prev, θ_prev,
+counters, gradient-norm window (or the PARC state)}.
+
+While the driver is active (λ < 1) `step(closure)` runs the driver around `inner.step()`; afterwards
+it is exactly `closure(); inner.step()`, so the run continues bitwise as the bare inner optimizer.
+"""
+from __future__ import annotations
+
+import torch
+
+from contnet.continuation.npacs import NPACSConfig, NPACSDriver
+from contnet.continuation.state import LambdaState, find_lambda
+from contnet.registry import OPTIMIZERS, ConfigError
+from .standard import INNER, trainable
+
+
+class ContinuationOptimizer(torch.optim.Optimizer):
+    def __init__(self, inner: torch.optim.Optimizer, driver):
+        params = [p for g in inner.param_groups for p in g["params"]]
+        super().__init__(params, dict(inner.defaults))
+        self.inner, self.driver = inner, driver
+        self.param_groups = inner.param_groups        # shared: schedulers move the inner LR
+        self.state = inner.state
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        if self.driver.active:
+            return self.driver.step(self.inner, closure)
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        self.inner.step()
+        return loss
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        self.inner.zero_grad(set_to_none=set_to_none)
+        extra = getattr(self.driver, "zero_grad", None)
+        if extra is not None:
+            extra()
+
+    def add_param_group(self, param_group: dict) -> None:
+        if not hasattr(self, "inner"):          # called by Optimizer.__init__ before inner is set
+            return super().add_param_group(param_group)
+        self.inner.add_param_group(param_group)
+        self.driver.params = [p for g in self.inner.param_groups for p in g["params"]]
+
+    def state_dict(self) -> dict:
+        return {"inner": self.inner.state_dict(), "continuation": self.driver.state_dict()}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.inner.load_state_dict(state_dict["inner"])
+        self.driver.load_state_dict(state_dict["continuation"])
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(inner={type(self.inner).__name__}, driver={type(self.driver).__name__})"
+
+
+def require_lambda(cfg, model) -> LambdaState:
+    lam = find_lambda(model)
+    if lam is None:
+        raise ConfigError(f"optimizer={cfg.get('name', 'continuation')} needs a model with homotopy points; "
+                          "set model.homotopy=true")
+    return lam
+
+
+def build_inner(cfg, params, inner_name: str) -> torch.optim.Optimizer:
+    if inner_name not in INNER:
+        raise ConfigError(f"optimizer.inner='{inner_name}' is unknown; choose one of: {', '.join(INNER)}")
+    return INNER[inner_name](cfg, params)
+
+
+def build_npacs(cfg, model, inner_name: str) -> ContinuationOptimizer:
+    lam = require_lambda(cfg, model)
+    params = trainable(model)
+    inner = build_inner(cfg, params, inner_name)
+    return ContinuationOptimizer(inner, NPACSDriver(NPACSConfig.from_cfg(cfg), lam, params))
+
+
+@OPTIMIZERS.register("cadam")
+def build_cadam(cfg, model):
+    return build_npacs(cfg, model, "adam")
+
+
+@OPTIMIZERS.register("crmsprop")
+def build_crmsprop(cfg, model):
+    return build_npacs(cfg, model, "rmsprop")
+
+
+@OPTIMIZERS.register("continuation")
+def build_continuation(cfg, model):
+    return build_npacs(cfg, model, str(cfg.get("inner", "adam")))

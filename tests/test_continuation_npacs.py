@@ -1,0 +1,248 @@
+"""NPACS pieces and the C-Adam / C-RMSProp wrapper (continuation spec §5.2 items 5–9)."""
+import copy
+import io
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+from torch import nn
+
+from contnet.continuation.homotopy import make_activation
+from contnet.continuation.npacs import NPACSConfig, NPACSDriver, SecantPredictor, adapt_delta_lambda
+from contnet.continuation.state import LambdaState, attach_lambda, get_lambda
+from contnet.registry import OPTIMIZERS, ConfigError
+
+ADAM = dict(lr=1e-2, betas=[0.9, 0.999], eps=1e-8, weight_decay=0.0)
+RMS = dict(lr=1e-3, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0)
+
+
+def cfg(name, **over):
+    base = {"cadam": ADAM, "crmsprop": RMS, "continuation": {**RMS, **ADAM, "inner": "adam"}}[name]
+    return OmegaConf.create({"name": name, **base, **over})
+
+
+class TinyNet(nn.Module):
+    def __init__(self, homotopy=True, seed=0):
+        super().__init__()
+        torch.manual_seed(seed)
+        lam = LambdaState(1.0) if homotopy else None
+        self.net = nn.Sequential(nn.Linear(5, 16), make_activation("tanh", lam), nn.Linear(16, 16),
+                                 make_activation("tanh", lam), nn.Linear(16, 3))
+        if lam is not None:
+            attach_lambda(self, lam)
+
+    def forward(self, x):
+        return self.net(x)
+
+
+def batches(n, seed=123):
+    g = torch.Generator().manual_seed(seed)
+    return [(torch.randn(32, 5, generator=g), torch.randn(32, 3, generator=g)) for _ in range(n)]
+
+
+def run(model, opt, data):
+    losses = []
+    for x, y in data:
+        def closure():
+            opt.zero_grad(set_to_none=True)
+            loss = nn.functional.mse_loss(model(x), y)
+            loss.backward()
+            return loss
+        losses.append(float(opt.step(closure).detach()))
+    return losses
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models: one intra-op thread is several times faster on a loaded 2-core runner."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def params_equal(a, b):
+    return all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+
+
+# ---- Δλ rule (§2.4) ----------------------------------------------------------------------------
+RULE = NPACSConfig(window=10)
+
+
+def seq(prev, cur, T=10):
+    return [prev] * T + [cur] * T
+
+
+def test_rule_shrinking_norms_grow_step_capped():
+    assert adapt_delta_lambda(0.008, seq(0.1, 0.09), RULE) == pytest.approx(0.012)
+    assert adapt_delta_lambda(0.016, seq(0.1, 0.09), RULE) == pytest.approx(0.02)
+
+
+def test_rule_growing_norms_shrink_step_floored():
+    assert adapt_delta_lambda(0.008, seq(0.1, 0.11), RULE) == pytest.approx(0.004)
+    assert adapt_delta_lambda(0.001, seq(0.1, 0.11), RULE) == pytest.approx(8e-4)
+
+
+def test_rule_dead_band_and_spike():
+    assert adapt_delta_lambda(0.008, seq(0.1, 0.102), RULE) == 0.008
+    spiky = seq(0.1, 0.09)
+    spiky[-3] = 0.3                                       # one spike ≥ 0.25 in the last window
+    spiky[:10] = [0.2] * 10                               # still a decrease of the mean
+    assert adapt_delta_lambda(0.008, spiky, RULE) == pytest.approx(0.008 * 1.5 * 0.5)
+    assert adapt_delta_lambda(0.001, [0.3] * 20, RULE) == pytest.approx(8e-4)
+
+
+def test_rule_zero_guard_and_short_history():
+    assert adapt_delta_lambda(0.008, seq(0.0, 0.1), RULE) == pytest.approx(0.012)   # ρ=(0.1−0.2)/0.2
+    assert adapt_delta_lambda(0.008, [0.1] * 10, RULE) == 0.008                      # no previous window
+
+
+def test_no_adaptation_before_adaptive_start():
+    model = TinyNet()
+    c = cfg("cadam", u_freq=10, window=5, adaptive_start=60, spike=0.0)   # spike=0: every due update halves
+    opt = OPTIMIZERS.get("cadam")(c, model)
+    seen = []
+    for x, y in batches(90):
+        run(model, opt, [(x, y)])
+        seen.append((opt.driver.t, opt.driver.dl))
+    assert all(dl == 0.008 for t, dl in seen if t < 70)
+    assert seen[-1][1] < 0.008
+
+
+# ---- secant predictor (§2.3) -------------------------------------------------------------------
+def test_secant_exact_on_linear_path():
+    torch.manual_seed(0)
+    a, b = torch.randn(7, dtype=torch.float64), torch.randn(7, dtype=torch.float64)
+    theta = [a.clone()]
+    lams = [0.0, 0.013, 0.02, 0.0331, 0.034, 0.09]
+    pred = SecantPredictor()
+    pred.remember(theta, lams[0])
+    theta[0].copy_(a + b * lams[1])                      # corrector lands on the path at λ1
+    for k in range(1, len(lams) - 1):
+        r = (lams[k + 1] - lams[k]) / (lams[k] - lams[k - 1])
+        pred.predict(theta, r, lams[k])
+        assert torch.allclose(theta[0], a + b * lams[k + 1], atol=1e-13, rtol=0)
+
+
+def test_driver_secant_exact_on_linear_path_intended_and_frozen():
+    torch.manual_seed(1)
+    a, b = torch.randn(4, dtype=torch.float64), torch.randn(4, dtype=torch.float64)
+    p = nn.Parameter(a.clone())
+    lam = LambdaState(0.0).double()
+    c = NPACSConfig(adaptive=False, delta_l=0.01)
+    drv = NPACSDriver(c, lam, [p])
+    drv.update()                                          # natural first step: remember θ(0)
+    for dl in (0.02, 0.005, 0.017, 0.3, 0.9):             # the last one is clipped at λ=1
+        with torch.no_grad():
+            p.copy_(a + b * lam.get())                    # an exact corrector
+        drv.dl = dl
+        drv.update()
+        assert torch.allclose(p.detach(), a + b * lam.get(), atol=1e-12, rtol=0)
+    assert lam.get() == 1.0 and drv.predictor.prev is None
+    # frozen ratio (the authors' TF graph): the step is delta_l/delta_l_prev = 0.4 times the secant
+    p2 = nn.Parameter(a.clone())
+    drv2 = NPACSDriver(NPACSConfig(adaptive=False, ratio_mode="frozen"), LambdaState(0.0).double(), [p2])
+    drv2.update()
+    with torch.no_grad():
+        p2.copy_(a + b)
+    drv2.update()
+    assert torch.allclose(p2.detach(), a + b + 0.4 * b, atol=1e-14)
+
+
+# ---- schedule invariants (§5.2 item 7) ---------------------------------------------------------
+def test_schedule_invariants_and_plain_inner_after_lambda_one():
+    model = TinyNet()
+    opt = OPTIMIZERS.get("cadam")(cfg("cadam", delta_l=0.02, delta_l_min=0.01, delta_l_max=0.05, window=10, adaptive_start=20,
+                                                spike=1e9), model)
+    lams, data = [], batches(1100)
+    hit = None
+    for i, (x, y) in enumerate(data):
+        run(model, opt, [(x, y)])
+        lams.append(get_lambda(model))
+        if hit is None and lams[-1] == 1.0:
+            hit = i
+            break
+    assert hit is not None, "λ never reached 1"
+    assert lams[0] == 0.0 or lams[0] < 0.05
+    assert all(l2 >= l1 for l1, l2 in zip(lams, lams[1:]))
+    assert max(lams) <= 1.0
+    changes = [i + 1 for i in range(1, len(lams)) if lams[i] != lams[i - 1]]   # 1-based step numbers
+    assert changes and all(s % 10 == 0 for s in changes)
+    # from here on C-Adam must be the bare Adam started from the same state, bitwise
+    twin = copy.deepcopy(model)
+    bare = torch.optim.Adam(twin.parameters(), **{k: v for k, v in ADAM.items() if k != "betas"}, betas=(0.9, 0.999))
+    bare.load_state_dict(copy.deepcopy(opt.inner.state_dict()))  # Adam shares step tensors otherwise
+    rest = batches(40, seed=9)
+    run(model, opt, rest)
+    run(twin, bare, rest)
+    assert params_equal(model, twin)
+    assert get_lambda(model) == 1.0
+
+
+# ---- transparency (§5.2 item 8) ----------------------------------------------------------------
+@pytest.mark.parametrize("name,torch_cls,kw", [
+    ("cadam", torch.optim.Adam, dict(lr=1e-2, betas=(0.9, 0.999), eps=1e-8)),
+    ("crmsprop", torch.optim.RMSprop, dict(lr=1e-3, alpha=0.99, eps=1e-8)),
+    ("continuation", torch.optim.Adam, dict(lr=1e-2, betas=(0.9, 0.999), eps=1e-8)),
+])
+def test_transparent_when_continuation_is_off(name, torch_cls, kw):
+    m1, m2 = TinyNet(seed=4), TinyNet(seed=4)
+    opt = OPTIMIZERS.get(name)(cfg(name, l_init=1.0), m1)
+    ref = torch_cls(m2.parameters(), **kw)
+    data = batches(50)
+    assert run(m1, opt, data) == run(m2, ref, data)
+    assert params_equal(m1, m2)
+
+
+def test_lr_scheduler_drives_inner_lr():
+    model = TinyNet()
+    opt = OPTIMIZERS.get("cadam")(cfg("cadam"), model)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.5)
+    run(model, opt, batches(2))
+    sched.step(); sched.step()
+    assert opt.inner.param_groups[0]["lr"] == pytest.approx(ADAM["lr"] * 0.5)
+
+
+def test_needs_homotopy_model():
+    with pytest.raises(ConfigError, match="model.homotopy=true"):
+        OPTIMIZERS.get("cadam")(cfg("cadam"), TinyNet(homotopy=False))
+    with pytest.raises(ConfigError):
+        OPTIMIZERS.get("continuation")(cfg("continuation", inner="lbfgs"), TinyNet())
+
+
+@pytest.mark.parametrize("inner", ["adam", "adamw", "rmsprop", "sgd"])
+def test_general_wrapper_inner_choices(inner):
+    model = TinyNet()
+    opt = OPTIMIZERS.get("continuation")(cfg("continuation", inner=inner), model)
+    assert type(opt.inner).__name__.lower() == inner
+    assert all(torch.isfinite(torch.tensor(run(model, opt, batches(30)))))
+    assert 0.0 < get_lambda(model) < 1.0
+
+
+# ---- checkpoint round trip (§5.2 item 9) -------------------------------------------------------
+def test_state_dict_round_trip_bitwise():
+    over = dict(window=5, adaptive_start=0, u_freq=4)
+    data = batches(80)
+    model = TinyNet(seed=7)
+    opt = OPTIMIZERS.get("cadam")(cfg("cadam", **over), model)
+    run(model, opt, data[:37])
+    buf = io.BytesIO()
+    torch.save({"model": model.state_dict(), "opt": opt.state_dict()}, buf)
+    state_before = opt.state_dict()["continuation"]
+    assert state_before["predictor"]["prev"] is not None and state_before["norms"]["count"] == 37
+    run(model, opt, data[37:])
+
+    buf.seek(0)
+    ck = torch.load(buf, weights_only=False)
+    resumed = TinyNet(seed=99)
+    opt2 = OPTIMIZERS.get("cadam")(cfg("cadam", **over), resumed)
+    resumed.load_state_dict(ck["model"])
+    opt2.load_state_dict(ck["opt"])
+    s2 = opt2.state_dict()["continuation"]
+    for key in ("lambda", "dl", "dl_prev", "t", "updates"):
+        assert s2[key] == state_before[key]
+    assert torch.equal(s2["norms"]["buf"], state_before["norms"]["buf"])
+    run(resumed, opt2, data[37:])
+    assert params_equal(model, resumed)
+    assert get_lambda(model) == get_lambda(resumed)
+    assert opt.driver.dl == opt2.driver.dl
