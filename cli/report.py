@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     missing = [str(d) for d in args.dirs if not d.is_dir()]
     if missing:
         return _fail(f"no such directory: {', '.join(missing)} (give a run or multirun directory, "
-                     "e.g. multirun/<date>/<time>)")
+                     "e.g. outputs/multirun/<date>/<time>)")
 
     from contnet.report import NoRunsError, make_report, parse_target
 

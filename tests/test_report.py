@@ -230,3 +230,24 @@ def test_cli_errors_exit_2_with_one_line(tmp_path: Path, capsys, make_args, mess
     assert main(make_args(tmp_path)) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0] and err[0].startswith("contnet report: error:")
+
+
+def test_broken_files_are_counted_not_fatal(tmp_path: Path):
+    run = write_run(tmp_path / "runs" / "0", seed=0)
+    (run / "summary.json").write_text('{"status": "compl')  # torn write
+    write_run(tmp_path / "runs" / "1", seed=1)
+    report = make_report([run], out_dir=tmp_path / "single", plots=False, quiet=True)  # a run dir itself
+    assert [r.status for r in report.runs] == ["incomplete"]
+    report = make_report([tmp_path / "runs"], plots=False, quiet=True)
+    (stats,) = report.stats
+    assert stats.counts["incomplete"] == 1 and stats.final["val/loss"][2] == 1
+
+
+def test_console_entry_point_exit_code(tmp_path: Path):
+    from conftest import run_cli
+
+    res = run_cli(["report", str(tmp_path / "nope")], cwd=tmp_path, timeout=120)
+    assert res.returncode == 2
+    assert res.stderr.strip().splitlines() == [
+        f"contnet report: error: no such directory: {tmp_path / 'nope'} "
+        "(give a run or multirun directory, e.g. outputs/multirun/<date>/<time>)"]

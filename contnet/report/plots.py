@@ -52,7 +52,8 @@ def band(runs: Sequence[Run], key: str, x: str) -> tuple[np.ndarray, np.ndarray,
         warnings.simplefilter("ignore", category=RuntimeWarning)  # all-NaN columns
         mean = np.nanmean(stack, axis=0)
         count = np.sum(~np.isnan(stack), axis=0)
-        std = np.where(count > 1, np.nanstd(stack, axis=0, ddof=1) if len(curves) > 1 else 0.0, 0.0)
+        spread = np.nanstd(stack, axis=0, ddof=1) if len(curves) > 1 else np.zeros(grid.size)
+        std = np.where(count > 1, spread, 0.0)  # one run at x: no band
     keep = ~np.isnan(mean)
     if not keep.any():
         return None
