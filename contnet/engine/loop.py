@@ -66,7 +66,7 @@ class RunState:
     epoch: int = 0
     batch_in_epoch: int = 0
     elapsed_s: float = 0.0            # wall time of earlier (resumed) segments
-    train_time_s: float = 0.0         # time inside optimizer steps only (for benchmarks)
+    train_time_s: float = 0.0         # training-loop time without evaluations/checkpoints (benchmarks)
     best: dict = field(default_factory=dict)
     last: dict = field(default_factory=dict)
 
@@ -106,6 +106,8 @@ def fit(*, model, task, optimizer, scheduler, tcfg, run_dir: Path, loggers: list
             lg.log(record)
 
     def evaluate(final: bool = False) -> dict:
+        nonlocal paused
+        t_eval = time.perf_counter()
         model.eval()
         rec = {"step": st.step}
         splits = ["val", "test"] if final else ["val"]
@@ -122,13 +124,17 @@ def fit(*, model, task, optimizer, scheduler, tcfg, run_dir: Path, loggers: list
                         st.best[key] = float(v)
         model.train()
         emit(rec)
+        paused += time.perf_counter() - t_eval
         return rec
 
     def save_checkpoint() -> None:
+        nonlocal paused
+        t_ckpt = time.perf_counter()
         checkpoint.save(ckpt_path, model=model, optimizer=optimizer, scheduler=scheduler, progress={
             "step": st.step, "epoch": st.epoch, "batch_in_epoch": st.batch_in_epoch,
             "elapsed_s": time.perf_counter() - t0, "train_time_s": st.train_time_s,
             "best": st.best, "last": st.last})
+        paused += time.perf_counter() - t_ckpt
 
     # SIGINT/SIGTERM: finish the current step, save a checkpoint, mark the run interrupted
     stop_requested = {"sig": None}
@@ -142,9 +148,11 @@ def fit(*, model, task, optimizer, scheduler, tcfg, run_dir: Path, loggers: list
 
     reporter = ProgressReporter(n_steps, bool(tcfg.get("progress", True)), int(tcfg.get("print_every", 100)), st.step)
     model.train()
+    paused = 0.0
     try:
         if st.step == 0 and eval_every:
             evaluate()
+        t_loop, paused = time.perf_counter(), 0.0
         while st.step < n_steps:
             gen = torch.Generator().manual_seed(seed * 1_000_003 + st.epoch)   # data order = f(seed, epoch)
             for i, batch in enumerate(task.train_batches(bs, gen, device)):
@@ -161,7 +169,6 @@ def fit(*, model, task, optimizer, scheduler, tcfg, run_dir: Path, loggers: list
                             scaler.unscale_(optimizer)
                         torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
                     return loss
-                ts = time.perf_counter()
                 if scaler is not None:
                     loss = closure()
                     scaler.step(optimizer)
@@ -172,7 +179,6 @@ def fit(*, model, task, optimizer, scheduler, tcfg, run_dir: Path, loggers: list
                 if scheduler is not None:
                     scheduler.step()
                 loss_v = float(loss.detach())
-                st.train_time_s += time.perf_counter() - ts
                 st.step += 1
                 st.batch_in_epoch = i + 1
                 rec = {"step": st.step, "train/loss": loss_v, "lr": lr}
@@ -202,6 +208,8 @@ def fit(*, model, task, optimizer, scheduler, tcfg, run_dir: Path, loggers: list
     except _Stop:
         pass
     finally:
+        if "t_loop" in locals():
+            st.train_time_s += time.perf_counter() - t_loop - paused
         reporter.close()
         for sig, h in old_handlers.items():
             signal.signal(sig, h)

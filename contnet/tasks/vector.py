@@ -1,6 +1,8 @@
 """Embedded tasks that need no download: digits (scikit-learn), mnist1d (procedural), parity."""
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 
@@ -31,14 +33,21 @@ def digits_ae(cfg, seed):
     return _digits(cfg, reconstruct=True)
 
 
-def _mnist1d(cfg, reconstruct: bool):
+@functools.lru_cache(maxsize=4)
+def mnist1d_arrays(num_samples: int, data_seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Generate (procedurally, no download) once per process; ~2 s, so cached in memory."""
     from mnist1d.data import get_dataset_args, make_dataset
     args = get_dataset_args()
-    args.num_samples = int(cfg.num_samples)
-    args.seed = int(cfg.data_seed)
-    d = make_dataset(args)      # procedural: no download
-    x = torch.tensor(np.concatenate([d["x"], d["x_test"]]), dtype=torch.float32)
-    y = torch.tensor(np.concatenate([d["y"], d["y_test"]]), dtype=torch.long)
+    args.num_samples, args.seed = num_samples, data_seed
+    d = make_dataset(args)
+    return np.concatenate([d["x"], d["x_test"]]), np.concatenate([d["y"], d["y_test"]])
+
+
+def _mnist1d(cfg, reconstruct: bool):
+    if int(cfg.num_samples) < 10:
+        raise ConfigError(f"task.num_samples={cfg.num_samples} is too small; use at least 10")
+    xs, ys = mnist1d_arrays(int(cfg.num_samples), int(cfg.data_seed))
+    x, y = torch.tensor(xs, dtype=torch.float32), torch.tensor(ys, dtype=torch.long)
     return make_task(cfg, cfg.name, _split(cfg, x, y), 10, reconstruct)
 
 

@@ -1,0 +1,40 @@
+# contnet — `make train` runs the embedded default, `make test` the fast test suite.
+# Both create the virtual environment (.venv) and install the project when missing or out of date.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+EXTRAS ?= test,nlg,tensorboard,slurm
+STAMP := $(VENV)/.contnet-installed
+SCALE ?= cpu
+PYTEST_ARGS ?=
+
+.PHONY: install train test test-all bench reproduce-paper clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+train: $(STAMP)
+	$(BIN)/contnet train $(ARGS)
+
+# fast suite (slow-marked tests deselected); pytest's exit code passes through (5 = no tests = failure)
+test: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow" -q $(PYTEST_ARGS)
+
+test-all: $(STAMP)
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python bench/bench_runner.py
+	@for b in bench/bench_continuation.py bench/bench_seq2d.py; do \
+		if [ -f $$b ]; then echo; echo "== $$b"; $(BIN)/python $$b || exit 1; fi; done
+
+reproduce-paper: $(STAMP)
+	$(BIN)/python -m contnet.reproduce --scale $(SCALE)
+
+clean:
+	rm -rf outputs/20* outputs/multirun .pytest_cache
