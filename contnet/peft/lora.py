@@ -85,7 +85,10 @@ def apply_lora(model: nn.Module, r: int = 4, alpha: float = 32, dropout: float =
     names, fan_in_fan_out = lora_targets(model, targets, gpt2_qkv)
     config = LoraConfig(r=int(r), lora_alpha=float(alpha), lora_dropout=float(dropout), target_modules=names,
                         fan_in_fan_out=fan_in_fan_out, bias=bias, task_type="CAUSAL_LM")
-    return get_peft_model(model, config)   # freezes the base; lora_A Kaiming-uniform, lora_B = 0
+    import warnings
+    with warnings.catch_warnings():          # peft calls a deprecated transformers property: noise, not news
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        return get_peft_model(model, config)   # freezes the base; lora_A Kaiming-uniform, lora_B = 0
 
 
 @PEFTS.register("lora")

@@ -1,0 +1,86 @@
+"""`contnet params model=gpt2-medium peft=lora`: trainable and total parameters from the configuration alone.
+
+Language models are built on the meta device from the shipped configurations (no weights, no download, no
+tokenizer), then the adapter is applied exactly as in training, so the counts are the ones a run reports.
+Comma lists compare several choices: `contnet params model=gpt2-medium peft=full,lora,solo`.
+"""
+from __future__ import annotations
+
+import itertools
+import sys
+
+from contnet.registry import ConfigError
+
+USAGE = ("usage: contnet params [model=NAME] [peft=NAME[,NAME...]] [peft.rank=..] [other overrides]\n"
+         "  prints trainable and total parameters, e.g. contnet params model=gpt2-medium peft=lora,solo")
+
+
+def compose(overrides: list[str]):
+    from hydra import compose as hydra_compose, initialize_config_module
+    with initialize_config_module(config_module="contnet.conf", version_base="1.3"):
+        return hydra_compose(config_name="config", overrides=overrides)
+
+
+def count(cfg) -> tuple[int, int]:
+    import torch
+
+    from contnet.engine.run import resolve_auto
+    from contnet.models import lm
+    from contnet.peft.common import count_parameters
+    from contnet.registry import MODELS, PEFTS, TASKS
+    resolve_auto(cfg)
+    name = str(cfg.model.name)
+    if name in ("smollm2-135m", "tiny-gpt2") or name in lm.lm_configs.GPT2_SHAPES:
+        model, task = lm.build_meta(cfg.model), None
+    else:                                  # other models take their shapes from the task's metadata
+        task = TASKS.get(cfg.task.name)(cfg.task, int(cfg.seed))
+        with torch.device("meta"):
+            model = MODELS.get(name)(cfg.model, task)
+    peft = cfg.get("peft")
+    if peft is not None and str(peft.get("name", "none")) != "none":
+        model = PEFTS.get(str(peft.name))(peft, model, task)
+    return count_parameters(model)
+
+
+def expand(argv: list[str]) -> list[list[str]]:
+    """`peft=lora,solo model=a,b` -> one override list per combination (only model/peft may list)."""
+    fixed, lists = [], []
+    for arg in argv:
+        key, _, value = arg.partition("=")
+        if key in ("model", "peft") and "," in value:
+            lists.append([f"{key}={v}" for v in value.split(",")])
+        else:
+            fixed.append(arg)
+    return [fixed + list(combo) for combo in itertools.product(*lists)] if lists else [fixed]
+
+
+def main(argv: list[str]) -> int:
+    if any(a in ("-h", "--help") for a in argv):
+        print(USAGE)
+        return 0
+    bad = [a for a in argv if "=" not in a]
+    if bad:
+        print(f"contnet params: expected key=value overrides, got {bad[0]!r}\n{USAGE}", file=sys.stderr)
+        return 2
+    if not any(a.startswith("model=") for a in argv):
+        argv = ["model=gpt2-medium", *argv]
+    if not any(a.startswith("task=") for a in argv):
+        argv = ["task=e2e", *argv]           # the NLG default; task choice never changes an LM's count
+    rows = []
+    try:
+        for overrides in expand(argv):
+            cfg = compose(overrides)
+            trainable, total = count(cfg)
+            rows.append((str(cfg.model.name), str(cfg.peft.get("name", "none")), trainable, total))
+    except ConfigError as e:
+        print(f"contnet params: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:                   # Hydra composition errors (unknown option/key): one line
+        if type(e).__module__.startswith(("hydra", "omegaconf")):
+            print(f"contnet params: {str(e).splitlines()[0]}", file=sys.stderr)
+            return 2
+        raise
+    print(f"{'model':<14} {'peft':<6} {'trainable':>14} {'total':>14} {'trainable %':>12}")
+    for model, peft, trainable, total in rows:
+        print(f"{model:<14} {peft:<6} {trainable:>14,} {total:>14,} {100 * trainable / max(total, 1):>11.4f}%")
+    return 0

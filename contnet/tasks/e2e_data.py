@@ -1,0 +1,156 @@
+"""Data-to-text files as (context, reference) pairs: E2E (LoRA-style `MR||reference` text or the official
+CSV), WebNLG 2017 and DART (the JSON files of the LoRA repository), and generated E2E-style lines for tests.
+
+Contexts use the LoRA/prefix-tuning linearisation (`key : value | key : value`; triples `s : p : o | …`),
+so the same task code serves all three datasets.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import random
+import re
+import urllib.request
+from pathlib import Path
+
+from contnet.registry import ConfigError
+
+log = logging.getLogger("contnet")
+
+SPLITS = ("train", "valid", "test")
+E2E_CSV = {"train": "trainset.csv", "valid": "devset.csv", "test": "testset_w_refs.csv"}
+# the LoRA-style files renamed a few official attributes
+E2E_KEYS = {"eatType": "Type", "priceRange": "price", "familyFriendly": "family friendly"}
+# pinned source of the LoRA-style E2E files (the same bytes as the project's data folder)
+LORA_E2E_URL = ("https://raw.githubusercontent.com/microsoft/LoRA/c4593f060e6a368d7bb5af5273b8e42810cdef90/"
+                "examples/NLG/data/e2e/{split}.txt")
+WEBNLG_FILES = {"train": "train.json", "valid": "dev.json", "test": "test.json"}
+DART_FILES = {"train": "dart-v1.1.1-full-train.json", "valid": "dart-v1.1.1-full-dev.json",
+              "test": "dart-v1.1.1-full-test.json"}
+
+Pair = tuple[str, str]
+
+
+def read_e2e_txt(path: Path) -> list[Pair]:
+    pairs = []
+    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        if "||" not in line:
+            raise ConfigError(f"{path}:{n}: expected 'MR||reference', got {line[:60]!r}")
+        mr, ref = line.split("||", 1)
+        pairs.append((mr.strip(), ref.strip()))
+    return pairs
+
+
+def official_mr_to_lora(mr: str) -> str:
+    """`name[Alimentum], eatType[pub]` -> `name : Alimentum | Type : pub` (attribute order kept)."""
+    items = re.findall(r"\s*([^\[,]+)\[([^\]]*)\]", mr)
+    if not items:
+        raise ConfigError(f"cannot parse E2E MR {mr[:60]!r}")
+    return " | ".join(f"{E2E_KEYS.get(k.strip(), k.strip())} : {v.strip()}" for k, v in items)
+
+
+def read_e2e_csv(path: Path) -> list[Pair]:
+    """Official CSV (columns mr, ref); references stay as written (untokenised, unlike the LoRA files)."""
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    if rows and not {"mr", "ref"} <= set(rows[0]):
+        raise ConfigError(f"{path}: expected columns 'mr' and 'ref', found {list(rows[0])}")
+    return [(official_mr_to_lora(r["mr"]), " ".join(r["ref"].split())) for r in rows]
+
+
+def download_e2e(data_dir: Path, split: str, timeout: float = 15.0) -> Path | None:
+    """Fetch `{split}.txt` of the pinned LoRA copy; None when offline (the caller decides what next)."""
+    target = Path(data_dir) / f"{split}.txt"
+    try:
+        with urllib.request.urlopen(LORA_E2E_URL.format(split=split), timeout=timeout) as r:
+            data = r.read()
+    except OSError as e:
+        log.warning("could not download E2E %s split (%s)", split, str(e).splitlines()[0][:80])
+        return None
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(".part")
+    tmp.write_bytes(data)
+    tmp.rename(target)
+    return target
+
+
+def load_e2e(data_dir, split: str, fmt: str = "auto", download: bool = False) -> list[Pair] | None:
+    """Pairs of one split ('train' | 'valid' | 'test'), or None when the files are absent."""
+    d = Path(data_dir).expanduser()
+    txt, csv_path = d / f"{split}.txt", d / E2E_CSV[split]
+    if fmt in ("auto", "txt") and txt.exists():
+        return read_e2e_txt(txt)
+    if fmt in ("auto", "csv") and csv_path.exists():
+        return read_e2e_csv(csv_path)
+    if fmt not in ("auto", "txt", "csv"):
+        raise ConfigError(f"task.format='{fmt}' is unknown; choose auto, txt or csv")
+    if download and fmt != "csv" and download_e2e(d, split) is not None:
+        return read_e2e_txt(txt)
+    return None
+
+
+def _clean(x: str) -> str:
+    return " ".join(str(x).replace("_", " ").strip('"').split())
+
+
+def load_webnlg(data_dir, split: str, fmt: str = "auto", download: bool = False) -> list[Pair] | None:
+    """WebNLG 2017 JSON as in the LoRA repository: lexicalisations marked 'good' only."""
+    path = Path(data_dir).expanduser() / WEBNLG_FILES[split]
+    if not path.exists():
+        return None
+    pairs = []
+    for entry in json.loads(path.read_text(encoding="utf-8"))["entries"]:
+        for item in entry.values():
+            triples = item.get("modifiedtripleset") or item.get("originaltriplesets", {}).get("originaltripleset", [[]])[0]
+            context = " | ".join(f"{_clean(t['subject'])} : {_clean(t['property'])} : {_clean(t['object'])}"
+                                 for t in triples)
+            for lex in item.get("lexicalisations", []):
+                if lex.get("comment", "good") == "good":
+                    pairs.append((context, " ".join(lex["lex"].split())))
+    return pairs
+
+
+def load_dart(data_dir, split: str, fmt: str = "auto", download: bool = False) -> list[Pair] | None:
+    """DART v1.1.1 JSON: every annotation of every triple set; relations lower-cased as in LoRA's converter."""
+    path = Path(data_dir).expanduser() / DART_FILES[split]
+    if not path.exists():
+        return None
+    pairs = []
+    for item in json.loads(path.read_text(encoding="utf-8")):
+        context = " | ".join(f"{_clean(s)} : {_clean(p).lower()} : {_clean(o)}" for s, p, o in item["tripleset"])
+        for ann in item.get("annotations", []):
+            pairs.append((context, " ".join(ann["text"].split())))
+    return pairs
+
+
+LOADERS = {"e2e": load_e2e, "webnlg": load_webnlg, "dart": load_dart}
+
+# --- generated E2E-style data (tests and machines without the files) -------------------------------------------
+NAMES = ["The Vaults", "Alimentum", "Cocum", "Blue Spice", "The Mill", "Zizzi", "Aromi", "The Eagle", "Fitzbillies",
+         "Wildwood", "Giraffe", "Loch Fyne"]
+FOODS = ["Italian", "French", "Chinese", "English", "Indian", "Japanese", "Fast food"]
+TYPES = ["pub", "restaurant", "coffee shop"]
+AREAS = ["city centre", "riverside"]
+PRICES = ["cheap", "moderate", "high", "less than £ 20", "more than £ 30"]
+NEAR = ["Café Sicilia", "Burger King", "The Bakers", "Raja Indian Cuisine", "Crowne Plaza Hotel"]
+
+
+def synthetic_e2e(n_mrs: int, seed: int) -> list[Pair]:
+    """E2E-looking MRs with 3 templated references each (deterministic in `seed`)."""
+    rng = random.Random(seed)
+    pairs = []
+    for _ in range(n_mrs):
+        name, food, kind, area, price, near = (rng.choice(NAMES), rng.choice(FOODS), rng.choice(TYPES),
+                                               rng.choice(AREAS), rng.choice(PRICES), rng.choice(NEAR))
+        family = rng.choice(["yes", "no"])
+        mr = (f"name : {name} | Type : {kind} | food : {food} | price : {price} | area : {area} | "
+              f"family friendly : {family} | near : {near}")
+        kid = "family - friendly" if family == "yes" else "not family - friendly"
+        refs = [f"{name} is a {food} {kind} in the {area} near {near} . It is {kid} with {price} prices .",
+                f"Near {near} in the {area} , {name} serves {food} food . It is a {kid} {kind} .",
+                f"{name} is a {price} {kind} near {near} serving {food} food in the {area} ."]
+        pairs += [(mr, r) for r in refs]
+    return pairs
