@@ -19,7 +19,7 @@ class LambdaState(nn.Module):
         self.register_buffer("value", torch.tensor(float(value)))
 
     def get(self) -> float:
-        return float(self.value)
+        return float(self.value.detach())
 
     def set(self, value: float) -> None:
         with torch.no_grad():

@@ -1,0 +1,248 @@
+"""PARC: pseudo-arclength continuation (continuation spec §2.6) as a training component.
+
+State z = (θ, λ).  λ is an unknown: during PARC its buffer requires grad, the closure's backward
+fills ∂L/∂λ, and λ moves with θ.  The path is walked in arclength steps Δs:
+
+  predictor   textbook (default, A9): z_pred = z_k + Δs·ż with ż the unit secant (z_k − z_{k−1})/‖·‖;
+              authors (C2): v = (Δs·Δθ/‖Δθ‖, (Δs/Δs_prev)·Δλ), z_pred = z_k + v.
+  corrector   one *engine step* = one closure call = one corrector iteration: the inner optimizer
+              updates θ with ∇θL, λ takes a gradient step of size `lambda_lr` on ∂L/∂λ, then
+              textbook: z is projected onto the hyperplane N(z) = ⟨z − z_k, ż⟩ − Δs = 0 (exact
+              equality constraint, reference z_k); authors: the gradient of the fixed-μ penalty
+              μ·(⟨z − z_pred, v⟩ − Δs) is added instead (reference z_pred, no projection).
+              A corrector ends after `corrector_steps` iterations or earlier when the running mean
+              of the loss stops moving (C2's ma_loss test, relative tolerance here).
+  Δs update   C2's corrector_omega rule from the iterations used j: ω = 1 + G/j if j ≤ G else
+              max(G/j, 0.05); Δs ← clip(ω·Δs, min_arc_len, max_arc_len).
+  start       C2's natural start: from (θ0, λ_init) one unconstrained corrector at λ_init +
+              natural_step gives the second point of the first secant.
+
+λ is clipped to [0, 1].  When a corrector ends with λ ≥ 1 − `finish_tol`, λ is set to exactly 1, the
+buffers are freed, and the optimizer continues as its inner optimizer.
+
+The inner product on z weights θ by κ² (`theta_scale`; "rms": κ = 1/√n, so θ is measured as an RMS
+change and one unit of λ weighs as much as moving every weight by one unit).  With κ = 1 it is the
+plain Euclidean arclength of the spec.  Ants (several perturbed correctors, best kept) are not run:
+one engine step has one closure; `sphere_radius_m` > 0 perturbs the single prediction orthogonally.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+import torch
+
+from .state import LambdaState
+
+CONSTRAINTS = ("textbook", "authors")
+
+
+@dataclass
+class PARCConfig:
+    lambda_init: float = 0.0       # A3: the closed-form start λ=0 (C2's AE starts at 0.00)
+    natural_step: float = 0.03     # C2's natural start: λ_init + 0.03
+    delta_s: float = 0.05          # initial Δs (C2 AE: 0.05)
+    min_arc_len: float = 0.008     # C2 AE: 0.008
+    max_arc_len: float = 0.02      # C2 AE: 0.02
+    corrector_steps: int = 20      # max corrector iterations (= engine steps) per continuation step
+    corrector_min_steps: int = 5   # before the early-stop test may end a corrector
+    loss_tol: float = 1e-3         # relative change of the running-mean loss that ends a corrector
+    ma_window: int = 5             # running-mean length of the early-stop test (C2: 10)
+    guess_steps: int = 10          # G of the corrector_omega rule (C2: guess_ant_steps)
+    constraint: str = "textbook"   # A9 best reading; "authors" = C2's fixed-μ linear penalty
+    lagrange_mu: float = 1e-3      # μ of the authors' penalty (C2 AE: lagrange_init 0.001)
+    lambda_lr: float | None = None  # step on ∂L/∂λ; None = the inner lr; 0 = λ moves by the constraint only
+    theta_scale: str | float = "rms"  # κ of the z inner product (see module doc)
+    sphere_radius_m: float = 0.0   # orthogonal perturbation radius / Δs (C2: 0.5; 0 = none)
+    finish_tol: float = 1e-6
+    max_continuation_steps: int | None = None  # then λ jumps to 1 (None: no limit)
+
+    @classmethod
+    def from_cfg(cls, cfg) -> "PARCConfig":
+        names = {f.name for f in fields(cls)}
+        out = cls(**{k: cfg[k] for k in names if k in cfg and (cfg[k] is not None or k == "lambda_lr")})
+        out.validate()
+        return out
+
+    def validate(self) -> None:
+        from contnet.registry import ConfigError
+        if self.constraint not in CONSTRAINTS:
+            raise ConfigError(f"optimizer.constraint='{self.constraint}'; choose one of {', '.join(CONSTRAINTS)}")
+        if not 0 < self.min_arc_len <= self.max_arc_len:
+            raise ConfigError("optimizer.min_arc_len must be > 0 and ≤ optimizer.max_arc_len")
+        if not 0.0 <= self.lambda_init < 1.0:
+            raise ConfigError(f"optimizer.lambda_init={self.lambda_init} must be in [0, 1)")
+        if self.corrector_steps < 1 or self.corrector_min_steps < 1:
+            raise ConfigError("optimizer.corrector_steps and corrector_min_steps must be ≥ 1")
+
+
+def corrector_omega(j: int, guess: int) -> float:
+    """Δs factor from the corrector iterations used (C2): fast convergence grows Δs, slow shrinks it."""
+    return 1.0 + guess / j if j <= guess else max(guess / j, 0.05)
+
+
+def _dot(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
+    return float(sum(torch.sum(x * y) for x, y in zip(a, b))) if a else 0.0
+
+
+def orthogonal_direction(t_theta, t_lam: float, kappa: float, generator=None):
+    """A random unit direction d (in the κ-weighted metric) with ⟨d, ż⟩ = 0 for the unit ż = (t_θ, t_λ)."""
+    d = [torch.randn(t.shape, generator=generator, dtype=t.dtype).to(t.device) for t in t_theta]
+    d_lam = float(torch.randn((), generator=generator))
+    c = kappa ** 2 * _dot(d, t_theta) + d_lam * t_lam
+    torch._foreach_add_(d, t_theta, alpha=-c)
+    d_lam -= c * t_lam
+    norm = math.sqrt(kappa ** 2 * _dot(d, d) + d_lam ** 2)
+    torch._foreach_div_(d, norm)
+    return d, d_lam / norm
+
+
+class PARCDriver:
+    def __init__(self, cfg: PARCConfig, lam: LambdaState, params: list[torch.Tensor], lr: float):
+        self.cfg, self.lam, self.params = cfg, lam, params
+        n = sum(p.numel() for p in params)
+        self.kappa = 1.0 / math.sqrt(max(n, 1)) if cfg.theta_scale == "rms" else float(cfg.theta_scale)
+        self.lambda_lr = lr if cfg.lambda_lr is None else float(cfg.lambda_lr)
+        self.ds, self.ds_prev = cfg.delta_s, cfg.delta_s
+        self.phase = "natural"            # natural → arclength → done
+        self.j, self.losses = 0, []       # corrector iterations and losses of the current corrector
+        self.k = 0                        # continuation steps finished
+        self.steps = 0                    # engine steps taken while active
+        self.generator = torch.Generator().manual_seed(0)
+        with torch.no_grad():
+            self.theta_ref = [p.detach().clone() for p in params]   # z_k (θ part)
+        self.lam_ref = cfg.lambda_init
+        self.tangent: list[torch.Tensor] | None = None   # textbook: unit ż θ part; authors: v_θ
+        self.t_lam = 0.0
+        lam.set(min(cfg.lambda_init + cfg.natural_step, 1.0))
+        lam.value.requires_grad_(True)
+
+    @property
+    def active(self) -> bool:
+        return self.phase != "done"
+
+    def zero_grad(self) -> None:
+        self.lam.value.grad = None
+
+    # ---- one engine step = one corrector iteration ------------------------------------------------
+    def step(self, inner: torch.optim.Optimizer, closure=None):
+        self.lam.value.grad = None
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        g_lam = self.lam.value.grad
+        g_lam = 0.0 if g_lam is None else float(g_lam)
+        if self.phase == "arclength" and self.cfg.constraint == "authors":
+            mu = self.cfg.lagrange_mu
+            for p, v in zip(self.params, self.tangent):     # ∇(μ·N) = μ·v
+                if p.grad is not None:
+                    p.grad.add_(v, alpha=mu)
+            g_lam += mu * self.t_lam
+        inner.step()
+        lam = self.lam.get()
+        if self.phase == "arclength":
+            lam -= self.lambda_lr * g_lam
+            lam = self._project(lam) if self.cfg.constraint == "textbook" else lam
+        self.lam.set(min(max(lam, 0.0), 1.0))
+        self.steps += 1
+        self.j += 1
+        if loss is not None:
+            self.losses.append(float(loss.detach()))
+        if self._corrector_done():
+            self._end_corrector(inner)
+        return loss
+
+    @torch.no_grad()
+    def residual(self, lam: float | None = None) -> float:
+        """Textbook N(z) = ⟨z − z_k, ż⟩ − Δs (κ-weighted)."""
+        lam = self.lam.get() if lam is None else lam
+        diff = torch._foreach_sub(self.params, self.theta_ref)
+        return self.kappa ** 2 * _dot(diff, self.tangent) + (lam - self.lam_ref) * self.t_lam - self.ds
+
+    @torch.no_grad()
+    def _project(self, lam: float) -> float:
+        n = self.residual(lam)
+        torch._foreach_add_(self.params, self.tangent, alpha=-n)
+        return lam - n * self.t_lam
+
+    def _corrector_done(self) -> bool:
+        c = self.cfg
+        if self.j >= c.corrector_steps:
+            return True
+        if self.j < max(c.corrector_min_steps, c.ma_window + 1) or len(self.losses) < c.ma_window + 1:
+            return False
+        w = c.ma_window
+        now, before = sum(self.losses[-w:]) / w, sum(self.losses[-w - 1:-1]) / w
+        return abs(now - before) <= c.loss_tol * max(abs(before), 1e-12)
+
+    # ---- end of a corrector: Δs update, new secant, predictor ----------------------------------------
+    @torch.no_grad()
+    def _end_corrector(self, inner) -> None:
+        c, lam = self.cfg, self.lam.get()
+        if self.phase == "arclength":
+            self.ds_prev = self.ds
+            self.ds = min(max(corrector_omega(self.j, c.guess_steps) * self.ds, c.min_arc_len), c.max_arc_len)
+        self.k += 1
+        self.j, self.losses = 0, []
+        limit = c.max_continuation_steps is not None and self.k >= c.max_continuation_steps
+        if lam >= 1.0 - c.finish_tol or limit:
+            return self._finish()
+        d_theta = torch._foreach_sub(self.params, self.theta_ref)
+        d_lam = lam - self.lam_ref
+        torch._foreach_copy_(self.theta_ref, self.params)
+        self.lam_ref = lam
+        if c.constraint == "textbook":
+            norm = math.sqrt(self.kappa ** 2 * _dot(d_theta, d_theta) + d_lam ** 2)
+            if norm == 0.0:
+                d_theta, d_lam, norm = [torch.zeros_like(p) for p in self.params], 1.0, 1.0
+            torch._foreach_div_(d_theta, norm)
+            self.tangent, self.t_lam = d_theta, d_lam / norm
+            step_theta, step_lam = self.tangent, self.t_lam
+            scale = self.ds
+        else:
+            norm_theta = math.sqrt(_dot(d_theta, d_theta))
+            torch._foreach_mul_(d_theta, self.ds / norm_theta if norm_theta > 0 else 0.0)
+            self.tangent = d_theta
+            self.t_lam = self.ds / self.ds_prev * d_lam
+            step_theta, step_lam, scale = self.tangent, self.t_lam, 1.0
+        torch._foreach_add_(self.params, step_theta, alpha=scale)      # predictor
+        lam_pred = lam + scale * step_lam
+        if c.sphere_radius_m > 0:
+            unit = self._unit_tangent()
+            d, d_lam_o = orthogonal_direction(unit[0], unit[1], self.kappa, self.generator)
+            r = c.sphere_radius_m * self.ds
+            torch._foreach_add_(self.params, [x.to(p.device) for x, p in zip(d, self.params)], alpha=r)
+            lam_pred += r * d_lam_o
+        self.lam.set(min(max(lam_pred, 0.0), 1.0))
+        self.phase = "arclength"
+
+    def _unit_tangent(self):
+        norm = math.sqrt(self.kappa ** 2 * _dot(self.tangent, self.tangent) + self.t_lam ** 2)
+        return [t / norm for t in self.tangent], self.t_lam / norm
+
+    def _finish(self) -> None:
+        self.phase = "done"
+        self.lam.value.requires_grad_(False)
+        self.lam.value.grad = None
+        self.lam.set(1.0)
+        self.theta_ref, self.tangent = [], None
+
+    # ---- checkpoints -------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {"kind": "parc", "config": asdict(self.cfg), "lambda": self.lam.get(), "phase": self.phase,
+                "ds": self.ds, "ds_prev": self.ds_prev, "j": self.j, "losses": list(self.losses), "k": self.k,
+                "steps": self.steps, "theta_ref": [t.clone() for t in self.theta_ref], "lam_ref": self.lam_ref,
+                "tangent": None if self.tangent is None else [t.clone() for t in self.tangent],
+                "t_lam": self.t_lam, "generator": self.generator.get_state()}
+
+    def load_state_dict(self, sd: dict) -> None:
+        for key in ("phase", "ds", "ds_prev", "j", "k", "steps", "lam_ref", "t_lam"):
+            setattr(self, key, sd[key])
+        self.losses = list(sd["losses"])
+        dev = [p.device for p in self.params]
+        self.theta_ref = [t.clone().to(d) for t, d in zip(sd["theta_ref"], dev)]
+        self.tangent = None if sd["tangent"] is None else [t.clone().to(d) for t, d in zip(sd["tangent"], dev)]
+        self.generator.set_state(sd["generator"])
+        self.lam.set(sd["lambda"])
+        self.lam.value.requires_grad_(self.phase != "done")

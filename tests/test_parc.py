@@ -1,0 +1,178 @@
+"""PARC (continuation spec §5.2 item 10): invariants, checkpoint round trip, and a toy fold that
+PARC walks around while natural continuation stalls."""
+import io
+import math
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+from torch import nn
+
+from contnet.continuation.parc import PARCConfig, corrector_omega, orthogonal_direction
+from contnet.continuation.state import LambdaState, attach_lambda, get_lambda
+from contnet.registry import OPTIMIZERS
+
+SGD = dict(momentum=0.0, weight_decay=0.0, nesterov=False, inner="sgd")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+class Fold(nn.Module):
+    """F(θ, λ) = θ³ − θ − (λ − ½): the solution curve λ = ½ + θ³ − θ is an S with turning points at
+    θ = ∓1/√3 (λ ≈ 0.885 and 0.115).  Its only root at λ=0 is θ ≈ −1.19 and at λ=1 θ ≈ +1.19, so
+    reaching the λ=1 solution continuously means passing both folds.  The loss is ½F²."""
+
+    def __init__(self):
+        super().__init__()
+        self.theta = nn.Parameter(torch.tensor(-1.1915, dtype=torch.float64))
+        attach_lambda(self, LambdaState(0.0).double())
+
+    def forward(self):
+        return self.theta ** 3 - self.theta - (self.homotopy_lambda.value - 0.5)
+
+
+def fold_step(model, opt):
+    def closure():
+        opt.zero_grad(set_to_none=True)
+        loss = 0.5 * model() ** 2
+        loss.backward()
+        return loss
+    return opt.step(closure)
+
+
+def test_parc_passes_the_fold_where_natural_continuation_stalls():
+    model = Fold()
+    c = OmegaConf.create(dict(name="parc", lr=0.2, delta_s=0.2, min_arc_len=0.05, max_arc_len=0.2,
+                              corrector_steps=30, theta_scale=1.0, loss_tol=1e-4, **SGD))
+    opt = OPTIMIZERS.get("parc")(c, model)
+    lams, residuals, arcs = [], [], []
+    for _ in range(5000):
+        fold_step(model, opt)
+        lams.append(get_lambda(model))
+        arcs.append(opt.driver.ds)
+        if opt.driver.active and opt.driver.phase == "arclength" and 0 < lams[-1] < 1:
+            residuals.append(abs(opt.driver.residual()))
+        if not opt.driver.active:
+            break
+    assert not opt.driver.active and lams[-1] == 1.0
+    assert all(0.0 <= l <= 1.0 for l in lams)
+    assert all(0.05 <= s <= 0.2 for s in arcs)
+    assert max(residuals) < 1e-9                          # textbook constraint holds after every step
+    near_fold = next(i for i, l in enumerate(lams) if l > 0.85)   # up to the first turning point …
+    assert min(lams[near_fold:]) < 0.2                            # … then λ walks back down the S
+    opt.param_groups[0]["lr"] = 0.05                      # below 2/curvature at the λ=1 root (the
+    for _ in range(300):                                  # group is the inner one's); then plain SGD
+        fold_step(model, opt)
+    assert float(model.theta) > 1.0 and abs(float(model().detach())) < 1e-6
+
+    npc = Fold()
+    c_npc = OmegaConf.create(dict(name="continuation", lr=0.05, l_init=0.0, delta_l=0.01, secant=False,
+                                  adaptive=False, **SGD))
+    opt_npc = OPTIMIZERS.get("continuation")(c_npc, npc)
+    for _ in range(1300):
+        fold_step(npc, opt_npc)
+    assert get_lambda(npc) == 1.0
+    assert float(npc.theta) < 0.0 and abs(float(npc().detach())) > 0.1   # stuck at the fold
+
+
+class Small(nn.Module):
+    def __init__(self, seed=0):
+        super().__init__()
+        torch.manual_seed(seed)
+        lam = LambdaState(1.0)
+        from contnet.continuation.homotopy import make_activation
+        self.net = nn.Sequential(nn.Linear(4, 12), make_activation("tanh", lam), nn.Linear(12, 2))
+        attach_lambda(self, lam)
+
+    def forward(self, x):
+        return self.net(x)
+
+
+def small_run(model, opt, data):
+    for x, y in data:
+        def closure():
+            opt.zero_grad(set_to_none=True)
+            loss = nn.functional.mse_loss(model(x), y)
+            loss.backward()
+            return loss
+        opt.step(closure)
+
+
+def data(n, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return [(torch.randn(16, 4, generator=g), torch.randn(16, 2, generator=g)) for _ in range(n)]
+
+
+ADAM = dict(lr=1e-2, betas=[0.9, 0.999], eps=1e-8, weight_decay=0.0, inner="adam")
+
+
+def test_authors_predictor_length_and_penalty_reference():
+    model = Small()
+    c = OmegaConf.create(dict(name="parc", constraint="authors", delta_s=0.03, min_arc_len=0.01,
+                              max_arc_len=0.05, corrector_steps=6, **ADAM))
+    opt = OPTIMIZERS.get("parc")(c, model)
+    drv = opt.driver
+    checked = 0
+    for batch in data(60):
+        phase_before, k_before = drv.phase, drv.k
+        small_run(model, opt, [batch])
+        if drv.active and drv.k > k_before and drv.phase == "arclength":   # a predictor just ran
+            params = list(model.parameters())
+            step = torch.cat([(p - r).flatten() for p, r in zip(params, drv.theta_ref)])
+            assert math.isclose(float(step.detach().norm()), drv.ds, rel_tol=1e-5)           # ‖v_θ‖ = Δs
+            v = torch.cat([t.flatten() for t in drv.tangent])
+            # z_pred = z_k + v, so N(z_pred) = ⟨v, v⟩ − Δs; with v_θ of length Δs: Δs² + v_λ² − Δs
+            n_pred = float(v @ step) + drv.t_lam ** 2 - drv.ds
+            assert math.isclose(n_pred, drv.ds ** 2 + drv.t_lam ** 2 - drv.ds, rel_tol=1e-6)
+            checked += 1
+    assert checked >= 3
+
+
+def test_orthogonal_perturbation_and_omega_rule():
+    g = torch.Generator().manual_seed(0)
+    t = [torch.randn(5, 3, generator=g), torch.randn(7, generator=g)]
+    t_lam, kappa = 0.3, 0.2
+    norm = math.sqrt(kappa ** 2 * sum(float((x * x).sum()) for x in t) + t_lam ** 2)
+    t, t_lam = [x / norm for x in t], t_lam / norm
+    d, d_lam = orthogonal_direction(t, t_lam, kappa, g)
+    dot = kappa ** 2 * sum(float((a * b).sum()) for a, b in zip(d, t)) + d_lam * t_lam
+    length = kappa ** 2 * sum(float((a * a).sum()) for a in d) + d_lam ** 2
+    assert abs(dot) < 1e-6 and math.isclose(length, 1.0, rel_tol=1e-5)
+    assert corrector_omega(2, 10) == 6.0 and corrector_omega(20, 10) == 0.5 and corrector_omega(10_000, 10) == 0.05
+
+
+def test_parc_reaches_one_then_is_the_inner_optimizer_and_round_trips():
+    c = OmegaConf.create(dict(name="parc", delta_s=0.1, min_arc_len=0.05, max_arc_len=0.2, corrector_steps=5,
+                              sphere_radius_m=0.5, **ADAM))
+    model = Small(seed=3)
+    opt = OPTIMIZERS.get("parc")(c, model)
+    batches = data(200)
+    small_run(model, opt, batches[:23])
+    assert opt.driver.active and 0.0 < get_lambda(model) < 1.0
+    buf = io.BytesIO()
+    torch.save({"model": model.state_dict(), "opt": opt.state_dict()}, buf)
+    small_run(model, opt, batches[23:])
+    assert not opt.driver.active and get_lambda(model) == 1.0
+    assert not model.homotopy_lambda.value.requires_grad
+
+    buf.seek(0)
+    ck = torch.load(buf, weights_only=False)
+    twin = Small(seed=8)
+    opt2 = OPTIMIZERS.get("parc")(c, twin)
+    twin.load_state_dict(ck["model"])
+    opt2.load_state_dict(ck["opt"])
+    small_run(twin, opt2, batches[23:])
+    assert all(torch.equal(p, q) for p, q in zip(model.parameters(), twin.parameters()))
+    assert opt.driver.k == opt2.driver.k and opt.driver.ds == opt2.driver.ds
+
+
+def test_config_rejects_unknown_constraint():
+    from contnet.registry import ConfigError
+    with pytest.raises(ConfigError):
+        PARCConfig.from_cfg(OmegaConf.create({"constraint": "exact"}))
