@@ -92,7 +92,11 @@ class Sequential2D(nn.Module):
         if len(acts) != n_out:
             raise ValueError(f"Sequential2D: {len(acts)} activations for {n_out} target slots")
         self.activations = nn.ModuleList([nn.Identity() if a is None else a for a in acts])
-        self._has_act = [not _is_identity_activation(a) for a in acts]
+        self._slot_keys = [str(i) for i in range(n_out)]  # keys of biases / activations
+        # Plain references to the containers' dicts: forward reads them without nn.Module.__getattr__
+        # (the same dict objects, so later assignments such as activations[2] = Tanh() are seen).
+        self._block_of, self._bias_of = self.blocks._modules, self.biases._parameters
+        self._act_of = self.activations._modules
 
     # ---------------------------------------------------------------- construction helpers
     def _check_block(self, i: int, j: int, block) -> None:
@@ -130,14 +134,30 @@ class Sequential2D(nn.Module):
         return [j for j, _, _ in self._sources[i]]
 
     # ---------------------------------------------------------------- forward
+    def has_activation(self, i: int) -> bool:
+        return not _is_identity_activation(self._act_of[str(i)])
+
+    def _activate(self, key: str, out: torch.Tensor) -> torch.Tensor:
+        act = self._act_of[key]
+        return out if type(act) is nn.Identity else act(out)
+
     def row(self, i: int, z: Slots):
         """Target slot i from the state z (a list of slots); None when nothing in it is alive."""
+        cells, key_i = self._sources[i], self._slot_keys[i]
+        bias = self._bias_of.get(key_i)
+        if len(cells) == 1 and cells[0][1] == LINEAR and z[cells[0][0]] is not None:
+            # a chain row (MLP): exactly nn.Linear's op, no lists or concatenation
+            w, b = linear_parts(self._block_of[cells[0][2]])
+            if b is not None:
+                bias = b if bias is None else bias + b
+            return self._activate(key_i, F.linear(z[cells[0][0]], w, bias))
+
         lin_x, lin_w, lin_b, terms = [], [], [], []
-        for j, kind, key in self._sources[i]:
+        for j, kind, key in cells:
             x = z[j]
             if x is None:
                 continue
-            block = self.blocks[key]
+            block = self._block_of[key]
             if kind == LINEAR:
                 w, b = linear_parts(block)
                 lin_x.append(x)
@@ -148,7 +168,6 @@ class Sequential2D(nn.Module):
                 terms.append(x)
             else:
                 terms.append(block(x))
-        bias = self.biases[i]
         for b in lin_b:  # blocks that carry their own bias (e.g. shared nn.Linear) add to the slot's
             bias = b if bias is None else bias + b
         if lin_x:
@@ -171,7 +190,7 @@ class Sequential2D(nn.Module):
             return None
         for t in terms:
             out = out + t  # out of place: `out` may be a caller's tensor (identity cell)
-        return self.activations[i](out) if self._has_act[i] else out
+        return self._activate(key_i, out)
 
     def forward_list(self, z: Slots) -> Slots:
         if len(z) != len(self.in_sizes):

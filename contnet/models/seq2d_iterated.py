@@ -53,6 +53,7 @@ class IteratedSequential2D(nn.Module):
         self.return_trajectory = return_trajectory
         self.in_features = sum(map.in_sizes[s] for s in self.input_slots)
         self.out_features = sum(map.out_sizes[s] for s in self.output_slots)
+        self._held = sorted(self._held_slots())
         self.depth, self._topo_order = self._plan_topological()
         if schedule == "topological" and not self.uses_topological():
             raise ValueError(f"schedule='topological' needs an acyclic pattern and num_iterations >= "
@@ -66,7 +67,7 @@ class IteratedSequential2D(nn.Module):
         for s in self.input_slots:
             cells = self.map._sources[s]
             if (len(cells) == 1 and cells[0][0] == s and cells[0][1] == IDENTITY
-                    and self.map.biases[s] is None and not self.map._has_act[s]):
+                    and self.map.biases[s] is None and not self.map.has_activation(s)):
                 held.add(s)
         return held
 
@@ -148,16 +149,23 @@ class IteratedSequential2D(nn.Module):
         return trajectory
 
     def run_topological(self, x) -> Slots:
-        z = self.initial_state(x, None)
-        held = {s: z[s] for s in self.input_slots}
-        vals: Slots = [None] * len(z)
-        for s in self._held_slots():
-            vals[s] = held[s]
+        """One pass over the output slots' ancestors in topological order (see _plan_topological)."""
+        if isinstance(x, (list, tuple)) or len(self.input_slots) > 1:
+            xs = self.initial_state(x)
+        else:  # the common case, one input slot: no split
+            if x.shape[-1] != self.in_features:
+                raise ValueError(f"input has {x.shape[-1]} features, expected {self.in_features}")
+            xs = [None] * len(self.map.in_sizes)
+            xs[self.input_slots[0]] = x
+        vals: Slots = [None] * len(xs)
+        for s in self._held:
+            vals[s] = xs[s]
         if self.map.empty == "zeros":
             # a row may read a never-written slot; under 'zeros' that slot is zero, not None
             vals = self.map._zero_fill(vals)
+        row = self.map.row
         for i in self._topo_order:
-            vals[i] = self.map.row(i, vals)
+            vals[i] = row(i, vals)
         return vals
 
     def forward(self, x, state: Slots | None = None):
