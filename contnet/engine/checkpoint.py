@@ -26,21 +26,25 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save(path: Path, *, model, optimizer, scheduler, progress: dict) -> None:
+def save(path: Path, *, model, optimizer, scheduler, progress: dict, scaler=None) -> None:
+    """Written to a temp file and renamed: a kill mid-save leaves the previous last.pt intact."""
     atomic_torch_save({
         "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
+        "optimizer": optimizer.state_dict(),      # continuation optimizers: λ, Δλ, secant history too
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "scaler": scaler.state_dict() if scaler is not None else None,
         "rng": rng_state(),
         "progress": progress,         # step, epoch, batch_in_epoch, best, elapsed_s
     }, path)
 
 
-def load(path: Path, *, model, optimizer, scheduler) -> dict:
+def load(path: Path, *, model, optimizer, scheduler, scaler=None) -> dict:
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
     model.load_state_dict(ckpt["model"])
     optimizer.load_state_dict(ckpt["optimizer"])
     if scheduler is not None and ckpt["scheduler"] is not None:
         scheduler.load_state_dict(ckpt["scheduler"])
+    if scaler is not None and ckpt.get("scaler") is not None:
+        scaler.load_state_dict(ckpt["scaler"])
     set_rng_state(ckpt["rng"])
     return ckpt["progress"]

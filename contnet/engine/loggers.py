@@ -7,9 +7,20 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 from pathlib import Path
+from urllib.parse import urlsplit
+
+from .io import atomic_write_bytes
 
 log = logging.getLogger("contnet")
+
+
+def _step_of(line: str) -> int | None:
+    try:
+        return int(json.loads(line)["step"])
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 class JsonlLogger:
@@ -18,9 +29,9 @@ class JsonlLogger:
     def __init__(self, path: Path, flush_every: int = 50, truncate_after_step: int | None = None):
         self.path = Path(path)
         if truncate_after_step is not None and self.path.exists():   # resume: drop records past the checkpoint
-            keep = [ln for ln in self.path.read_text().splitlines()
-                    if ln.strip() and json.loads(ln)["step"] <= truncate_after_step]
-            self.path.write_text("".join(k + "\n" for k in keep))
+            keep = [ln for ln in self.path.read_text().splitlines() if _step_of(ln) is not None
+                    and _step_of(ln) <= truncate_after_step]   # a line cut by a kill has no step: dropped
+            atomic_write_bytes(self.path, "".join(k + "\n" for k in keep).encode())
         self.f = open(self.path, "a", encoding="utf-8")
         self.buf: list[str] = []
         self.flush_every = flush_every
@@ -74,27 +85,47 @@ def _has_wandb_key() -> bool:
         return False
 
 
+def wandb_server_problem(timeout: float = 3.0) -> str | None:
+    """Why the W&B server cannot be reached (a quick TCP connect), or None if it answers or a proxy is set.
+    Without this, an unreachable server costs wandb.init's whole retry budget before it gives up."""
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY")):
+        return None                        # the proxy decides; init_timeout still bounds the wait
+    url = urlsplit(os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai")
+    host, port = url.hostname, url.port or (80 if url.scheme == "http" else 443)
+    if not host:
+        return None
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return None
+    except OSError as e:
+        return f"{url.scheme}://{host}:{port} unreachable ({e.__class__.__name__})"
+
+
 class WandbLogger:
-    """W&B mirror.  No API key → offline (said once).  Key but no network → a short init timeout,
-    then offline.  Always finish()ed so multirun jobs are separate runs grouped by sweep."""
+    """W&B mirror.  No API key, or a server that cannot be reached → offline, said once (one warning).
+    A server that accepts connections but does not answer → init gives up after logger.init_timeout
+    seconds, then offline.  Always finish()ed so multirun jobs are separate runs grouped by sweep."""
 
     def __init__(self, cfg, run_dir: Path, config: dict, group: str | None, name: str | None):
         import wandb
         self.wandb = wandb
         mode = cfg.get("mode") or os.environ.get("WANDB_MODE") or "online"
-        if mode == "online" and not _has_wandb_key():
-            log.warning("wandb: no API key found, logging offline to %s (upload later with `wandb sync`)", run_dir / "wandb")
-            mode = "offline"
+        hint = f"logging offline to {run_dir / 'wandb'} (upload later with `wandb sync`)"
+        if mode == "online":
+            why = "no API key found" if not _has_wandb_key() else wandb_server_problem()
+            if why:
+                log.warning("wandb: %s; %s", why, hint)
+                mode = "offline"
         kwargs = dict(project=cfg.project, entity=cfg.get("entity"), group=group, name=name,
                       job_type=cfg.get("job_type", "train"), config=config, dir=str(run_dir),
                       tags=list(cfg.get("tags") or []), reinit="finish_previous")
         settings = wandb.Settings(init_timeout=float(cfg.init_timeout), console="off", silent=True)
         try:
             self.run = wandb.init(mode=mode, settings=settings, **kwargs)
-        except Exception as e:  # no network / server error: degrade to offline, never hang or crash
+        except Exception as e:  # no answer / server error: degrade to offline, never hang or crash
             if mode == "offline":
                 raise
-            log.warning("wandb: online init failed (%s); logging offline instead", e.__class__.__name__)
+            log.warning("wandb: online init failed (%s); %s", e.__class__.__name__, hint)
             self.run = wandb.init(mode="offline", settings=wandb.Settings(console="off", silent=True), **kwargs)
         self.run.define_metric("step")
         self.run.define_metric("*", step_metric="step")

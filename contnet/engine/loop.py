@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,9 +16,10 @@ import torch
 
 from contnet.continuation.state import get_lambda
 from contnet.registry import ConfigError
-from . import checkpoint
+from . import checkpoint, distributed
 from .plots import plot_curves
 from .progress import ProgressReporter
+from .signals import StopOnSignal
 
 log = logging.getLogger("contnet")
 
@@ -44,6 +44,11 @@ def autocast_for(precision: str, device: torch.device):
         raise ConfigError("trainer.precision=fp16 needs CUDA; use bf16 or fp32 on CPU")
     scaler = torch.amp.GradScaler("cuda") if dtype is torch.float16 else None
     return (lambda: torch.autocast(device.type, dtype=dtype)), scaler
+
+
+def steps_per_epoch(task, tcfg, world_size: int = 1) -> int:
+    """Optimizer steps per epoch; a data-parallel step consumes batch_size × world_size examples."""
+    return max(1, task.num_train() // (int(tcfg.batch_size) * world_size))
 
 
 def total_steps(tcfg, steps_per_epoch: int) -> int:
@@ -76,24 +81,30 @@ class _Stop(Exception):
 
 
 def fit(*, model, task, optimizer, scheduler, tcfg, run_dir: Path, loggers: list, seed: int,
-        resume_from: Path | None = None) -> dict:
-    """Train; returns the summary fields the engine owns (status, steps, final, best, timings)."""
-    device = pick_device(str(tcfg.device))
+        resume_from: Path | None = None, ctx: distributed.Context | None = None) -> dict:
+    """Train; returns the summary fields the engine owns (status, steps, final, best, timings).
+
+    With a data-parallel `ctx` every rank runs this loop on its shard of each global batch; only rank 0
+    has loggers and writes checkpoints."""
+    ctx = ctx or distributed.context()
+    device = pick_device(distributed.device_for(str(tcfg.device), ctx))
     model.to(device)
     autocast, scaler = autocast_for(str(tcfg.precision), device)
-    fwd_model = torch.compile(model) if tcfg.get("compile", False) else model
+    compile_ = torch.compile if tcfg.get("compile", False) else (lambda m: m)
+    fwd_model = compile_(model)                                   # evaluation: the plain model on every rank
+    train_model = compile_(distributed.wrap_model(model, ctx, device)) if ctx.enabled else fwd_model
     bs = int(tcfg.batch_size)
     if bs <= 0:
-        raise ConfigError(f"trainer.batch_size={bs} must be a positive integer")
-    steps_per_epoch = max(1, task.num_train() // bs)
-    n_steps = total_steps(tcfg, steps_per_epoch)
+        raise ConfigError(f"trainer.batch_size={bs}: must be an integer > 0")
+    global_bs = bs * ctx.world_size
+    n_steps = total_steps(tcfg, steps_per_epoch(task, tcfg, ctx.world_size))
     eval_every = int(tcfg.eval_every) if tcfg.get("eval_every") else 0
     ckpt_every = int(tcfg.get("checkpoint_every") or 0)
     grad_clip = float(tcfg.get("grad_clip") or 0.0)
     ckpt_path = Path(run_dir) / "checkpoints" / "last.pt"
     st = RunState()
     if resume_from is not None:
-        prog = checkpoint.load(resume_from, model=model, optimizer=optimizer, scheduler=scheduler)
+        prog = checkpoint.load(resume_from, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler)
         st = RunState(**{k: prog[k] for k in ("step", "epoch", "batch_in_epoch", "elapsed_s", "train_time_s", "best", "last")})
         log.info("resumed from %s at step %d", resume_from, st.step)
     t0 = time.perf_counter() - st.elapsed_s
@@ -129,23 +140,20 @@ def fit(*, model, task, optimizer, scheduler, tcfg, run_dir: Path, loggers: list
 
     def save_checkpoint() -> None:
         nonlocal paused
+        if not ctx.is_main:
+            return
         t_ckpt = time.perf_counter()
-        checkpoint.save(ckpt_path, model=model, optimizer=optimizer, scheduler=scheduler, progress={
+        for lg in loggers:      # metrics up to this step are on disk before the checkpoint says so
+            if hasattr(lg, "flush"):
+                lg.flush()
+        checkpoint.save(ckpt_path, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler, progress={
             "step": st.step, "epoch": st.epoch, "batch_in_epoch": st.batch_in_epoch,
             "elapsed_s": time.perf_counter() - t0, "train_time_s": st.train_time_s,
             "best": st.best, "last": st.last})
         paused += time.perf_counter() - t_ckpt
 
     # SIGINT/SIGTERM: finish the current step, save a checkpoint, mark the run interrupted
-    stop_requested = {"sig": None}
-
-    def _on_signal(signum, frame):
-        stop_requested["sig"] = signum
-    old_handlers = {}
-    with contextlib.suppress(ValueError):   # not in the main thread (joblib workers): no handlers
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            old_handlers[sig] = signal.signal(sig, _on_signal)
-
+    signals = StopOnSignal().__enter__()
     reporter = ProgressReporter(n_steps, bool(tcfg.get("progress", True)), int(tcfg.get("print_every", 100)), st.step)
     model.train()
     paused = 0.0
@@ -155,14 +163,15 @@ def fit(*, model, task, optimizer, scheduler, tcfg, run_dir: Path, loggers: list
         t_loop, paused = time.perf_counter(), 0.0
         while st.step < n_steps:
             gen = torch.Generator().manual_seed(seed * 1_000_003 + st.epoch)   # data order = f(seed, epoch)
-            for i, batch in enumerate(task.train_batches(bs, gen, device)):
+            for i, batch in enumerate(task.train_batches(global_bs, gen, device)):
                 if i < st.batch_in_epoch:
                     continue                         # resume mid-epoch: skip what was already seen
+                batch = distributed.shard(batch, ctx)
 
                 def closure():
                     optimizer.zero_grad(set_to_none=True)
                     with autocast():
-                        loss = task.loss(fwd_model, batch)
+                        loss = task.loss(train_model, batch)
                     (scaler.scale(loss) if scaler else loss).backward()
                     if grad_clip > 0:
                         if scaler:
@@ -178,7 +187,7 @@ def fit(*, model, task, optimizer, scheduler, tcfg, run_dir: Path, loggers: list
                 lr = optimizer.param_groups[0]["lr"]
                 if scheduler is not None:
                     scheduler.step()
-                loss_v = float(loss.detach())
+                loss_v, stop = distributed.reduce_step(loss, signals.requested, ctx)
                 st.step += 1
                 st.batch_in_epoch = i + 1
                 rec = {"step": st.step, "train/loss": loss_v, "lr": lr}
@@ -188,17 +197,18 @@ def fit(*, model, task, optimizer, scheduler, tcfg, run_dir: Path, loggers: list
                 emit(rec)
                 if not math.isfinite(loss_v):
                     status = "diverged"
-                    log.error("loss is %s at step %d: stopping (status diverged)", loss_v, st.step)
+                    log.error("train/loss is %s at step %d: stopping (status diverged; no checkpoint)",
+                              loss_v, st.step)
                     raise _Stop
                 if eval_every and st.step % eval_every == 0 and st.step < n_steps:
                     rec = {**rec, **evaluate()}
                 reporter.update(st.step, rec)
                 if ckpt_every and st.step % ckpt_every == 0:
                     save_checkpoint()
-                if stop_requested["sig"] is not None:
+                if stop:
                     status = "interrupted"
-                    log.warning("signal %s: checkpoint saved at step %d (resume with trainer.resume=%s)",
-                                stop_requested["sig"], st.step, run_dir)
+                    log.warning("signal %s: saving a checkpoint at step %d (continue with trainer.resume=%s)",
+                                signals.signum or "on another rank", st.step, run_dir)
                     raise _Stop
                 if st.step >= n_steps:
                     break
@@ -211,8 +221,7 @@ def fit(*, model, task, optimizer, scheduler, tcfg, run_dir: Path, loggers: list
         if "t_loop" in locals():
             st.train_time_s += time.perf_counter() - t_loop - paused
         reporter.close()
-        for sig, h in old_handlers.items():
-            signal.signal(sig, h)
+        signals.__exit__(None, None, None)
     if status == "completed":
         evaluate(final=True)
     if status != "diverged":
@@ -220,11 +229,15 @@ def fit(*, model, task, optimizer, scheduler, tcfg, run_dir: Path, loggers: list
     for lg in loggers:
         if hasattr(lg, "flush"):
             lg.flush()
-    with contextlib.suppress(Exception):
-        plot_curves(Path(run_dir) / "metrics.jsonl", Path(run_dir) / "curves.png")
+    if ctx.is_main:
+        with contextlib.suppress(Exception):
+            plot_curves(Path(run_dir) / "metrics.jsonl", Path(run_dir) / "curves.png")
     wall = time.perf_counter() - t0
-    return {"status": status, "steps": st.step, "wall_time_s": round(wall, 3),
+    extra = {"diverged_at_step": st.step} if status == "diverged" else {}
+    if status == "interrupted":
+        extra["signal"] = signals.signum
+    return {**extra, "status": status, "steps": st.step, "wall_time_s": round(wall, 3),
             "train_time_s": round(st.train_time_s, 4),
             "steps_per_s": round(st.step / st.train_time_s, 2) if st.train_time_s else None,
             "final": {k: v for k, v in st.last.items() if k != "time_s"}, "best": dict(st.best),
-            "device": str(device)}
+            "device": str(device), "world_size": ctx.world_size}

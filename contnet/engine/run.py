@@ -4,6 +4,7 @@ Usable without Hydra: `run(cfg, run_dir)` with an OmegaConf config shaped like c
 """
 from __future__ import annotations
 
+import json
 import logging
 import random
 from pathlib import Path
@@ -13,7 +14,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from contnet.registry import MODELS, OPTIMIZERS, PEFTS, SCHEDULERS, TASKS, ConfigError
-from . import loop
+from contnet.validation import validate
+from . import distributed, loop
 from .io import atomic_write_json, versions
 from .loggers import JsonlLogger, TensorBoardLogger, WandbLogger
 from .progress import final_table
@@ -64,6 +66,15 @@ def resume_checkpoint(resume, run_dir: Path) -> tuple[Path | None, Path]:
     return ckpt, src
 
 
+def finished_summary(run_dir: Path) -> dict | None:
+    """summary.json of a run that already completed (a resumed rerun of it has nothing to do)."""
+    try:
+        summary = json.loads((run_dir / "summary.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return summary if summary.get("status") == "completed" else None
+
+
 def make_loggers(cfg, run_dir: Path, truncate_after: int | None, group, name) -> list:
     loggers = [JsonlLogger(run_dir / "metrics.jsonl", truncate_after_step=truncate_after)]
     kind = cfg.logger.get("name", "jsonl")
@@ -77,12 +88,19 @@ def make_loggers(cfg, run_dir: Path, truncate_after: int | None, group, name) ->
 
 
 def run(cfg: DictConfig, run_dir: Path, group: str | None = None, name: str | None = None) -> dict:
+    """One run.  Under torchrun every rank calls this; only rank 0 writes into run_dir."""
+    validate(cfg)                                  # before any work: one line naming the key
     run_dir = Path(run_dir)
     resolve_auto(cfg)
     tcfg = cfg.trainer
+    ctx = distributed.context()
+    loop.pick_device(distributed.device_for(str(tcfg.device), ctx))   # no CUDA for trainer.device=cuda: fail now
     resume_from, run_dir = resume_checkpoint(tcfg.get("resume"), run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "summary.json").unlink(missing_ok=True)    # never leave a stale "completed" behind
+    done = finished_summary(run_dir) if resume_from is not None else None
+    if ctx.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if done is None:
+            (run_dir / "summary.json").unlink(missing_ok=True)    # never leave a stale "completed" behind
     seed = int(cfg.seed)
     seed_everything(seed, bool(tcfg.get("deterministic", False)))
 
@@ -95,14 +113,19 @@ def run(cfg: DictConfig, run_dir: Path, group: str | None = None, name: str | No
     device = loop.pick_device(str(tcfg.device))
     model.to(device)                              # before the optimizer, so its state lives on device
     optimizer = OPTIMIZERS.get(cfg.optimizer.name)(cfg.optimizer, model)
-    steps = loop.total_steps(tcfg, max(1, task.num_train() // int(tcfg.batch_size)))
+    steps = loop.total_steps(tcfg, loop.steps_per_epoch(task, tcfg, ctx.world_size))
+    if done is not None and done.get("steps", 0) >= steps:
+        log.info("%s already completed %d steps: nothing to resume", run_dir, done["steps"])
+        return done
+    if done is not None and ctx.is_main:              # a completed run resumed with a larger budget
+        (run_dir / "summary.json").unlink(missing_ok=True)
     scheduler = SCHEDULERS.get(cfg.scheduler.name)(cfg.scheduler, optimizer, steps)
     trainable, total = count_params(model)
 
     truncate_after = None
     if resume_from is not None:
         truncate_after = int(torch.load(resume_from, map_location="cpu", weights_only=False)["progress"]["step"])
-    loggers = make_loggers(cfg, run_dir, truncate_after, group, name)
+    loggers = make_loggers(cfg, run_dir, truncate_after, group, name) if ctx.is_main else []
     summary = {"status": "failed", "steps": 0, "seed": seed, "trainable_params": trainable, "total_params": total,
                "task": cfg.task.name, "model": cfg.model.name, "optimizer": cfg.optimizer.name,
                "peft": peft.get("name", "none") if peft is not None else "none",
@@ -110,7 +133,7 @@ def run(cfg: DictConfig, run_dir: Path, group: str | None = None, name: str | No
                "final": {}, "best": {}, "wall_time_s": 0.0}
     try:
         summary.update(loop.fit(model=model, task=task, optimizer=optimizer, scheduler=scheduler, tcfg=tcfg,
-                                run_dir=run_dir, loggers=loggers, seed=seed, resume_from=resume_from))
+                                run_dir=run_dir, loggers=loggers, seed=seed, resume_from=resume_from, ctx=ctx))
     except BaseException as e:
         summary["error"] = f"{e.__class__.__name__}: {e}"
         raise
@@ -118,6 +141,8 @@ def run(cfg: DictConfig, run_dir: Path, group: str | None = None, name: str | No
         for lg in loggers:
             lg.summary(summary)
             lg.close(summary["status"])
-        atomic_write_json(run_dir / "summary.json", summary)   # written last
-    final_table(summary)
+        if ctx.is_main:
+            atomic_write_json(run_dir / "summary.json", summary)   # written last, by temp file + rename
+    if ctx.is_main:
+        final_table(summary)
     return summary

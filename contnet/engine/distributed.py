@@ -1,0 +1,130 @@
+"""Data-parallel runs under torchrun: everything the engine needs to know about ranks, in one place.
+
+Contract (docs/reliability.md):
+- `torchrun --standalone --nproc_per_node=N -m contnet.cli.main train ...`; torchrun sets RANK,
+  WORLD_SIZE, LOCAL_RANK. Without them (a plain `contnet train`) every helper here is a no-op.
+- `trainer.batch_size` is per process: the global batch is batch_size × N. Every rank draws the same
+  global batch (same seed, same data order) and keeps its contiguous slice, so N processes with batch B
+  step exactly like 1 process with batch N·B (DistributedDataParallel averages the gradients).
+- Rank 0 owns the run directory: metrics, checkpoints, summary.json, plots, W&B. Other ranks write
+  nothing. The run directory is decided by rank 0 and broadcast before Hydra starts.
+- All ranks share one RNG stream (same seed), so a checkpoint's RNG state is every rank's.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import re
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class Context:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+
+def launched_by_torchrun() -> bool:
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def context() -> Context:
+    if dist.is_available() and dist.is_initialized():
+        return Context(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
+    return Context()
+
+
+def init_from_env() -> Context:
+    """Join the process group torchrun describes (gloo on CPU, nccl for CUDA tensors); no-op otherwise."""
+    if not launched_by_torchrun() or dist.is_initialized():
+        return context()
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    backend = "gloo"
+    if torch.cuda.is_available() and os.environ.get("CONTNET_DIST_BACKEND") != "gloo":
+        torch.cuda.set_device(local_rank)
+        backend = "cpu:gloo,cuda:nccl"
+    dist.init_process_group(backend=os.environ.get("CONTNET_DIST_BACKEND", backend))
+    return context()
+
+
+def shutdown() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def device_for(name: str, ctx: Context) -> str:
+    """Each rank gets its own GPU: `auto`/`cuda` mean cuda:LOCAL_RANK in a data-parallel run."""
+    if ctx.enabled and name in ("auto", "cuda") and torch.cuda.is_available():
+        return f"cuda:{ctx.local_rank}"
+    return name
+
+
+def shard(batch, ctx: Context):
+    """This rank's contiguous slice (along dim 0) of a global batch: tensors in tuples/lists/dicts."""
+    if not ctx.enabled:
+        return batch
+    if isinstance(batch, torch.Tensor):
+        per = batch.shape[0] // ctx.world_size
+        return batch[ctx.rank * per:(ctx.rank + 1) * per]
+    if isinstance(batch, (tuple, list)):
+        return type(batch)(shard(b, ctx) for b in batch)
+    if isinstance(batch, dict):
+        return {k: shard(v, ctx) for k, v in batch.items()}
+    return batch
+
+
+def wrap_model(model, ctx: Context, device: torch.device):
+    if not ctx.enabled:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+    ids = [device.index] if device.type == "cuda" else None
+    return DistributedDataParallel(model, device_ids=ids)
+
+
+def reduce_step(loss: torch.Tensor, stop: bool, ctx: Context) -> tuple[float, bool]:
+    """The mean loss over ranks and whether any rank asked to stop (one collective per step), so that
+    every rank logs the same value and stops at the same step (a signal, a NaN on one shard)."""
+    if not ctx.enabled:
+        return float(loss.detach()), stop
+    t = torch.stack([loss.detach().float().reshape(()), torch.tensor(float(stop), device=loss.device)])
+    dist.all_reduce(t)
+    return float(t[0]) / ctx.world_size, bool(t[1] > 0)
+
+
+def barrier(ctx: Context) -> None:
+    if ctx.enabled:
+        dist.barrier()
+
+
+_NOW = re.compile(r"\$\{now:([^}]*)\}")
+
+
+def pin_output_dirs(argv: list[str], patterns: dict[str, str], ctx: Context) -> list[str]:
+    """Hydra resolves `${now:...}` per process, so every rank would get its own run directory.  Rank 0
+    reads the clock once, broadcasts it, and every rank passes the same explicit hydra.run.dir /
+    hydra.sweep.dir; ranks > 0 also write no .hydra/ files, no log file and no sweep report."""
+    if not ctx.enabled:
+        return argv
+    stamp = [_dt.datetime.now().isoformat()] if ctx.is_main else [None]
+    dist.broadcast_object_list(stamp, src=0)
+    now = _dt.datetime.fromisoformat(stamp[0])
+    extra = []
+    for key, pattern in patterns.items():
+        if not any(a.startswith(f"{key}=") for a in argv):
+            extra.append(f"{key}={_NOW.sub(lambda m: now.strftime(m.group(1)), pattern)}")
+    if not ctx.is_main:
+        extra += ["hydra.output_subdir=null", "hydra/job_logging=disabled", "hydra/hydra_logging=disabled",
+                  "hydra.callbacks={}"]
+    return [*argv, *extra]
