@@ -67,7 +67,9 @@ def test_report_callback_composes_and_instantiates(tmp_path):
     cfg = compose_hydra(["hydra/callbacks=report", "hydra.callbacks.report.targets=['val/acc=0.9']"])
     callback = instantiate(cfg.hydra.callbacks.report)
     assert isinstance(callback, ReportCallback) and callback.targets == ["val/acc=0.9"]
-    assert "report" not in compose_hydra([]).hydra.callbacks  # off unless asked for
+    default = compose_hydra([]).hydra.callbacks.report        # on by default (conf/config.yaml) ...
+    assert default.enabled is True
+    assert compose_hydra(["hydra.callbacks.report.enabled=false"]).hydra.callbacks.report.enabled is False  # ... and can be switched off
 
 
 def test_callback_never_fails_the_sweep(tmp_path, caplog):
