@@ -149,7 +149,7 @@ def _task_function(cfg) -> float | None:
     except ConfigError as e:
         if full_errors():
             raise
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {_one_line(e)}", file=sys.stderr)
         if multirun:
             return None                        # this job failed; the sweep goes on
         sys.exit(EXIT_CONFIG)
@@ -173,7 +173,7 @@ def main(argv: list[str]) -> int:
     except ConfigError as e:
         if full_errors():
             raise
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {_one_line(e)}", file=sys.stderr)
         return EXIT_CONFIG
     ctx = distributed.init_from_env()
     try:
