@@ -91,11 +91,13 @@ def cider(gts, res) -> float:
     return float(Cider().compute_score(gts, res)[0])
 
 
-def meteor(gts, res) -> float:
+def meteor(gts, res, segments: bool = False):
+    """Corpus METEOR 1.5 (or (corpus, per-segment list)); one java start, which loads the paraphrase table."""
     from pycocoevalcap.meteor.meteor import Meteor
     scorer = Meteor()
     try:
-        return float(scorer.compute_score(gts, res)[0])
+        corpus, per_segment = scorer.compute_score(gts, res)
+        return (float(corpus), [float(x) for x in per_segment]) if segments else float(corpus)
     finally:
         scorer.meteor_p.stdin.close()
         scorer.meteor_p.kill()

@@ -53,6 +53,8 @@ def byte_tokenizer():
 def hub_reachable(timeout: float = 3.0) -> bool:
     """A quick TCP probe of the hub endpoint, so offline users get one line instead of minutes of retries."""
     from huggingface_hub import constants
+    if constants.HF_HUB_OFFLINE:
+        return False
     url = urlparse(constants.ENDPOINT)
     try:
         socket.create_connection((url.hostname, url.port or 443), timeout=timeout).close()
