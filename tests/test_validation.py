@@ -89,7 +89,7 @@ def test_every_option_of_every_group_passes_validation():
     with initialize_config_module(config_module="contnet.conf", version_base="1.3"):
         for group, options in config_groups().items():
             for option in options:
-                over = [f"+{group}={option}"] if group == "experiment" else [f"{group}={option}"]
+                over = [f"{group}={option}"]
                 assert problems(hydra_compose("config", overrides=over)) == [], (group, option)
 
 
