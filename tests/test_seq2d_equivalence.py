@@ -213,3 +213,21 @@ def test_masked_patterns_count_only_kept_entries():
     assert model.n_trainable() < sum(p.numel() for p in model.parameters())
     sparse = B.from_block_masks([8, 16, 4], [[0, 0, 0], [0.5, 0, 0], [0, 1, 0]])
     assert sparse.n_trainable() == 64 + 16 + 64 + 4
+
+
+def test_rnn_builder_with_readout_is_an_elman_network_read_one_step_late():
+    # Jacobi: y_t = W_hy h_{t-1} + b_y, since y reads the state before this step's h update
+    torch.manual_seed(0)
+    model = B.rnn(3, 5, 2).double()
+    x = torch.randn(4, 2, 3, dtype=torch.float64)
+    out, state = model(x)
+    step = model.map
+    h = torch.zeros(2, 5, dtype=torch.float64)
+    for t in range(4):
+        y = h @ step.block(2, 1).weight.T + step.biases[2] if t else None
+        if y is not None:
+            torch.testing.assert_close(out[t], y, atol=1e-12, rtol=0)
+        else:
+            assert torch.equal(out[t], torch.zeros(2, 2, dtype=torch.float64))  # y not yet alive
+        h = torch.tanh(x[t] @ step.block(1, 0).weight.T + h @ step.block(1, 1).weight.T + step.biases[1])
+    torch.testing.assert_close(state[1], h, atol=1e-12, rtol=0)
