@@ -69,7 +69,7 @@ def test_parc_passes_the_fold_where_natural_continuation_stalls():
     opt.param_groups[0]["lr"] = 0.05                      # below 2/curvature at the λ=1 root (the
     for _ in range(300):                                  # group is the inner one's); then plain SGD
         fold_step(model, opt)
-    assert float(model.theta) > 1.0 and abs(float(model().detach())) < 1e-6
+    assert float(model.theta.detach()) > 1.0 and abs(float(model().detach())) < 1e-6
 
     npc = Fold()
     c_npc = OmegaConf.create(dict(name="continuation", lr=0.05, l_init=0.0, delta_l=0.01, secant=False,

@@ -163,11 +163,16 @@ class NPACSDriver:
         self.predictor = SecantPredictor()
         device = params[0].device if params else "cpu"
         self.norms = GradNormWindow(2 * cfg.window, device) if cfg.adaptive else None
-        lam.set(cfg.l_init)
+        self._set_lambda(cfg.l_init)
+
+    def _set_lambda(self, value: float) -> None:
+        """λ is also kept as a Python float: reading the buffer would sync the GPU every step."""
+        self.lam_value = float(value)
+        self.lam.set(value)
 
     @property
     def active(self) -> bool:
-        return self.lam.get() < 1.0
+        return self.lam_value < 1.0
 
     def step(self, inner: torch.optim.Optimizer, closure=None):
         loss = None
@@ -190,7 +195,7 @@ class NPACSDriver:
 
     @torch.no_grad()
     def update(self, inner: torch.optim.Optimizer | None = None) -> None:
-        c, lam = self.cfg, self.lam.get()
+        c, lam = self.cfg, self.lam_value
         if lam >= 1.0:
             return
         first = self.updates == 0
@@ -210,20 +215,20 @@ class NPACSDriver:
                 self.predictor.predict(self.params, r, lam)
                 if c.reset_inner_state and inner is not None:
                     inner.state.clear()
-        self.lam.set(lam_new)
+        self._set_lambda(lam_new)
         self.updates += 1
         if lam_new >= 1.0:          # continuation finished: free its memory
             self.predictor.clear()
             self.norms = None
 
     def state_dict(self) -> dict:
-        return {"kind": "npacs", "config": asdict(self.cfg), "lambda": self.lam.get(), "dl": self.dl,
+        return {"kind": "npacs", "config": asdict(self.cfg), "lambda": self.lam_value, "dl": self.dl,
                 "dl_prev": self.dl_prev, "t": self.t, "updates": self.updates,
                 "predictor": self.predictor.state_dict(),
                 "norms": None if self.norms is None else self.norms.state_dict()}
 
     def load_state_dict(self, sd: dict) -> None:
-        self.lam.set(sd["lambda"])
+        self._set_lambda(sd["lambda"])
         self.dl, self.dl_prev, self.t, self.updates = sd["dl"], sd["dl_prev"], sd["t"], sd["updates"]
         self.predictor.load_state_dict(sd["predictor"])
         if self.predictor.prev is not None:
