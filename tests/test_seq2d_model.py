@@ -100,3 +100,16 @@ def test_a_few_adam_steps_reduce_the_loss():
 def test_config_errors_are_one_line_config_errors(overrides, message):
     with pytest.raises(ConfigError, match=message):
         MODELS.get("seq2d")(_cfg(**overrides), _task())
+
+
+def test_seq2d_mlp_and_model_mlp_are_the_same_network_for_the_same_seed():
+    cfg_mlp = OmegaConf.load(CONF.parent / "mlp.yaml")
+    cfg_mlp.homotopy = False
+    task = _task()
+    torch.manual_seed(7)
+    reference = MODELS.get("mlp")(cfg_mlp, task)
+    torch.manual_seed(7)
+    model = MODELS.get("seq2d")(_cfg(depth=cfg_mlp.depth, width=cfg_mlp.width), task)
+    x = torch.randn(9, 12)
+    assert torch.equal(model(x), reference(x))
+    assert model.n_trainable() == sum(p.numel() for p in reference.parameters())

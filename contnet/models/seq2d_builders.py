@@ -57,12 +57,23 @@ def mlp(sizes: Sequence[int], activation: str = "relu", *, lam=None, density: fl
     if len(sizes) < 2:
         raise ValueError(f"mlp needs at least [in, out] sizes, got {sizes}")
     n = len(sizes)
-    grid = _empty_grid(n)
-    grid[0][0] = Identity(sizes[0])
-    for l in range(1, n):
-        grid[l][l - 1] = _linear(sizes[l - 1], sizes[l], density=density, generator=generator)
-    acts = [None] + [_activation(activation, lam) for _ in range(n - 2)] + [None]
-    step = Sequential2D(sizes, sizes, grid, bias=[False] + [True] * (n - 1), activations=acts)
+    with torch.random.fork_rng(devices=[]):  # construction draws are discarded, see below
+        grid = _empty_grid(n)
+        grid[0][0] = Identity(sizes[0])
+        for l in range(1, n):
+            grid[l][l - 1] = _linear(sizes[l - 1], sizes[l], density=density, generator=generator)
+        acts = [None] + [_activation(activation, lam) for _ in range(n - 2)] + [None]
+        step = Sequential2D(sizes, sizes, grid, bias=[False] + [True] * (n - 1), activations=acts)
+    # Draw weight then bias layer by layer, as nn.Linear does: the same seed then gives exactly
+    # the weights of the equivalent nn.Sequential (model=mlp), so the two train identically.
+    with torch.no_grad():
+        for l in range(1, n):
+            bound = 1.0 / math.sqrt(sizes[l - 1])
+            block = step.block(l, l - 1)
+            block.weight.uniform_(-bound, bound)
+            if isinstance(block, MaskedLinear):
+                block.weight.mul_(block.mask)
+            step.biases[l].uniform_(-bound, bound)
     return IteratedSequential2D(step, num_iterations=n - 1, **iterate)
 
 
