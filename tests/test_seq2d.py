@@ -293,3 +293,15 @@ def test_layout_builder_parses_cells_and_infers_depth():
         B.from_layout([2, 2], [["I", None], ["W", "W"]], activations=[None, "tanh"])
     with pytest.raises(ValueError, match="layout cell 'Q'"):
         B.from_layout([2, 2], [["I", None], ["Q", None]], activations=[None, "tanh"])
+
+
+def test_topological_equals_jacobi_in_zeros_mode_without_a_held_input():
+    # x has no identity cell, so it is not held: under empty="zeros" it becomes 0 after step 1
+    grid = [[None, None, None], [nn.Linear(3, 4), None, None], [None, nn.Linear(4, 2), None]]
+    step = Sequential2D([3, 4, 2], [3, 4, 2], grid, bias=True, activations=[None, nn.Tanh(), None],
+                        empty="zeros")
+    x = torch.randn(5, 3)
+    for T in (3, 4, 6):
+        fast = IteratedSequential2D(step, T)
+        assert fast.uses_topological()
+        assert torch.equal(fast(x), IteratedSequential2D(step, T, schedule="jacobi")(x)), T

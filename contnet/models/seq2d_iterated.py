@@ -162,7 +162,9 @@ class IteratedSequential2D(nn.Module):
             vals[s] = xs[s]
         if self.map.empty == "zeros":
             # a row may read a never-written slot; under 'zeros' that slot is zero, not None
-            vals = self.map._zero_fill(vals)
+            ref = next(t for t in xs if t is not None)
+            vals = [ref.new_zeros(ref.shape[:-1] + (d,)) if v is None else v
+                    for v, d in zip(vals, self.map.in_sizes)]
         row = self.map.row
         for i in self._topo_order:
             vals[i] = row(i, vals)
