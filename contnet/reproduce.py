@@ -1,0 +1,225 @@
+"""`make reproduce-paper`: run every paper claim's sweeps, report them, and write outputs/reproduce/REPORT.md.
+
+    python -m contnet.reproduce --scale cpu            # the 2-core suite (SCALE=cpu, the default)
+    python -m contnet.reproduce --scale paper          # the authors' settings (CUDA, downloads; days)
+    python -m contnet.reproduce --claims npacs,seq2d   # a subset
+    python -m contnet.reproduce --report-only          # rebuild REPORT.md from the run folders already there
+    python -m contnet.reproduce --smoke                # seconds: 4 tiny runs of one claim (tests)
+
+Each sweep is `contnet train -m experiment=<preset>_<scale> hydra.sweep.dir=<out>/<claim>/<preset>` in its own
+process (a crash stays inside its claim), then `contnet report` per claim into <out>/<claim>/report/, then
+REPORT.md with our numbers beside the published ones and one verdict sentence per claim.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from contnet.reproduce_claims import CLAIMS, Claim, Sweep
+from contnet.reproduce_report import ClaimResult, analyse, write_report
+
+REPO = Path(__file__).resolve().parents[1]
+SWEEP_TIMEOUT_S = {"cpu": 1800, "paper": None, "smoke": 600}
+
+
+@dataclass
+class SweepRun:
+    claim: Claim
+    sweep: Sweep
+    command: list[str]
+    sweep_dir: Path
+    log: Path
+    rc: int | None = None
+    seconds: float = 0.0
+    error: str = ""
+    skipped: str = ""                     # why it did not run (a method that has not landed)
+    extra: dict = field(default_factory=dict)
+
+
+def available_options() -> dict[str, list[str]]:
+    from contnet.cli.main import config_groups
+    return config_groups()
+
+
+def missing(sweep: Sweep, scale: str, groups: dict[str, list[str]]) -> str:
+    """'' when the preset and every method it needs exist in conf/, else a reason."""
+    if f"{sweep.preset}_{scale}" not in groups.get("experiment", []):
+        return f"preset experiment={sweep.preset}_{scale} does not exist"
+    for need in sweep.needs:
+        group, option = need.split("=", 1)
+        if option not in groups.get(group, []):
+            return f"{need} has not landed"
+    return ""
+
+
+def e2e_data_dir(explicit: str | None) -> str | None:
+    """The E2E files: --e2e-dir, else $CONTNET_DATA/e2e, else a shared checkout next to the repo."""
+    candidates = [explicit] if explicit else []
+    if os.environ.get("CONTNET_DATA"):
+        candidates.append(os.path.join(os.environ["CONTNET_DATA"], "e2e"))
+    candidates.append(str(REPO.parent / "shared" / "data" / "e2e"))
+    for c in candidates:
+        if c and (Path(c) / "test.txt").is_file():
+            return str(Path(c).resolve())
+    return explicit
+
+
+def plan(claims: list[Claim], scale: str, out: Path, smoke: bool, e2e_dir: str | None) -> list[SweepRun]:
+    groups = available_options()
+    preset_scale = "cpu" if smoke else scale
+    runs = []
+    for claim in claims:
+        sweeps = claim.sweeps[:1] if smoke else claim.sweeps
+        for sweep in sweeps:
+            sweep_dir = out / claim.key / sweep.preset
+            cmd = [sys.executable, "-m", "contnet.cli.main", "train", "-m", f"experiment={sweep.preset}_{preset_scale}",
+                   f"hydra.sweep.dir={sweep_dir}", "trainer.progress=false", "hydra.callbacks.report.enabled=false"]
+            if claim.key == "solo" and e2e_dir:
+                cmd.append(f"task.data_dir={e2e_dir}")
+            if smoke:
+                cmd += claim.smoke
+            runs.append(SweepRun(claim, sweep, cmd, sweep_dir, out / claim.key / f"{sweep.preset}.log",
+                                 skipped=missing(sweep, preset_scale, groups)))
+    return runs
+
+
+def execute(run: SweepRun, env: dict, timeout: float | None) -> SweepRun:
+    if run.skipped:
+        return run
+    run.sweep_dir.parent.mkdir(parents=True, exist_ok=True)
+    start = time.monotonic()
+    with open(run.log, "w", encoding="utf-8") as log:
+        log.write("$ " + " ".join(run.command) + "\n")
+        log.flush()
+        try:
+            proc = subprocess.run(run.command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                  timeout=timeout)
+            run.rc = proc.returncode
+            if proc.returncode != 0:
+                run.error = f"the sweep exited with code {proc.returncode} (see {run.log.name})"
+        except subprocess.TimeoutExpired:
+            run.rc = 124
+            run.error = f"the sweep ran past the {timeout:.0f} s limit and was stopped"
+    run.seconds = time.monotonic() - start
+    print(f"[reproduce] {run.claim.key}/{run.sweep.preset}: "
+          f"{'ok' if run.rc == 0 else run.error} in {run.seconds:.0f} s", flush=True)
+    return run
+
+
+def schedule(runs: list[SweepRun], jobs: int, env: dict, timeout: float | None) -> None:
+    """Longest first (the language-model sweep), the rest on the other worker(s)."""
+    todo = sorted(runs, key=lambda r: r.claim.key != "solo")
+    if jobs <= 1:
+        for r in todo:
+            execute(r, env, timeout)
+        return
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        list(pool.map(lambda r: execute(r, env, timeout), todo))
+
+
+def equivalence_check() -> dict:
+    """Claim (c)'s exact part: the CLI's MLP (model=mlp on digits) and its Sequential2D form sharing the same
+    weights, in fp64: forward outputs, input gradients, parameter gradients and weights after one Adam step."""
+    import copy
+
+    import torch
+    from omegaconf import OmegaConf
+
+    from contnet.models.seq2d_builders import from_sequential
+    from contnet.registry import MODELS, TASKS
+
+    torch.manual_seed(0)
+    task = TASKS.get("digits")(OmegaConf.create({"name": "digits", "val_frac": 0.15, "test_frac": 0.15,
+                                                 "split_seed": 0}), 0)
+    mcfg = OmegaConf.create({"name": "mlp", "depth": 2, "width": 128, "widths": None, "activation": "relu",
+                             "homotopy": False, "init": "default", "output_activation": False})
+    ref = MODELS.get("mlp")(mcfg, task).double()
+    twin = copy.deepcopy(ref)
+    seq2d = from_sequential(twin.net)
+    x, y = task.tensors("val")
+    x = x.double().flatten(1)
+    diffs = []
+    outs = []
+    for model, fwd in ((ref, lambda v: ref(v)), (twin, lambda v: seq2d(v))):
+        xi = x.clone().requires_grad_(True)
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        out = fwd(xi)
+        loss = torch.nn.functional.cross_entropy(out, y)
+        loss.backward()
+        grads = [p.grad.clone() for p in model.parameters()]
+        opt.step()
+        outs.append((out.detach(), xi.grad.clone(), grads, [p.detach().clone() for p in model.parameters()]))
+    (o1, g1, pg1, w1), (o2, g2, pg2, w2) = outs
+    diffs.append((o1 - o2).abs().max().item())
+    diffs.append((g1 - g2).abs().max().item())
+    diffs += [(a - b).abs().max().item() for a, b in zip(pg1, pg2)]
+    diffs += [(a - b).abs().max().item() for a, b in zip(w1, w2)]
+    n_ref = sum(p.numel() for p in ref.parameters())
+    n_seq = sum(p.numel() for p in seq2d.parameters() if p.requires_grad)
+    return {"max_abs_diff": max(diffs), "params_mlp": n_ref, "params_seq2d": n_seq, "samples": len(x)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m contnet.reproduce", description=__doc__.split("\n")[0])
+    p.add_argument("--scale", choices=["cpu", "paper"], default="cpu")
+    p.add_argument("--claims", default=",".join(c.key for c in CLAIMS),
+                   help="comma-separated subset of: " + ", ".join(c.key for c in CLAIMS))
+    p.add_argument("--out", default="outputs/reproduce", help="output folder (default outputs/reproduce)")
+    p.add_argument("--jobs", type=int, default=2, help="sweeps run at once (default 2; each gets 1 thread on cpu)")
+    p.add_argument("--timeout", type=float, default=None, help="seconds per sweep (default: 1800 on cpu, none on paper)")
+    p.add_argument("--e2e-dir", default=None, help="folder with the E2E files (valid.txt, test.txt, ...)")
+    p.add_argument("--smoke", action="store_true", help="a few seconds of the first claim only (cpu presets)")
+    p.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
+    p.add_argument("--report-only", action="store_true", help="rebuild REPORT.md from the runs already in --out")
+    args = p.parse_args(argv)
+
+    keys = [k.strip() for k in args.claims.split(",") if k.strip()]
+    unknown = [k for k in keys if k not in {c.key for c in CLAIMS}]
+    if unknown:
+        print(f"reproduce: unknown claim(s) {', '.join(unknown)}; choose from {', '.join(c.key for c in CLAIMS)}",
+              file=sys.stderr)
+        return 2
+    claims = [c for c in CLAIMS if c.key in keys][: 1 if args.smoke else None]
+    out = Path(args.out).resolve()
+    scale_label = "smoke" if args.smoke else args.scale
+    runs = plan(claims, args.scale, out, args.smoke, e2e_data_dir(args.e2e_dir))
+    if args.dry_run:
+        for r in runs:
+            print(("# skipped: " + r.skipped + "\n# ") * bool(r.skipped) + " ".join(r.command))
+        return 0
+
+    start = time.monotonic()
+    if not args.report_only:
+        env = dict(os.environ)
+        if args.scale == "cpu" or args.smoke:
+            env.setdefault("OMP_NUM_THREADS", "1")     # 2 cores: one thread per sweep beats oversubscription
+            env.setdefault("MKL_NUM_THREADS", "1")
+        env.setdefault("HYDRA_FULL_ERROR", "1")
+        timeout = args.timeout if args.timeout is not None else SWEEP_TIMEOUT_S[scale_label]
+        schedule(runs, max(1, args.jobs), env, timeout)
+    extras: dict[str, dict] = {}
+    if any(c.key == "seq2d" for c in claims):
+        try:
+            extras["seq2d"] = {"equivalence": equivalence_check()}
+        except Exception as e:  # noqa: BLE001 - a failed check is reported, never fatal
+            extras["seq2d"] = {"equivalence_error": f"{e.__class__.__name__}: {e}"}
+    results: list[ClaimResult] = []
+    for claim in CLAIMS:
+        mine = [r for r in runs if r.claim.key == claim.key]
+        results.append(analyse(claim, mine, out, extras.get(claim.key, {}),
+                               selected=claim in claims, scale=scale_label))
+    wall = time.monotonic() - start
+    path = write_report(results, out, scale=scale_label, wall_s=None if args.report_only else wall,
+                        argv=["python", "-m", "contnet.reproduce", *(argv if argv is not None else sys.argv[1:])])
+    print(f"[reproduce] wrote {path} ({wall / 60:.1f} min)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

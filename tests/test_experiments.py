@@ -1,0 +1,164 @@
+"""conf/experiment presets (every claim at both scales) and the `make reproduce-paper` driver."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import compose
+
+from contnet import reproduce
+from contnet.reproduce_claims import CLAIMS, claim_by_key, compare
+from contnet.reproduce_report import ClaimResult, analyse, write_report
+
+CONF = Path(__file__).resolve().parents[1] / "conf" / "experiment"
+CLAIM_PRESETS = sorted({s.preset for c in CLAIMS for s in c.sweeps})
+
+
+def _sweep_params(preset: str) -> dict:
+    raw = yaml.safe_load((CONF / f"{preset}.yaml").read_text())
+    return raw.get("hydra", {}).get("sweeper", {}).get("params", {})
+
+
+@pytest.mark.parametrize("scale", ["cpu", "paper"])
+@pytest.mark.parametrize("preset", CLAIM_PRESETS)
+def test_every_preset_composes_at_both_scales(preset, scale):
+    name = f"{preset}_{scale}"
+    assert (CONF / f"{name}.yaml").is_file(), f"missing conf/experiment/{name}.yaml"
+    cfg = compose([f"experiment={name}"])
+    params = _sweep_params(name)
+    assert "seed" in params, "every claim preset sweeps its seeds"
+    # every job of the sweep composes and resolves (interpolations such as ${per_task.${task.name}.lr})
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    parser = OverridesParser.create()
+    sweeps = parser.parse_overrides([f"{k}={v}" for k, v in params.items()])
+    values = {o.key_or_group: [str(v) for v in o.sweep_iterator()] if o.is_sweep_override() else [o.value()]
+              for o in sweeps}
+    first = [f"{k}={v[0]}" for k, v in values.items()]
+    last = [f"{k}={v[-1]}" for k, v in values.items()]
+    for overrides in (first, last):
+        job = compose([f"experiment={name}", *overrides])
+        resolved = job.copy()
+        from omegaconf import OmegaConf
+        OmegaConf.resolve(resolved)
+        assert resolved.trainer.max_steps or resolved.trainer.max_epochs
+    if scale == "cpu":
+        assert cfg.trainer.device == "cpu"
+
+
+@pytest.mark.parametrize("preset", CLAIM_PRESETS)
+def test_statistical_presets_run_five_seeds(preset):
+    claim = next(c for c in CLAIMS if any(s.preset == preset for s in c.sweeps))
+    for scale in ("cpu", "paper"):
+        seeds = str(_sweep_params(f"{preset}_{scale}")["seed"]).split(",")
+        assert len(seeds) == (5 if claim.statistical else 1)
+
+
+def test_paper_scale_uses_the_authors_settings():
+    cfg = compose(["experiment=npacs_ae_paper", "task=cifar10_ae"])
+    assert cfg.model.activation == "sigmoid" and list(cfg.model.widths) == [200, 100, 50]
+    assert cfg.optimizer.lr == 5e-4 and cfg.trainer.batch_size == 200 and cfg.trainer.max_steps == 200000
+    cfg = compose(["experiment=npacs_ae_paper", "task=fashion_mnist_ae"])
+    assert len(cfg.model.widths) == 7 and cfg.optimizer.delta_l == 0.008
+    cfg = compose(["experiment=npacs_parity_paper"])
+    assert cfg.task.n_bits == 40 and cfg.trainer.max_steps == 5000 and cfg.optimizer.l_init == 0.2
+    cfg = compose(["experiment=solo_e2e_paper"])
+    assert cfg.model.name == "gpt2-medium" and cfg.trainer.max_epochs == 5
+    cfg = compose(["experiment=solo_e2e_cpu"])
+    assert cfg.model.name == "smollm2-135m" and cfg.trainer.max_steps <= 100
+
+
+def test_dry_run_lists_every_sweep(capsys):
+    assert reproduce.main(["--dry-run", "--scale", "paper"]) == 0
+    out = capsys.readouterr().out
+    for preset in CLAIM_PRESETS:
+        assert f"experiment={preset}_paper" in out
+
+
+def test_unknown_claim_is_exit_2(capsys):
+    assert reproduce.main(["--claims", "nope", "--dry-run"]) == 2
+    assert "unknown claim" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------ REPORT.md on synthetic runs
+
+def _fake_run(path: Path, task: str, optimizer: str, seed: int, test_loss: float, status: str = "completed"):
+    (path / ".hydra").mkdir(parents=True)
+    cfg = {"task": {"name": task}, "optimizer": {"name": optimizer}, "model": {"name": "mlp"}, "seed": seed}
+    (path / ".hydra" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    (path / "metrics.jsonl").write_text(json.dumps({"step": 10, "train/loss": test_loss}) + "\n")
+    summary = {"status": status, "steps": 10, "seed": seed, "task": task, "model": "mlp", "optimizer": optimizer,
+               "peft": "none", "trainable_params": 100, "wall_time_s": 1.0,
+               "final": {"test/loss": test_loss, "train/full_loss": test_loss}, "best": {}}
+    (path / "summary.json").write_text(json.dumps(summary))
+
+
+def _sweep_runs(claim, out: Path, skipped: str = ""):
+    return [reproduce.SweepRun(claim, s, ["python", "-m", "contnet.cli.main", "train", "-m", f"experiment={s.preset}_cpu"],
+                               out / claim.key / s.preset, out / claim.key / f"{s.preset}.log", skipped=skipped)
+            for s in claim.sweeps]
+
+
+def test_report_writer_on_synthetic_runs(tmp_path):
+    npacs, parc = claim_by_key("npacs"), claim_by_key("parc")
+    job = 0
+    for opt, losses in (("adam", [0.30, 0.32, 0.31]), ("cadam", [0.20, 0.21, 0.19]),
+                        ("rmsprop", [0.30, 0.30, 0.31]), ("crmsprop", [0.35, 0.36, 0.34])):
+        for seed, loss in enumerate(losses):
+            _fake_run(tmp_path / "npacs" / "npacs_ae" / str(job), "digits_ae", opt, seed, loss)
+            job += 1
+    _fake_run(tmp_path / "npacs" / "npacs_ae" / str(job), "digits_ae", "cadam", 3, math.nan, status="diverged")
+
+    results = [analyse(npacs, _sweep_runs(npacs, tmp_path)[:1], tmp_path, {}),
+               analyse(parc, _sweep_runs(parc, tmp_path, skipped="optimizer=parc has not landed"), tmp_path, {})]
+    r = results[0]
+    assert r.status.startswith("partial: 12 of 13 runs completed")
+    assert r.cells["digits_ae"]["cadam"]["metrics"]["test/loss"][0] == pytest.approx(0.20)
+    assert r.held == "did not hold"          # C-Adam better on 1, C-RMSProp worse on 1: 1 of 2 is no majority
+    assert "C-Adam's mean final test loss was lower than Adam's on 1 of 1 task (by more than one std on 1)" \
+        in r.sentence
+    assert "C-RMSProp's mean final test loss was lower than RMSProp's on 0 of 1" in r.sentence
+    assert results[1].status == "not run: optimizer=parc has not landed"
+
+    path = write_report(results, tmp_path, scale="cpu", wall_s=125.0, argv=["python", "-m", "contnet.reproduce"])
+    text = path.read_text()
+    assert "2.1 min (125 s)" in text
+    assert "| (b) PARC vs Adam on a classifier and an autoencoder | not run: optimizer=parc has not landed |" in text
+    assert "0.2 ± 0.01" in text                       # cadam's mean ± std in the claim table
+    assert "None available" in text                   # continuation papers publish no numbers
+    assert (tmp_path / "npacs" / "report" / "report.md").is_file()   # contnet report per claim
+    for claim in (npacs, parc):                         # a summary row per claim, run or not
+        assert f"| {claim.title} |" in text
+
+
+def test_compare_counts_wins_beyond_one_std():
+    cells = {"t1": {"new": {"metrics": {"m": (1.0, 0.1, 5)}}, "old": {"metrics": {"m": (2.0, 0.2, 5)}}},
+             "t2": {"new": {"metrics": {"m": (1.9, 0.2, 5)}}, "old": {"metrics": {"m": (2.0, 0.2, 5)}}},
+             "t3": {"new": {"metrics": {"m": (3.0, 0.2, 5)}}}}
+    assert compare(cells, "new", "old", "m") == (2, 2, 1)
+    assert compare(cells, "new", "old", "m", lower_better=False) == (2, 0, 0)
+
+
+def test_solo_verdict_counts_metrics_and_parameters():
+    claim = claim_by_key("solo")
+    scores = {"test/bleu": 60.0, "test/nist": 7.0, "test/rouge_l": 60.0, "test/cider": 1.5}
+    cells = {"smollm2-135m": {
+        "solo": {"metrics": {k: (v + 1, math.nan, 1) for k, v in scores.items()}, "params": 100},
+        "lora": {"metrics": {k: (v, math.nan, 1) for k, v in scores.items()}, "params": 200}}}
+    held, sentence = claim.verdict(cells, {})
+    assert held == "held" and "higher than LoRA on 4 of 4 metrics" in sentence and "50% fewer" in sentence
+
+
+def test_equivalence_check_is_exact():
+    eq = reproduce.equivalence_check()
+    assert eq["max_abs_diff"] == 0.0 and eq["params_mlp"] == eq["params_seq2d"]
+
+
+@pytest.mark.slow
+def test_smoke_run_writes_report(tmp_path):
+    assert reproduce.main(["--smoke", "--out", str(tmp_path)]) == 0
+    text = (tmp_path / "REPORT.md").read_text()
+    assert "| (a) NPACS: C-Adam / C-RMSProp vs Adam / RMSProp | ran | 4/4 | 2 |" in text
