@@ -158,6 +158,33 @@ def option_defaults(group: str, name: str) -> DictConfig | None:
     return OmegaConf.create(path.read_text())
 
 
+@functools.lru_cache(maxsize=None)
+def preset_paths() -> frozenset[str]:
+    """Dotted keys that experiment presets (`conf/experiment/**/*.yaml`, `# @package _global_`) set.  A preset
+    may add keys, e.g. a top-level table read through interpolations, or the continuation keys it sets
+    for every optimizer of a sweep (plain Adam ignores them); those are not typos."""
+    paths: set[str] = set()
+
+    def walk(prefix: str, node) -> None:
+        for k, v in node.items():
+            full = f"{prefix}{k}"
+            paths.add(full)
+            if isinstance(v, dict):
+                walk(full + ".", v)
+    def files(d):
+        for f in d.iterdir():
+            if f.is_dir():
+                yield from files(f)
+            elif f.name.endswith(".yaml"):
+                yield f
+    root = resources.files("contnet.conf") / "experiment"
+    for f in files(root) if root.is_dir() else ():
+        raw = OmegaConf.to_container(OmegaConf.create(f.read_text()), resolve=False) or {}
+        raw.pop("defaults", None)
+        walk("", raw)
+    return frozenset(paths)
+
+
 def _type_problem(default: Any, value: Any) -> str | None:
     if default is None or value is None or default == "auto":
         return None
@@ -180,12 +207,12 @@ def _check_node(prefix: str, raw: DictConfig | None, value: dict, where: str, pr
     """Compare a resolved group dict to its raw YAML defaults, recursively, and apply RULES."""
     for key, v in value.items():
         full = f"{prefix}.{key}"
-        if raw is not None and key not in raw:
+        if raw is not None and key not in raw and full not in preset_paths():
             known = ", ".join(str(k) for k in raw.keys())
             problems.append(f"{full}={fmt(v)}: unknown key for {where}; its keys are: {known}")
             continue
         default = None
-        if raw is not None and not OmegaConf.is_interpolation(raw, key):
+        if raw is not None and key in raw and not OmegaConf.is_interpolation(raw, key):
             node = raw[key]
             default = OmegaConf.to_container(node) if isinstance(node, (DictConfig, ListConfig)) else node
         rule = rule_for(full)
@@ -213,7 +240,7 @@ def problems(cfg: DictConfig) -> list[str]:
     out: list[str] = []
     known_top = {"seed", *GROUPS}
     for key in cfg.keys():
-        if key not in known_top:
+        if key not in known_top and key not in preset_paths():
             out.append(f"{key}={fmt(OmegaConf.to_container(cfg, resolve=False).get(key))}: unknown top-level key; "
                        f"the keys are: {', '.join(sorted(known_top))}")
     seed = cfg.get("seed")

@@ -152,11 +152,11 @@ def fit(*, model, task, optimizer, scheduler, tcfg, run_dir: Path, loggers: list
             "best": st.best, "last": st.last})
         paused += time.perf_counter() - t_ckpt
 
-    # SIGINT/SIGTERM: finish the current step, save a checkpoint, mark the run interrupted
-    signals = StopOnSignal().__enter__()
     reporter = ProgressReporter(n_steps, bool(tcfg.get("progress", True)), int(tcfg.get("print_every", 100)), st.step)
     model.train()
     paused = 0.0
+    # SIGINT/SIGTERM: finish the current step, save a checkpoint, mark the run interrupted
+    signals = StopOnSignal().__enter__()
     try:
         if st.step == 0 and eval_every:
             evaluate()
