@@ -5,6 +5,7 @@
     python -m contnet.reproduce --claims npacs,seq2d   # a subset
     python -m contnet.reproduce --report-only          # rebuild REPORT.md from the run folders already there
     python -m contnet.reproduce --smoke                # seconds: 4 tiny runs of one claim (tests)
+    python -m contnet.reproduce --claims parc -- seed=0,1 trainer.max_steps=50   # overrides for every sweep
 
 Each sweep is `contnet train -m experiment=<preset>_<scale> hydra.sweep.dir=<out>/<claim>/<preset>` in its own
 process (a crash stays inside its claim), then `contnet report` per claim into <out>/<claim>/report/, then
@@ -20,6 +21,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 from contnet.reproduce_claims import CLAIMS, Claim, Sweep
 from contnet.reproduce_report import ClaimResult, analyse, write_report
@@ -70,7 +72,8 @@ def e2e_data_dir(explicit: str | None) -> str | None:
     return explicit
 
 
-def plan(claims: list[Claim], scale: str, out: Path, smoke: bool, e2e_dir: str | None) -> list[SweepRun]:
+def plan(claims: list[Claim], scale: str, out: Path, smoke: bool, e2e_dir: str | None,
+         overrides: Sequence[str] = ()) -> list[SweepRun]:
     groups = available_options()
     preset_scale = "cpu" if smoke else scale
     runs = []
@@ -84,6 +87,7 @@ def plan(claims: list[Claim], scale: str, out: Path, smoke: bool, e2e_dir: str |
                 cmd.append(f"task.data_dir={e2e_dir}")
             if smoke:
                 cmd += claim.smoke
+            cmd += list(overrides)
             runs.append(SweepRun(claim, sweep, cmd, sweep_dir, out / claim.key / f"{sweep.preset}.log",
                                  skipped=missing(sweep, preset_scale, groups)))
     return runs
@@ -177,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--smoke", action="store_true", help="a few seconds of the first claim only (cpu presets)")
     p.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     p.add_argument("--report-only", action="store_true", help="rebuild REPORT.md from the runs already in --out")
+    p.add_argument("overrides", nargs="*", help="Hydra overrides added to every sweep (e.g. seed=0,1 trainer.max_steps=50)")
     args = p.parse_args(argv)
 
     keys = [k.strip() for k in args.claims.split(",") if k.strip()]
@@ -188,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     claims = [c for c in CLAIMS if c.key in keys][: 1 if args.smoke else None]
     out = Path(args.out).resolve()
     scale_label = "smoke" if args.smoke else args.scale
-    runs = plan(claims, args.scale, out, args.smoke, e2e_data_dir(args.e2e_dir))
+    runs = plan(claims, args.scale, out, args.smoke, e2e_data_dir(args.e2e_dir), args.overrides)
     if args.dry_run:
         for r in runs:
             print(("# skipped: " + r.skipped + "\n# ") * bool(r.skipped) + " ".join(r.command))

@@ -136,9 +136,13 @@ def seq2d_verdict(cells: Cells, extra: dict) -> tuple[str, str]:
             if arm == "nn.Sequential MLP" or other is None:
                 continue
             spread = max((s for s in (base[1], other[1]) if math.isfinite(s)), default=math.nan)
-            within = math.isfinite(spread) and abs(other[0] - base[0]) <= spread
-            parts.append(f"{arm} on {setting}: test accuracy {other[0]:.3f} vs {base[0]:.3f} for the MLP "
-                         f"({'within' if within else 'beyond'} one std)")
+            if other[0] == base[0]:
+                how = "identical"
+            elif not math.isfinite(spread):
+                how = "one seed"
+            else:
+                how = "within one std" if abs(other[0] - base[0]) <= spread else "beyond one std"
+            parts.append(f"{arm} on {setting}: test accuracy {other[0]:.3f} vs {base[0]:.3f} for the MLP ({how})")
     if not parts:
         return held, "no run completed"
     return held, "; ".join(parts) + (". The skip variants are descriptive: no published numbers to compare."

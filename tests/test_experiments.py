@@ -26,27 +26,23 @@ def _sweep_params(preset: str) -> dict:
 @pytest.mark.parametrize("scale", ["cpu", "paper"])
 @pytest.mark.parametrize("preset", CLAIM_PRESETS)
 def test_every_preset_composes_at_both_scales(preset, scale):
+    """Every value of every swept key composes into a config that passes contnet's validation."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from contnet.validation import problems
+
     name = f"{preset}_{scale}"
     assert (CONF / f"{name}.yaml").is_file(), f"missing conf/experiment/{name}.yaml"
-    cfg = compose([f"experiment={name}"])
     params = _sweep_params(name)
     assert "seed" in params, "every claim preset sweeps its seeds"
-    # every job of the sweep composes and resolves (interpolations such as ${per_task.${task.name}.lr})
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    parser = OverridesParser.create()
-    sweeps = parser.parse_overrides([f"{k}={v}" for k, v in params.items()])
-    values = {o.key_or_group: [str(v) for v in o.sweep_iterator()] if o.is_sweep_override() else [o.value()]
-              for o in sweeps}
-    first = [f"{k}={v[0]}" for k, v in values.items()]
-    last = [f"{k}={v[-1]}" for k, v in values.items()]
-    for overrides in (first, last):
-        job = compose([f"experiment={name}", *overrides])
-        resolved = job.copy()
-        from omegaconf import OmegaConf
-        OmegaConf.resolve(resolved)
-        assert resolved.trainer.max_steps or resolved.trainer.max_epochs
-    if scale == "cpu":
-        assert cfg.trainer.device == "cpu"
+    parsed = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in params.items()])
+    values = {o.key_or_group: [str(v) for v in o.sweep_iterator()] if o.is_sweep_override() else [str(o.value())]
+              for o in parsed}
+    for i in range(max(len(v) for v in values.values())):
+        job = [f"{k}={v[i % len(v)]}" for k, v in values.items()]
+        cfg = compose([f"experiment={name}", *job])
+        assert problems(cfg) == [], job
+        if scale == "cpu":
+            assert cfg.trainer.device == "cpu"
 
 
 @pytest.mark.parametrize("preset", CLAIM_PRESETS)
@@ -58,11 +54,14 @@ def test_statistical_presets_run_five_seeds(preset):
 
 
 def test_paper_scale_uses_the_authors_settings():
-    cfg = compose(["experiment=npacs_ae_paper", "task=cifar10_ae"])
+    cfg = compose(["experiment=npacs_ae_paper", "experiment/data=npacs_cifar10", "experiment/arm=npacs_crmsprop"])
+    assert cfg.task.name == "cifar10_ae" and cfg.optimizer.name == "crmsprop" and cfg.model.init == "pca"
     assert cfg.model.activation == "sigmoid" and list(cfg.model.widths) == [200, 100, 50]
     assert cfg.optimizer.lr == 5e-4 and cfg.trainer.batch_size == 200 and cfg.trainer.max_steps == 200000
-    cfg = compose(["experiment=npacs_ae_paper", "task=fashion_mnist_ae"])
+    cfg = compose(["experiment=npacs_ae_paper", "experiment/data=npacs_fashion_mnist"])
     assert len(cfg.model.widths) == 7 and cfg.optimizer.delta_l == 0.008
+    cfg = compose(["experiment=parc_paper", "experiment/arm=parc_mnist_ae_parc"])
+    assert cfg.task.name == "mnist_ae" and cfg.optimizer.max_arc_len == 0.02 and cfg.trainer.batch_size == 30000
     cfg = compose(["experiment=npacs_parity_paper"])
     assert cfg.task.n_bits == 40 and cfg.trainer.max_steps == 5000 and cfg.optimizer.l_init == 0.2
     cfg = compose(["experiment=solo_e2e_paper"])
