@@ -66,6 +66,8 @@ def test_sigkill_then_resume_is_bitwise_equal_to_an_uninterrupted_run(tmp_path, 
     assert not (run_dir / "summary.json").exists()          # never a "completed" summary from a killed run
     step = checkpoint_step(run_dir)
     assert 0 < step < STEPS
+    logged = max(r["step"] for r in read_metrics(run_dir))
+    print(f"SIGKILL: last checkpoint at step {step}, metrics on disk up to step {logged} of {STEPS}")
     summary = run_inprocess([*COMMON, f"trainer.resume={run_dir}"], tmp_path / "unused")
     ref_dir, ref_summary = reference
     assert comparable(summary) == comparable(ref_summary)
@@ -115,7 +117,7 @@ class _SignalAtStep:
         pass
 
 
-@pytest.mark.parametrize("optimizer", ["adam", "cadam"])
+@pytest.mark.parametrize("optimizer", ["cadam"])     # adam: the SIGTERM/SIGKILL tests above
 def test_interrupt_and_resume_keep_optimizer_and_continuation_state(tmp_path, monkeypatch, optimizer):
     """C-Adam's λ, Δλ and secant history live in its state_dict; a resumed run must not notice the cut."""
     from contnet.engine import run as run_mod
