@@ -164,16 +164,19 @@ def main(argv: list[str]) -> int:
     import hydra
 
     from contnet.engine import distributed
+    quiet = os.environ.get("RANK", "0") != "0"        # under torchrun, rank 0 alone reports config errors
     msg = check_group_choices(argv)
     if msg:
-        print(f"error: {msg}", file=sys.stderr)
+        if not quiet:
+            print(f"error: {msg}", file=sys.stderr)
         return EXIT_CONFIG
     try:
         precheck(argv)
     except ConfigError as e:
         if full_errors():
             raise
-        print(f"error: {_one_line(e)}", file=sys.stderr)
+        if not quiet:
+            print(f"error: {_one_line(e)}", file=sys.stderr)
         return EXIT_CONFIG
     ctx = distributed.init_from_env()
     try:
