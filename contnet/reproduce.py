@@ -93,6 +93,29 @@ def plan(claims: list[Claim], scale: str, out: Path, smoke: bool, e2e_dir: str |
     return runs
 
 
+def describe(preset: str) -> str:
+    """'40 runs (task 2 × optimizer 4 × seed 5), 600 steps of batch 200' from the composed preset."""
+    from hydra import compose, initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    GlobalHydra.instance().clear()
+    with initialize_config_module(config_module="contnet.conf", version_base="1.3"):
+        cfg = compose("config", overrides=[f"experiment={preset}"], return_hydra_config=True)
+    GlobalHydra.instance().clear()
+    params = dict(cfg.hydra.sweeper.params or {})
+    parsed = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in params.items()])
+    counts = [(o.key_or_group.split("/")[-1], len(list(o.sweep_iterator())) if o.is_sweep_override() else 1)
+              for o in parsed]
+    total = 1
+    for _, n in counts:
+        total *= n
+    tr = cfg.trainer
+    length = f"{tr.max_steps} steps" if tr.get("max_steps") else f"{tr.max_epochs} epochs"
+    grid = " × ".join(f"{k} {n}" for k, n in counts)
+    return f"`{preset}`: {total} run{'s' * (total != 1)} ({grid}), {length} of batch {tr.batch_size}"
+
+
 def execute(run: SweepRun, env: dict, timeout: float | None) -> SweepRun:
     if run.skipped:
         return run
@@ -199,6 +222,15 @@ def main(argv: list[str] | None = None) -> int:
             print(("# skipped: " + r.skipped + "\n# ") * bool(r.skipped) + " ".join(r.command))
         return 0
 
+    for r in runs:
+        if not r.skipped:
+            try:
+                r.extra["budget"] = describe(r.command[5].split("=", 1)[1])
+                added = (r.claim.smoke if args.smoke else []) + list(args.overrides)
+                if added:
+                    r.extra["budget"] += ", then " + " ".join(added)
+            except Exception as e:  # noqa: BLE001 - only a description
+                r.extra["budget"] = f"{r.sweep.preset}: ({e.__class__.__name__})"
     start = time.monotonic()
     if not args.report_only:
         env = dict(os.environ)
