@@ -8,11 +8,14 @@ optimizer's final training loss with the same seed (Adam's for Adam/C-Adam, RMSP
 RMSProp/C-RMSProp; evaluations every trainer.eval_every steps; "—" counts seeds that never reach it).
 
     python bench/compare_continuation.py [--seeds 5] [--tasks digits_ae,mnist1d_ae,mnist1d,parity]
-                                         [--out /tmp/contnet_compare] [extra Hydra overrides …]
+                                         [--out /tmp/contnet_compare] [--cont-overrides '…']
+                                         [extra Hydra overrides for every run …]
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import statistics
 import sys
@@ -22,15 +25,16 @@ from pathlib import Path
 PAIRS = {"adam": "cadam", "rmsprop": "crmsprop"}
 
 
-def run_one(task: str, optimizer: str, seed: int, out: Path, extra: list[str]) -> Path:
+def run_one(task: str, optimizer: str, seed: int, out: Path, extra: list[str], tag: str = "") -> Path:
     from cli.params import compose
     from contnet.engine.run import run
-    run_dir = out / task / optimizer / f"seed{seed}"
+    run_dir = out / task / (optimizer + tag) / f"seed{seed}"
     if (run_dir / "summary.json").exists():
         return run_dir
     cfg = compose([f"task={task}", f"optimizer={optimizer}", f"seed={seed}", "trainer.progress=false",
                    "logger=jsonl", *extra])
-    run(cfg, run_dir)
+    with contextlib.redirect_stdout(io.StringIO()):      # keep the per-run summary tables out of the table
+        run(cfg, run_dir)
     return run_dir
 
 
@@ -63,6 +67,8 @@ def main(argv=None):
     ap.add_argument("--tasks", default="digits_ae,mnist1d_ae,mnist1d,parity")
     ap.add_argument("--out", default="/tmp/contnet_compare")
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (small models: 1 is fastest)")
+    ap.add_argument("--cont-overrides", default="",
+                    help="space-separated overrides for the continuation optimizers only, e.g. 'optimizer.secant=false'")
     args, extra = ap.parse_known_args(argv)
     import torch
     torch.set_num_threads(args.threads)
@@ -72,14 +78,17 @@ def main(argv=None):
     t0 = time.time()
     for task in args.tasks.split(","):
         for plain, cont in PAIRS.items():
-            dirs = {o: [run_one(task, o, s, out, extra) for s in range(args.seeds)] for o in (plain, cont)}
+            cont_extra = args.cont_overrides.split()
+            tag = ("[" + ",".join(cont_extra) + "]") if cont_extra else ""
+            dirs = {plain: [run_one(task, plain, s, out, extra) for s in range(args.seeds)],
+                    cont: [run_one(task, cont, s, out, extra + cont_extra, tag) for s in range(args.seeds)]}
             targets = [final(d, "train/full_loss") for d in dirs[plain]]
             for opt in (plain, cont):
                 reached = [steps_to(d, t) for d, t in zip(dirs[opt], targets)]
                 hit = [r for r in reached if r is not None]
                 lam = [curve(d, "lambda") for d in dirs[opt]]
                 lam_one = [next((s for s, v in c if v >= 1.0), None) for c in lam if c]
-                rows.append((task, opt, fmt([final(d, "train/full_loss") for d in dirs[opt]]),
+                rows.append((task, opt + (tag if opt == cont else ""), fmt([final(d, "train/full_loss") for d in dirs[opt]]),
                              fmt([final(d, "val/loss") for d in dirs[opt]]),
                              (fmt([float(h) for h in hit], 3) if hit else "—")
                              + (f" ({len(reached) - len(hit)} never)" if len(hit) < len(reached) else ""),

@@ -78,7 +78,7 @@ def test_parc_passes_the_fold_where_natural_continuation_stalls():
     for _ in range(1300):
         fold_step(npc, opt_npc)
     assert get_lambda(npc) == 1.0
-    assert float(npc.theta) < 0.0 and abs(float(npc().detach())) > 0.1   # stuck at the fold
+    assert float(npc.theta.detach()) < 0.0 and abs(float(npc().detach())) > 0.1   # stuck at the fold
 
 
 class Small(nn.Module):
@@ -124,7 +124,7 @@ def test_authors_predictor_length_and_penalty_reference():
         small_run(model, opt, [batch])
         if drv.active and drv.k > k_before and drv.phase == "arclength":   # a predictor just ran
             params = list(model.parameters())
-            step = torch.cat([(p - r).flatten() for p, r in zip(params, drv.theta_ref)])
+            step = torch.cat([(p.detach() - r).flatten() for p, r in zip(params, drv.theta_ref)])
             assert math.isclose(float(step.detach().norm()), drv.ds, rel_tol=1e-5)           # ‖v_θ‖ = Δs
             v = torch.cat([t.flatten() for t in drv.tangent])
             # z_pred = z_k + v, so N(z_pred) = ⟨v, v⟩ − Δs; with v_θ of length Δs: Δs² + v_λ² − Δs
