@@ -9,27 +9,9 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import nn
 
-from contnet.continuation.homotopy import make_activation
-from contnet.continuation.state import LambdaRef
+from contnet.continuation.homotopy import HomotopySkip, make_activation
 from contnet.registry import MODELS, ConfigError
 from .common import finish, in_features, init_weights, new_lambda
-
-
-class ResidualJoin(LambdaRef, nn.Module):
-    """act(y + skip), or its skip homotopy when a λ is bound."""
-
-    def __init__(self, act: nn.Module, lam=None):
-        super().__init__()
-        self.act = act
-        self.homotopy = lam is not None
-        if lam is not None:
-            self._bind_lambda(lam)
-
-    def forward(self, y, skip):
-        if not self.homotopy:
-            return self.act(y + skip)
-        lam = self.lam
-        return (1 - lam) * self.act(y) + lam * self.act(y + skip)
 
 
 class FCBlock(nn.Module):
@@ -37,7 +19,7 @@ class FCBlock(nn.Module):
         super().__init__()
         self.fc1, self.fc2 = nn.Linear(width, width), nn.Linear(width, width)
         self.act1 = make_activation(act, lam)
-        self.join = ResidualJoin(make_activation(act, lam), lam if skip_homotopy else None)
+        self.join = HomotopySkip(make_activation(act, lam), lam if skip_homotopy else None)
 
     def forward(self, x):
         return self.join(self.fc2(self.act1(self.fc1(x))), x)
@@ -65,7 +47,7 @@ class BasicBlock(nn.Module):
         self.shortcut = nn.Identity()
         if stride != 1 or c_in != c_out:   # projection shortcut (option B)
             self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
-        self.join = ResidualJoin(make_activation(act, lam), lam if skip_homotopy else None)
+        self.join = HomotopySkip(make_activation(act, lam), lam if skip_homotopy else None)
 
     def forward(self, x):
         y = self.bn2(self.conv2(self.act1(self.bn1(self.conv1(x)))))
