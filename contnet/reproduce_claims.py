@@ -94,8 +94,12 @@ def npacs_verdict(cells: Cells, extra: dict) -> tuple[str, str]:
     _, t2, _ = compare(cells, "crmsprop", "rmsprop", "train/full_loss")
     wins, total = w1 + w2, n1 + n2
     held = _held(wins, total)
+    chance = [s for s in cells if s.startswith("parity") and cells[s] and all(
+        (_mean(cells, s, arm, "test/acc") or (1.0,))[0] < 0.55 for arm in cells[s])]
+    note = (f" On {', '.join(chance)} every optimizer stayed at chance accuracy (< 0.55), so the loss differences "
+            f"there are noise." if chance else "")
     return held, (f"{s1}; {s2}. On training loss the continuation variant was lower in {t1 + t2} of {total} "
-                  f"comparisons. Claim (lower train and test loss \"in a majority of cases\"): {held} "
+                  f"comparisons.{note} Claim (lower train and test loss \"in a majority of cases\"): {held} "
                   f"({wins} of {total} test-loss comparisons).")
 
 
