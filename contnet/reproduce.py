@@ -198,7 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--claims", default=",".join(c.key for c in CLAIMS),
                    help="comma-separated subset of: " + ", ".join(c.key for c in CLAIMS))
     p.add_argument("--out", default="outputs/reproduce", help="output folder (default outputs/reproduce)")
-    p.add_argument("--jobs", type=int, default=2, help="sweeps run at once (default 2; each gets 1 thread on cpu)")
+    p.add_argument("--jobs", type=int, default=None,
+                   help="sweeps run at once (default: 2 at cpu scale, each with 1 thread; 1 at paper scale, one GPU)")
     p.add_argument("--timeout", type=float, default=None, help="seconds per sweep (default: 1800 on cpu, none on paper)")
     p.add_argument("--e2e-dir", default=None, help="folder with the E2E files (valid.txt, test.txt, ...)")
     p.add_argument("--smoke", action="store_true", help="a few seconds of the first claim only (cpu presets)")
@@ -239,7 +240,8 @@ def main(argv: list[str] | None = None) -> int:
             env.setdefault("MKL_NUM_THREADS", "1")
         env.setdefault("HYDRA_FULL_ERROR", "1")
         timeout = args.timeout if args.timeout is not None else SWEEP_TIMEOUT_S[scale_label]
-        schedule(runs, max(1, args.jobs), env, timeout)
+        jobs = args.jobs if args.jobs is not None else (2 if args.scale == "cpu" or args.smoke else 1)
+        schedule(runs, max(1, jobs), env, timeout)
     extras: dict[str, dict] = {}
     if any(c.key == "seq2d" for c in claims):
         try:
