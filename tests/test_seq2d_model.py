@@ -113,3 +113,11 @@ def test_seq2d_mlp_and_model_mlp_are_the_same_network_for_the_same_seed():
     x = torch.randn(9, 12)
     assert torch.equal(model(x), reference(x))
     assert model.n_trainable() == sum(p.numel() for p in reference.parameters())
+
+
+def test_summary_counts_exclude_masked_entries(tmp_path):
+    from tests.conftest import run_inprocess
+    dense = run_inprocess(["model=seq2d", "trainer.max_steps=2"], tmp_path / "dense")
+    masked = run_inprocess(["model=seq2d", "model.density=0.3", "trainer.max_steps=2"], tmp_path / "masked")
+    assert dense["trainable_params"] == dense["total_params"] == masked["total_params"]
+    assert masked["trainable_params"] < 0.5 * masked["total_params"]

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from contnet.models.common import count_parameters
 from contnet.registry import MODELS, OPTIMIZERS, PEFTS, SCHEDULERS, TASKS, ConfigError
 from contnet.validation import validate
 from . import distributed, loop
@@ -39,17 +40,6 @@ def resolve_auto(cfg: DictConfig) -> None:
             cfg.model.homotopy = bool(cfg.optimizer.get("homotopy", False))
         if cfg.task.get("center") == "auto":
             cfg.task.center = cfg.model.get("init") == "pca"
-
-
-def count_params(model) -> tuple[int, int]:
-    seen, trainable, total = set(), 0, 0
-    for p in model.parameters():
-        if id(p) in seen:
-            continue
-        seen.add(id(p))
-        total += p.numel()
-        trainable += p.numel() if p.requires_grad else 0
-    return trainable, total
 
 
 def resume_checkpoint(resume, run_dir: Path) -> tuple[Path | None, Path]:
@@ -120,7 +110,7 @@ def run(cfg: DictConfig, run_dir: Path, group: str | None = None, name: str | No
     if done is not None and ctx.is_main:              # a completed run resumed with a larger budget
         (run_dir / "summary.json").unlink(missing_ok=True)
     scheduler = SCHEDULERS.get(cfg.scheduler.name)(cfg.scheduler, optimizer, steps)
-    trainable, total = count_params(model)
+    trainable, total = count_parameters(model)
 
     truncate_after = None
     if resume_from is not None:

@@ -45,3 +45,27 @@ def init_weights(model: nn.Module, scheme: str) -> None:
             fn(m.weight)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
+
+
+def count_parameters(model: nn.Module) -> tuple[int, int]:
+    """(trainable, total) degrees of freedom, each tensor once (tied weights count once).
+
+    A submodule may define `n_trainable()` to count its own parameters (masked Sequential2D blocks
+    exclude their masked-out entries); everything else counts `numel()` of parameters that require grad.
+    """
+    seen: set[int] = set()
+    trainable = 0
+    for m in model.modules():
+        if m is model or not hasattr(m, "n_trainable") or getattr(m, "counts_children", False):
+            continue
+        params = list(m.parameters())
+        if any(id(p) in seen for p in params):
+            continue
+        seen.update(id(p) for p in params)
+        trainable += int(m.n_trainable())
+    total = 0
+    for p in {id(p): p for p in model.parameters()}.values():
+        total += p.numel()
+        if id(p) not in seen:
+            trainable += p.numel() if p.requires_grad else 0
+    return trainable, total

@@ -268,20 +268,6 @@ class Sequential2D(nn.Module):
 
 
 def count_trainable(model: nn.Module) -> int:
-    """Trainable degrees of freedom: each parameter once (tied cells count once), masked entries
-    excluded via the blocks' own `n_trainable()`, frozen tensors excluded."""
-    seen: set[int] = set()
-    total = 0
-    for m in model.modules():
-        if m is model or not hasattr(m, "n_trainable") or getattr(m, "counts_children", False):
-            continue
-        params = list(m.parameters())
-        if any(id(p) in seen for p in params):
-            continue
-        seen.update(id(p) for p in params)
-        total += int(m.n_trainable())
-    for p in model.parameters():
-        if id(p) not in seen:
-            seen.add(id(p))
-            total += p.numel() if p.requires_grad else 0
-    return total
+    """Trainable degrees of freedom (masked entries excluded, tied cells once): see count_parameters."""
+    from .common import count_parameters
+    return count_parameters(model)[0]
