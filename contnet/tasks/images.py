@@ -26,13 +26,12 @@ def _load(kind: str, data_dir: str, train: bool, download: bool):
     root = Path(data_dir).expanduser()
     try:
         ds = cls(root=str(root), train=train, download=download)
-    except RuntimeError as e:  # torchvision: "Dataset not found. You can use download=True ..."
-        raise ConfigError(
-            f"{kind} data not found under {root} ({e}); put the files there or run once online with "
-            f"task.download=true task.data_dir={root}") from None
-    except OSError as e:  # download failed (offline)
-        raise ConfigError(f"could not download {kind} into {root} ({e.__class__.__name__}); "
-                          f"copy the dataset files into {root} and rerun with task.download=false") from None
+    except (RuntimeError, OSError) as e:   # missing files, or a download that failed (offline)
+        if download:
+            raise ConfigError(f"could not download {kind} into {root} ({e.__class__.__name__}); copy the dataset "
+                              f"files into {root} (torchvision layout) and rerun with task.download=false") from None
+        raise ConfigError(f"{kind} data not found under {root}; put the files there (torchvision layout) or run "
+                          f"once online with task.download=true task.data_dir={root}") from None
     data = ds.data if isinstance(ds.data, np.ndarray) else ds.data.numpy()
     x = torch.tensor(data, dtype=torch.float32) / 255.0
     x = x.permute(0, 3, 1, 2) if x.ndim == 4 else x.unsqueeze(1)     # -> N, C, H, W
