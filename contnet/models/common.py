@@ -11,7 +11,10 @@ from contnet.registry import ConfigError
 
 def new_lambda(cfg) -> LambdaState | None:
     """One λ per model when the (already resolved) `model.homotopy` is true; λ=1 = standard network."""
-    return LambdaState(1.0) if bool(cfg.get("homotopy", False)) else None
+    homotopy = cfg.get("homotopy", False)
+    if homotopy == "auto":        # the runner resolves auto from the optimizer; called directly: standard network
+        homotopy = False
+    return LambdaState(1.0) if bool(homotopy) else None
 
 
 def finish(model: nn.Module, lam: LambdaState | None) -> nn.Module:
