@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from contnet.registry import ConfigError
+from contnet.registry import TASKS, ConfigError
 from .base import TaskMeta, TensorTask
 
 
@@ -53,3 +53,9 @@ def make_task(cfg, name: str, splits: dict[str, tuple[torch.Tensor, torch.Tensor
         meta = TaskMeta(name=name, objective="classify", input_shape=input_shape, output_dim=num_classes)
         data = {k: (x, y) for k, (x, y) in splits.items() if len(x)}
     return TensorTask(meta, data)
+
+
+def register_with_autoencoder(name: str, build) -> None:
+    """Register `name` (classification) and `name_ae` (reconstruction) from one `build(cfg, reconstruct)`."""
+    TASKS.register(name)(lambda cfg, seed: build(cfg, reconstruct=False))
+    TASKS.register(f"{name}_ae")(lambda cfg, seed: build(cfg, reconstruct=True))

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from contnet.registry import TASKS, ConfigError
-from .common import make_task, split_indices, subset
+from contnet.registry import ConfigError
+from .common import make_task, register_with_autoencoder, split_indices, subset
 
 _DATASETS = {  # name -> (torchvision class name, number of classes)
     "mnist": ("MNIST", 10),
@@ -53,10 +53,5 @@ def _image_task(cfg, kind: str, reconstruct: bool):
     return make_task(cfg, cfg.name, splits, _DATASETS[kind][1], reconstruct)
 
 
-def _register(kind: str):
-    TASKS.register(kind)(lambda cfg, seed: _image_task(cfg, kind, reconstruct=False))
-    TASKS.register(f"{kind}_ae")(lambda cfg, seed: _image_task(cfg, kind, reconstruct=True))
-
-
 for _kind in _DATASETS:
-    _register(_kind)
+    register_with_autoencoder(_kind, lambda cfg, reconstruct, kind=_kind: _image_task(cfg, kind, reconstruct))

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from contnet.registry import TASKS, ConfigError
-from .common import make_task, split_indices
+from .common import make_task, register_with_autoencoder, split_indices
 
 
 def _split(cfg, x: torch.Tensor, y: torch.Tensor):
@@ -23,14 +23,7 @@ def _digits(cfg, reconstruct: bool):
     return make_task(cfg, cfg.name, _split(cfg, x, y), 10, reconstruct)
 
 
-@TASKS.register("digits")
-def digits(cfg, seed):
-    return _digits(cfg, reconstruct=False)
-
-
-@TASKS.register("digits_ae")
-def digits_ae(cfg, seed):
-    return _digits(cfg, reconstruct=True)
+register_with_autoencoder("digits", _digits)
 
 
 @functools.lru_cache(maxsize=4)
@@ -51,14 +44,7 @@ def _mnist1d(cfg, reconstruct: bool):
     return make_task(cfg, cfg.name, _split(cfg, x, y), 10, reconstruct)
 
 
-@TASKS.register("mnist1d")
-def mnist1d(cfg, seed):
-    return _mnist1d(cfg, reconstruct=False)
-
-
-@TASKS.register("mnist1d_ae")
-def mnist1d_ae(cfg, seed):
-    return _mnist1d(cfg, reconstruct=True)
+register_with_autoencoder("mnist1d", _mnist1d)
 
 
 @TASKS.register("parity")
