@@ -145,11 +145,12 @@ def build_smollm2(cfg, task):
     require_transformers()
     from .lm_smollm2 import load_smollm2
     model, tok = load_smollm2(cache_dir(), dtype=_dtype(cfg))
-    # Fine-tuning here is plain text in the LoRA format (MR <eos> text <eos>), so "end of text" is the pretraining
-    # document separator <|endoftext|>, not the chat turn end <|im_end|>: after <|im_end|> the instruct model has
-    # learned to open the next chat turn, which a short fine-tuning run does not unlearn.
-    eos = str(cfg.get("eos_token", "<|endoftext|>"))
-    tok.eos_token, tok.pad_token = eos, eos
+    # model.eos_token: the separator / end-of-text token of the LoRA format (MR <eos> text <eos>).  null keeps the
+    # tokenizer's own (<|im_end|> for this instruct model); <|endoftext|> (the pretraining document separator) is
+    # the alternative.  In a 40-step CPU run <|im_end|> learned the format, <|endoftext|> did not (docs/results/solo.md).
+    eos = cfg.get("eos_token")
+    if eos:
+        tok.eos_token, tok.pad_token = str(eos), str(eos)
     return finish_lm(model, tok, task, cfg)
 
 
