@@ -14,6 +14,7 @@ REPORT.md with our numbers beside the published ones and one verdict sentence pe
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -254,7 +255,16 @@ def main(argv: list[str] | None = None) -> int:
         results.append(analyse(claim, mine, out, extras.get(claim.key, {}),
                                selected=claim in claims, scale=scale_label))
     wall = time.monotonic() - start
-    path = write_report(results, out, scale=scale_label, wall_s=None if args.report_only else wall,
+    timing = out / "timing.json"            # the measured time survives a later --report-only rebuild
+    if not args.report_only:
+        timing.write_text(json.dumps({"wall_s": round(wall, 1), "scale": scale_label}), encoding="utf-8")
+        run_wall = wall
+    else:
+        try:
+            run_wall = float(json.loads(timing.read_text(encoding="utf-8"))["wall_s"])
+        except (OSError, ValueError, KeyError):
+            run_wall = None
+    path = write_report(results, out, scale=scale_label, wall_s=run_wall,
                         argv=["python", "-m", "contnet.reproduce", *(argv if argv is not None else sys.argv[1:])])
     print(f"[reproduce] wrote {path} ({wall / 60:.1f} min)")
     return 0

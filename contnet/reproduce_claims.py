@@ -162,6 +162,13 @@ def solo_arm(cfg: dict, summary: dict) -> tuple[str, str]:
     return str(summary.get("model") or cfg.get("model.name")), str(summary.get("peft") or cfg.get("peft.name"))
 
 
+def _loss_clause(cells: Cells, setting: str) -> str:
+    a, b = _mean(cells, setting, "solo", "test/loss"), _mean(cells, setting, "lora", "test/loss")
+    if a is None or b is None:
+        return ""
+    return f" Test loss (completion tokens): Solo {a[0]:.3f} vs LoRA {b[0]:.3f}."
+
+
 def solo_verdict(cells: Cells, extra: dict) -> tuple[str, str]:
     for setting, arms in cells.items():
         if "solo" not in arms or "lora" not in arms:
@@ -181,10 +188,12 @@ def solo_verdict(cells: Cells, extra: dict) -> tuple[str, str]:
                if _mean(cells, setting, arm, k) is not None):
             return "not tested", (f"On {setting} both Solo and LoRA scored 0 on every metric at this budget "
                                   f"(the outputs do not match the references yet), so the numbers cannot rank "
-                                  f"them; trainable parameters {n_s} (Solo) vs {n_l} (LoRA), {fewer}.")
+                                  f"them; trainable parameters {n_s} (Solo) vs {n_l} (LoRA), {fewer}."
+                                  + _loss_clause(cells, setting))
         held = "held" if wins * 2 > total and ps is not None and pl is not None and ps < pl else "did not hold"
         return held, (f"On {setting}, Solo scored higher than LoRA on {wins} of {total} metrics with {n_s} vs "
-                      f"{n_l} trainable parameters ({fewer}); one seed, so no test of significance. "
+                      f"{n_l} trainable parameters ({fewer}); one seed, so no test of significance."
+                      + _loss_clause(cells, setting) + " "
                       f"Claim (Solo beats LoRA with fewer parameters): {held} at this scale.")
     return "not tested", "Solo and LoRA runs did not both complete"
 
@@ -239,7 +248,7 @@ CLAIMS: list[Claim] = [
           source="Solo Connection \"outperform[s] LoRA on E2E natural language generation benchmarks\" and "
                  "\"reduces the number of trainable parameters by 59% relative to LoRA\" (spec §A1)",
           sweeps=[Sweep("solo_e2e", ("peft=solo", "peft=lora", "task=e2e"))],
-          arm=solo_arm, metrics=["params", *E2E_SCORES], verdict=solo_verdict, published=SOLO_PUBLISHED,
+          arm=solo_arm, metrics=["params", "test/loss", *E2E_SCORES], verdict=solo_verdict, published=SOLO_PUBLISHED,
           statistical=False),
 ]
 

@@ -158,7 +158,9 @@ def write_report(results: Sequence[ClaimResult], out: Path, scale: str, wall_s: 
                  argv: Sequence[str]) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     now = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
-    wall = "not measured (--report-only)" if wall_s is None else f"{wall_s / 60:.1f} min ({wall_s:.0f} s)"
+    wall = "not measured" if wall_s is None else f"{wall_s / 60:.1f} min ({wall_s:.0f} s)"
+    if wall_s is not None and "--report-only" in argv:
+        wall += ", measured by the run that produced these folders (timing.json)"
     lines = [f"# Paper claims: reproduction report (scale {scale})", "",
              f"Written {now} by `{' '.join(argv)}` at git {_git_sha()} on {os.cpu_count()} CPU cores "
              f"({platform.machine()}, Python {platform.python_version()}). Total wall time: **{wall}**.", "",

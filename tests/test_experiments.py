@@ -163,3 +163,7 @@ def test_smoke_run_writes_report(tmp_path):
     assert (tmp_path / "npacs" / "report" / "report.md").is_file()
     assert "not run: not selected" in text and "**Budget.** `npacs_ae_cpu`" in text
     assert "| (a) NPACS: C-Adam / C-RMSProp vs Adam / RMSProp | ran | 4/4 | 2 |" in text
+    # a rebuild from the folders keeps the numbers and the run's measured wall time
+    assert reproduce.main(["--smoke", "--out", str(tmp_path), "--report-only"]) == 0
+    rebuilt = (tmp_path / "REPORT.md").read_text()
+    assert "measured by the run that produced these folders" in rebuilt and "| ran | 4/4 | 2 |" in rebuilt
