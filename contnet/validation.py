@@ -96,6 +96,7 @@ RULES: list[tuple[str, Rule]] = [
     ("trainer.eval_every", NON_NEGATIVE_INT),
     ("trainer.checkpoint_every", NON_NEGATIVE_INT),
     ("trainer.print_every", REQUIRED_POSITIVE_INT),
+    ("trainer.threads", POSITIVE_INT),
     ("trainer.grad_clip", num(0, nullable=False)),
     ("trainer.device", regex(r"auto|cpu|cuda(:\d+)?", "auto, cpu, cuda or cuda:N")),
     ("trainer.precision", choice("fp32", "bf16", "fp16")),

@@ -93,6 +93,8 @@ def run(cfg: DictConfig, run_dir: Path, group: str | None = None, name: str | No
             (run_dir / "summary.json").unlink(missing_ok=True)    # never leave a stale "completed" behind
     seed = int(cfg.seed)
     seed_everything(seed, bool(tcfg.get("deterministic", False)))
+    if tcfg.get("threads"):
+        torch.set_num_threads(int(tcfg.threads))
 
     task = TASKS.get(cfg.task.name)(cfg.task, seed)
     task.run_dir = run_dir

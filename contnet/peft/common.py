@@ -3,19 +3,8 @@ from __future__ import annotations
 
 from torch import nn
 
+from contnet.models.common import count_parameters  # noqa: F401  (re-exported: adapters report with it)
 from contnet.registry import ConfigError
-
-
-def count_parameters(model: nn.Module) -> tuple[int, int]:
-    """(trainable, total), each tensor counted once (tied embeddings are one tensor)."""
-    seen, trainable, total = set(), 0, 0
-    for p in model.parameters():
-        if id(p) in seen:
-            continue
-        seen.add(id(p))
-        total += p.numel()
-        trainable += p.numel() if p.requires_grad else 0
-    return trainable, total
 
 
 def parameter_report(model: nn.Module) -> str:
