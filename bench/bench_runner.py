@@ -26,10 +26,11 @@ def compose(overrides):
         return hydra_compose("config", overrides=overrides)
 
 
-def contnet_steps_per_s(steps: int, batch: int) -> float:
+def contnet_steps_per_s(steps: int, batch: int, threads: int) -> float:
     from contnet.engine.run import run
     cfg = compose([f"trainer.max_steps={steps}", f"trainer.batch_size={batch}", "trainer.eval_every=0",
-                   "trainer.eval_train=false", "trainer.progress=false", "trainer.device=cpu"])
+                   "trainer.eval_train=false", "trainer.progress=false", "trainer.device=cpu",
+                   f"trainer.threads={threads}"])
     with tempfile.TemporaryDirectory() as d:
         import contextlib
         import io
@@ -66,16 +67,16 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=600)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=11)
-    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads for both loops (1: the runner's "
+                    "default for small CPU models, trainer.threads=auto)")
     a = ap.parse_args()
-    if a.threads:
-        torch.set_num_threads(a.threads)
+    torch.set_num_threads(a.threads)
     plain_steps_per_s(100, a.batch)          # warm-up (allocator, thread pool)
     ours, plain, ratios = [], [], []
     for i in range(a.repeats):
         first_plain = i % 2 == 0                   # alternate the order inside a pair
         pl = plain_steps_per_s(a.steps, a.batch) if first_plain else None
-        ours.append(contnet_steps_per_s(a.steps, a.batch))
+        ours.append(contnet_steps_per_s(a.steps, a.batch, torch.get_num_threads()))
         plain.append(pl if pl is not None else plain_steps_per_s(a.steps, a.batch))
         ratios.append(ours[-1] / plain[-1])
     p, o = statistics.median(plain), statistics.median(ours)
