@@ -23,6 +23,16 @@ def _offline_env(monkeypatch, tmp_path):
     monkeypatch.setenv("CONTNET_DATA", str(tmp_path / "data"))
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models: one intra-op thread is several times faster on a loaded 2-core runner."""
+    import torch
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def compose(overrides: list[str] | None = None):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_module

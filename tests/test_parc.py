@@ -15,12 +15,7 @@ from contnet.registry import OPTIMIZERS
 SGD = dict(momentum=0.0, weight_decay=0.0, nesterov=False, inner="sgd")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class Fold(nn.Module):
