@@ -38,8 +38,14 @@ def save(path: Path, *, model, optimizer, scheduler, progress: dict, scaler=None
     }, path)
 
 
-def load(path: Path, *, model, optimizer, scheduler, scaler=None) -> dict:
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+def read(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def load(ckpt: dict | Path, *, model, optimizer, scheduler, scaler=None) -> dict:
+    """Restore everything from a checkpoint (a path, or the dict `read` returned) and give its progress."""
+    if not isinstance(ckpt, dict):
+        ckpt = read(ckpt)
     model.load_state_dict(ckpt["model"])
     optimizer.load_state_dict(ckpt["optimizer"])
     if scheduler is not None and ckpt["scheduler"] is not None:

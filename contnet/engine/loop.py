@@ -81,7 +81,7 @@ class _Stop(Exception):
 
 
 def fit(*, model, task, optimizer, scheduler, tcfg, run_dir: Path, loggers: list, seed: int,
-        resume_from: Path | None = None, ctx: distributed.Context | None = None) -> dict:
+        resume_from: dict | Path | None = None, ctx: distributed.Context | None = None) -> dict:
     """Train; returns the summary fields the engine owns (status, steps, final, best, timings).
 
     With a data-parallel `ctx` every rank runs this loop on its shard of each global batch; only rank 0
@@ -106,7 +106,7 @@ def fit(*, model, task, optimizer, scheduler, tcfg, run_dir: Path, loggers: list
     if resume_from is not None:
         prog = checkpoint.load(resume_from, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler)
         st = RunState(**{k: prog[k] for k in ("step", "epoch", "batch_in_epoch", "elapsed_s", "train_time_s", "best", "last")})
-        log.info("resumed from %s at step %d", resume_from, st.step)
+        log.info("resumed in %s at step %d", run_dir, st.step)
     t0 = time.perf_counter() - st.elapsed_s
     status = "completed"
 

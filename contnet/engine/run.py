@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from contnet.models.common import count_parameters
 from contnet.registry import MODELS, OPTIMIZERS, PEFTS, SCHEDULERS, TASKS, ConfigError
 from contnet.validation import validate
-from . import distributed, loop
+from . import checkpoint, distributed, loop
 from .io import atomic_write_json, versions
 from .loggers import JsonlLogger, TensorBoardLogger, WandbLogger
 from .progress import final_table
@@ -127,8 +127,9 @@ def run(cfg: DictConfig, run_dir: Path, group: str | None = None, name: str | No
     set_threads(tcfg.get("threads"), device, total)
 
     truncate_after = None
-    if resume_from is not None:
-        truncate_after = int(torch.load(resume_from, map_location="cpu", weights_only=False)["progress"]["step"])
+    if resume_from is not None:                    # read once: fit() restores from the same dict
+        resume_from = checkpoint.read(resume_from)
+        truncate_after = int(resume_from["progress"]["step"])
     loggers = make_loggers(cfg, run_dir, truncate_after, group, name) if ctx.is_main else []
     summary = {"status": "failed", "steps": 0, "seed": seed, "trainable_params": trainable, "total_params": total,
                "task": cfg.task.name, "model": cfg.model.name, "optimizer": cfg.optimizer.name,
