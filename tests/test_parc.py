@@ -115,7 +115,7 @@ def test_authors_predictor_length_and_penalty_reference():
     drv = opt.driver
     checked = 0
     for batch in data(60):
-        phase_before, k_before = drv.phase, drv.k
+        k_before = drv.k
         small_run(model, opt, [batch])
         if drv.active and drv.k > k_before and drv.phase == "arclength":   # a predictor just ran
             params = list(model.parameters())
