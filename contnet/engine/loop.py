@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from contnet.continuation.state import get_lambda
+from contnet.continuation.state import find_lambda
 from contnet.registry import ConfigError
 from . import checkpoint, distributed
 from .plots import plot_curves
@@ -112,7 +112,7 @@ def fit(*, model, task, optimizer, scheduler, tcfg, run_dir: Path, loggers: list
 
     def emit(record: dict) -> None:
         record["time_s"] = round(time.perf_counter() - t0, 4)
-        st.last.update({k: v for k, v in record.items() if k != "step"})
+        st.last.update(record)
         for lg in loggers:
             lg.log(record)
 
@@ -152,6 +152,7 @@ def fit(*, model, task, optimizer, scheduler, tcfg, run_dir: Path, loggers: list
             "best": st.best, "last": st.last})
         paused += time.perf_counter() - t_ckpt
 
+    lam_state = find_lambda(model)            # looked up once: the hot loop only reads it
     reporter = ProgressReporter(n_steps, bool(tcfg.get("progress", True)), int(tcfg.get("print_every", 100)), st.step)
     model.train()
     paused = 0.0
@@ -191,9 +192,8 @@ def fit(*, model, task, optimizer, scheduler, tcfg, run_dir: Path, loggers: list
                 st.step += 1
                 st.batch_in_epoch = i + 1
                 rec = {"step": st.step, "train/loss": loss_v, "lr": lr}
-                lam = get_lambda(model)
-                if lam is not None:
-                    rec["lambda"] = lam
+                if lam_state is not None:
+                    rec["lambda"] = lam_state.get()
                 emit(rec)
                 if not math.isfinite(loss_v):
                     status = "diverged"
@@ -239,5 +239,5 @@ def fit(*, model, task, optimizer, scheduler, tcfg, run_dir: Path, loggers: list
     return {**extra, "status": status, "steps": st.step, "wall_time_s": round(wall, 3),
             "train_time_s": round(st.train_time_s, 4),
             "steps_per_s": round(st.step / st.train_time_s, 2) if st.train_time_s else None,
-            "final": {k: v for k, v in st.last.items() if k != "time_s"}, "best": dict(st.best),
+            "final": {k: v for k, v in st.last.items() if k not in ("step", "time_s")}, "best": dict(st.best),
             "device": str(device), "world_size": ctx.world_size}
