@@ -33,6 +33,20 @@ def one_thread():
     torch.set_num_threads(before)
 
 
+def train_mse(model, opt, data) -> list[float]:
+    """One optimizer step per (x, y) batch through the closure contract; the losses it returned."""
+    import torch.nn.functional as F
+    losses = []
+    for x, y in data:
+        def closure():
+            opt.zero_grad(set_to_none=True)
+            loss = F.mse_loss(model(x), y)
+            loss.backward()
+            return loss
+        losses.append(float(opt.step(closure).detach()))
+    return losses
+
+
 def compose(overrides: list[str] | None = None):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_module

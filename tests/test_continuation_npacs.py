@@ -11,6 +11,7 @@ from contnet.continuation.homotopy import make_activation
 from contnet.continuation.npacs import NPACSConfig, NPACSDriver, SecantPredictor, adapt_delta_lambda
 from contnet.continuation.state import LambdaState, attach_lambda, get_lambda
 from contnet.registry import OPTIMIZERS, ConfigError
+from tests.conftest import train_mse
 
 ADAM = dict(lr=1e-2, betas=[0.9, 0.999], eps=1e-8, weight_decay=0.0)
 RMS = dict(lr=1e-3, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0)
@@ -40,16 +41,7 @@ def batches(n, seed=123):
     return [(torch.randn(32, 5, generator=g), torch.randn(32, 3, generator=g)) for _ in range(n)]
 
 
-def run(model, opt, data):
-    losses = []
-    for x, y in data:
-        def closure():
-            opt.zero_grad(set_to_none=True)
-            loss = nn.functional.mse_loss(model(x), y)
-            loss.backward()
-            return loss
-        losses.append(float(opt.step(closure).detach()))
-    return losses
+run = train_mse
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")

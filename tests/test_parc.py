@@ -11,6 +11,7 @@ from torch import nn
 from contnet.continuation.parc import PARCConfig, corrector_omega, orthogonal_direction
 from contnet.continuation.state import LambdaState, attach_lambda, get_lambda
 from contnet.registry import OPTIMIZERS
+from tests.conftest import train_mse
 
 SGD = dict(momentum=0.0, weight_decay=0.0, nesterov=False, inner="sgd")
 
@@ -89,14 +90,7 @@ class Small(nn.Module):
         return self.net(x)
 
 
-def small_run(model, opt, data):
-    for x, y in data:
-        def closure():
-            opt.zero_grad(set_to_none=True)
-            loss = nn.functional.mse_loss(model(x), y)
-            loss.backward()
-            return loss
-        opt.step(closure)
+small_run = train_mse
 
 
 def data(n, seed=1):
