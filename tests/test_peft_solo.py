@@ -60,7 +60,7 @@ def _one_step(model, lr=1e-2):
     model.train()
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
-    for _ in range(2):                       # Solo's ramp gives λ = 0 on the very first step
+    for _ in range(2):
         opt.zero_grad()
         model(X, labels=X).loss.backward()
         opt.step()
@@ -80,13 +80,12 @@ def test_lambda_ramp_counts_training_forwards_only():
     assert get_lambda(model) == 0.0
     model.train()
     for k in range(3):
-        model(X)
-        assert get_lambda(model) == pytest.approx(k / 4)
+        model(X)                              # the first training pass already runs at λ = 1/4 (none wasted)
+        assert get_lambda(model) == pytest.approx((k + 1) / 4)
     with torch.no_grad():
         model.eval()(X)                       # evaluation does not advance the ramp
     model.train()(X)
-    model(X)
-    assert get_lambda(model) == 1.0 and int(model.solo_connection.steps) == 5
+    assert get_lambda(model) == 1.0 and int(model.solo_connection.steps) == 4
 
 
 def test_external_lambda_scales_the_skip():

@@ -12,7 +12,7 @@ and B = 0 (so the adapted model equals the pretrained one at step 0 whatever λ 
 
 λ modes:
 - scheduled: λ is the model-level `homotopy_lambda` (contnet.continuation.state).  Driver `ramp` (plain
-  optimizers): λ = min(1, t / lambda_ramp_steps), t = training forward passes so far (counted by a forward
+  optimizers): λ = min(1, t / lambda_ramp_steps), t = training forward passes including this one (t = 1 first: no wasted step; counted by a forward
   pre-hook on the root model in train mode with grad enabled, saved as the `steps` buffer so resume continues
   the ramp; with gradient accumulation t counts micro-batches).  Driver `external`: a continuation optimizer
   (optimizer=cadam …) moves λ; Solo only reads it.
@@ -38,6 +38,7 @@ from .common import count_parameters, decoder_blocks, freeze, hidden_size
 
 ATTR = "solo_connection"
 PLACEMENTS = ("first_last", "stride", "symmetric", "dense", "pairs")
+SKIP_NORMS = ("none", "fan_in", "count")
 
 
 @dataclass
@@ -59,6 +60,8 @@ class SoloConfig:
     layer_norm: bool = False           # LN on the skip input before T (§A3.6 open; best: none)
     dropout: float = 0.1               # on the skip input (§A3.6 open; LoRA's adapter dropout 0.1, §A4 recipe)
     bias: bool = False                 # a bias b in T (§A3.6 open; 262,144 needs none)
+    alpha: float | None = None         # scale on the skip term α/r like LoRA's; None = 1 (no scale)
+    skip_norm: str = "none"            # none | fan_in (÷ skips into the same block) | count (÷ all skips)
     blocks: str | None = None          # dotted path of the block ModuleList; None = found automatically
 
     @classmethod
@@ -158,6 +161,15 @@ class SoloConnection(nn.Module):
         for c, (_, j) in enumerate(self.pairs):
             self._by_target.setdefault(j, []).append(c)
         self.sources = sorted({i for i, _ in self.pairs})
+        self.scales = [self.skip_scale(cfg, j, len(self._by_target[j]), len(self.pairs)) for _, j in self.pairs]
+
+    @staticmethod
+    def skip_scale(cfg: SoloConfig, j: int, fan_in: int, count: int) -> float:
+        """The constant in front of λ·T(h_i): α/r (when alpha is set) times the many-skips normalisation."""
+        if cfg.skip_norm not in SKIP_NORMS:
+            raise ConfigError(f"peft.skip_norm='{cfg.skip_norm}' is unknown; choose one of: {', '.join(SKIP_NORMS)}")
+        scale = 1.0 if cfg.alpha is None else float(cfg.alpha) / int(cfg.rank)
+        return scale / {"none": 1, "fan_in": fan_in, "count": count}[cfg.skip_norm]
 
     def lam(self, c: int) -> torch.Tensor:
         return self._lam.value if self.cfg.lambda_mode == "scheduled" else self.lambdas[c]
@@ -166,7 +178,7 @@ class SoloConnection(nn.Module):
         for c in self._by_target[j]:
             i = self.pairs[c][0]
             t = self.maps[0 if len(self.maps) == 1 else c](self._cache[i])
-            h = h + (self.lam(c) * t).to(h.dtype)
+            h = h + (self.scales[c] * self.lam(c) * t).to(h.dtype)
         return h
 
     # ---- hooks -----------------------------------------------------------------------------------------
@@ -188,11 +200,12 @@ class SoloConnection(nn.Module):
         return hook
 
     def on_model_call(self, module, args):
-        """The λ ramp of driver=ramp: advance once per training forward pass."""
+        """The λ ramp of driver=ramp: advance once per training forward pass.  The t-th pass (t = 1, 2, …) runs
+        at λ = min(1, t / ramp): the first step already trains (at λ = 0 it would be wasted)."""
         if module.training and torch.is_grad_enabled():
+            self.steps += 1
             ramp = max(int(self.cfg.lambda_ramp_steps), 0)
             self._lam.set(1.0 if ramp == 0 else min(1.0, int(self.steps) / ramp))
-            self.steps += 1
 
 
 def _wants_ramp(cfg: SoloConfig) -> bool:
