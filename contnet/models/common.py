@@ -1,12 +1,15 @@
 """Helpers shared by the model builders: λ creation, sizes from the task, weight init."""
 from __future__ import annotations
 
+import logging
 import math
 
 from torch import nn
 
 from contnet.continuation.state import LambdaState, attach_lambda
 from contnet.registry import ConfigError
+
+log = logging.getLogger("contnet")
 
 
 def new_lambda(cfg) -> LambdaState | None:
@@ -36,13 +39,61 @@ def hidden_widths(cfg) -> list[int]:
     return [int(w) for w in widths]
 
 
+def autoencoder_widths(cfg, d: int) -> list[int]:
+    """Hidden widths of an MLP autoencoder.  `model.widths` wins; else `model.ae_widths`: a list, null
+    (depth × width, as for classifiers) or auto = narrow towards the code as in the continuation papers:
+    [200, 100, 50] for inputs wider than 200 (MNIST, Fashion-MNIST, CIFAR-10), else [32, 16, 8]
+    (digits 64, mnist1d 40), so the closed-form λ=0 start (widths ≤ input, non-growing) applies."""
+    if cfg.get("widths"):
+        return hidden_widths(cfg)
+    ae = cfg.get("ae_widths", None)
+    if ae == "auto":
+        return [200, 100, 50] if d > 200 else [32, 16, 8]
+    if ae:
+        widths = [int(w) for w in ae]
+        if any(w <= 0 for w in widths):
+            raise ConfigError(f"model.ae_widths={widths} must all be positive integers")
+        return widths
+    return hidden_widths(cfg)
+
+
+def closed_form_blocker(widths: list[int], d: int, code: int, n_train: int) -> str:
+    """'' when the sequential-SVD (PCA) start fits this autoencoder, else why it does not."""
+    sizes = [d, *widths, code]
+    if any(b > a for a, b in zip(sizes[:-1], sizes[1:])):
+        return (f"its layer widths {sizes} grow somewhere; the closed-form start needs d ≥ w1 ≥ … ≥ code "
+                "(e.g. model.ae_widths=auto)")
+    if max(sizes[1:]) > n_train:
+        return f"a layer is wider than the {n_train} training examples"
+    return ""
+
+
+def resolve_init(cfg, task, lam, widths: list[int]) -> str:
+    """`model.init`, with auto resolved: the closed-form λ=0 (PCA) start exactly when a continuation
+    optimizer drives λ (the model has λ; the runner resolves auto to default for plain optimizers),
+    the task is a reconstruction and the autoencoder's widths allow it; the standard init otherwise."""
+    init = str(cfg.get("init", "default"))
+    if init != "auto":
+        return init
+    if lam is None or task.meta.objective != "reconstruct":
+        return "default"
+    d = in_features(task)
+    why = closed_form_blocker(widths, d, int(task.meta.code_size), int(task.meta.sizes.get("train", 0)))
+    if why:
+        log.info("model.init=auto: standard init, not the closed-form λ=0 (PCA) start: %s", why)
+        return "default"
+    log.info("model.init=auto: closed-form λ=0 start (PCA of the training data, spec §1.3) for the "
+             "%s autoencoder", "–".join(map(str, [d, *widths, task.meta.code_size])))
+    return "pca"
+
+
 def init_weights(model: nn.Module, scheme: str) -> None:
     """torch defaults, or Glorot-uniform / orthogonal (the continuation papers' choices)."""
-    if scheme in ("default", "pca"):
+    if scheme in ("default", "pca", "auto"):     # auto: a builder that has no closed-form start
         return
     fn = {"xavier": nn.init.xavier_uniform_, "orthogonal": nn.init.orthogonal_}.get(scheme)
     if fn is None:
-        raise ConfigError(f"model.init='{scheme}' is unknown; choose default, xavier, orthogonal or pca")
+        raise ConfigError(f"model.init='{scheme}' is unknown; choose auto, default, xavier, orthogonal or pca")
     for m in model.modules():
         if isinstance(m, (nn.Linear, nn.Conv2d)):
             fn(m.weight)

@@ -9,7 +9,8 @@ from torch import nn
 
 from contnet.continuation.homotopy import make_activation
 from contnet.registry import MODELS, ConfigError
-from .common import finish, hidden_widths, in_features, init_weights, new_lambda
+from .common import (autoencoder_widths, finish, hidden_widths, in_features, init_weights, new_lambda,
+                     resolve_init)
 
 
 def _stack(sizes: list[int], act: str, lam, last_linear: bool = True) -> nn.Sequential:
@@ -47,16 +48,19 @@ class MLPAutoencoder(nn.Module):
 @MODELS.register("mlp")
 def build_mlp(cfg, task):
     lam = new_lambda(cfg)
-    d, widths = in_features(task), hidden_widths(cfg)
+    d = in_features(task)
     if task.meta.objective == "reconstruct":
+        widths = autoencoder_widths(cfg, d)
         model = MLPAutoencoder(d, widths, int(task.meta.code_size), cfg.activation, lam)
     elif task.meta.objective == "classify":
+        widths = hidden_widths(cfg)
         model = MLP([d, *widths, task.meta.output_dim], cfg.activation, lam,
                     output_activation=bool(cfg.get("output_activation", False)))
     else:
         raise ConfigError(f"model=mlp cannot serve task objective '{task.meta.objective}'; use a language model")
-    init_weights(model, cfg.get("init", "default"))
-    if cfg.get("init") == "pca":
+    init = resolve_init(cfg, task, lam, widths)
+    init_weights(model, init)
+    if init == "pca":
         if task.meta.objective != "reconstruct":
             raise ConfigError("model.init=pca is the closed-form start of an autoencoder; use it with a *_ae task")
         from contnet.continuation.pca import pca_init_autoencoder
