@@ -95,6 +95,7 @@ RULES: list[tuple[str, Rule]] = [
     ("trainer.max_epochs", POSITIVE_INT),
     ("trainer.eval_every", NON_NEGATIVE_INT),
     ("trainer.checkpoint_every", NON_NEGATIVE_INT),
+    ("trainer.checkpoint_every_s", num(0)),
     ("trainer.print_every", REQUIRED_POSITIVE_INT),
     ("trainer.threads", Rule(lambda v: v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and v > 0),
                              "auto, null or an integer > 0")),

@@ -58,7 +58,7 @@ def test_sigkill_then_resume_is_bitwise_equal_to_an_uninterrupted_run(tmp_path, 
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     (run_dir / "summary.json").write_text(json.dumps({"status": "completed"}))   # stale, from an older run
-    proc = start_cli(run_dir, tmp_path)
+    proc = start_cli(run_dir, tmp_path, ["trainer.overwrite=true"])       # which overwrite clears first
     wait_for_checkpoint(proc, run_dir)
     proc.kill()                                             # SIGKILL: no handler runs
     proc.wait(timeout=30)

@@ -24,12 +24,22 @@ def _linear_layers(model: nn.Module) -> list[nn.Linear]:
     return [m for m in model.modules() if isinstance(m, nn.Linear)]
 
 
+def fix_signs(Vh: torch.Tensor) -> torch.Tensor:
+    """An SVD's singular vectors are defined up to sign, and LAPACK's choice can change with the thread
+    count or the library build.  Convention: the largest-magnitude entry of each right singular
+    vector (row of Vh) is positive, so the closed-form start is the same wherever it is computed."""
+    idx = Vh.abs().argmax(dim=1, keepdim=True)
+    signs = torch.sign(Vh.gather(1, idx))
+    return Vh * torch.where(signs == 0, torch.ones_like(signs), signs)
+
+
 def sequential_svd_bases(X: torch.Tensor, widths: list[int]) -> list[torch.Tensor]:
     """Encoder weight matrices W_j (d_{j-1} × d_j) of the sequential SVD of the centred data X."""
     H = X - X.mean(0, keepdim=True)
     bases = []
     for d in widths:
         _, _, Vh = torch.linalg.svd(H, full_matrices=False)
+        Vh = fix_signs(Vh)
         if Vh.shape[0] < d:
             raise ConfigError(f"model.init=pca needs layer width {d} ≤ rank bound {Vh.shape[0]} "
                               "(encoder widths must not grow and must not exceed the number of examples)")

@@ -24,15 +24,17 @@ def _step_of(line: str) -> int | None:
 
 
 class JsonlLogger:
-    """One JSON object per line; buffered and flushed every `flush_every` records and at close."""
+    """One JSON object per line; buffered and flushed every `flush_every` records and at close.
+    The file holds one run: a fresh run (`truncate_after_step=None`) starts it empty, a resumed one
+    keeps the records up to the checkpoint's step and appends after them."""
 
     def __init__(self, path: Path, flush_every: int = 50, truncate_after_step: int | None = None):
         self.path = Path(path)
         if truncate_after_step is not None and self.path.exists():   # resume: drop records past the checkpoint
-            keep = [ln for ln in self.path.read_text().splitlines() if _step_of(ln) is not None
+            keep = [ln for ln in self.path.read_text(errors="replace").splitlines() if _step_of(ln) is not None
                     and _step_of(ln) <= truncate_after_step]   # a line cut by a kill has no step: dropped
             atomic_write_bytes(self.path, "".join(k + "\n" for k in keep).encode())
-        self.f = open(self.path, "a", encoding="utf-8")
+        self.f = open(self.path, "a" if truncate_after_step is not None else "w", encoding="utf-8")
         self.buf: list[str] = []
         self.flush_every = flush_every
 

@@ -100,6 +100,8 @@ def fit(*, model, task, optimizer, scheduler, tcfg, run_dir: Path, loggers: list
     n_steps = total_steps(tcfg, steps_per_epoch(task, tcfg, ctx.world_size))
     eval_every = int(tcfg.eval_every) if tcfg.get("eval_every") else 0
     ckpt_every = int(tcfg.get("checkpoint_every") or 0)
+    ckpt_every_s = float(tcfg.get("checkpoint_every_s") or 0)    # wall-clock interval (default policy)
+    next_ckpt_t = time.perf_counter() + ckpt_every_s
     grad_clip = float(tcfg.get("grad_clip") or 0.0)
     ckpt_path = Path(run_dir) / "checkpoints" / "last.pt"
     st = RunState()
@@ -139,7 +141,7 @@ def fit(*, model, task, optimizer, scheduler, tcfg, run_dir: Path, loggers: list
         return rec
 
     def save_checkpoint() -> None:
-        nonlocal paused
+        nonlocal paused, next_ckpt_t
         if not ctx.is_main:
             return
         t_ckpt = time.perf_counter()
@@ -150,7 +152,10 @@ def fit(*, model, task, optimizer, scheduler, tcfg, run_dir: Path, loggers: list
             "step": st.step, "epoch": st.epoch, "batch_in_epoch": st.batch_in_epoch,
             "elapsed_s": time.perf_counter() - t0, "train_time_s": st.train_time_s,
             "best": st.best, "last": st.last})
-        paused += time.perf_counter() - t_ckpt
+        now = time.perf_counter()
+        paused += now - t_ckpt
+        # the next timed save waits at least 100× this one: saving stays ≤ 1 % of the run's time
+        next_ckpt_t = now + max(ckpt_every_s, 100 * (now - t_ckpt))
 
     lam_state = find_lambda(model)            # looked up once: the hot loop only reads it
     reporter = ProgressReporter(n_steps, bool(tcfg.get("progress", True)), int(tcfg.get("print_every", 100)), st.step)
@@ -203,7 +208,7 @@ def fit(*, model, task, optimizer, scheduler, tcfg, run_dir: Path, loggers: list
                 if eval_every and st.step % eval_every == 0 and st.step < n_steps:
                     rec = {**rec, **evaluate()}
                 reporter.update(st.step, rec)
-                if ckpt_every and st.step % ckpt_every == 0:
+                if (ckpt_every and st.step % ckpt_every == 0) or (ckpt_every_s and time.perf_counter() >= next_ckpt_t):
                     save_checkpoint()
                 if stop:
                     status = "interrupted"

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -25,24 +26,32 @@ log = logging.getLogger("contnet")
 
 
 SMALL_MODEL_PARAMS = 1_000_000
+DEFAULT_THREADS = torch.get_num_threads()     # the process's own default, before any run changed it
 
 
-def set_threads(threads, device, n_params: int) -> None:
+def thread_count(threads, device, n_params: int | None = None) -> int:
     """trainer.threads: an int, null (torch's default) or auto.  auto = 1 thread for a small model on
     CPU: intra-op threads barely help small matmuls, and when another process holds a core they spin
-    and slow training by an order of magnitude (measured 14 vs 740 steps/s on digits)."""
+    and slow training by an order of magnitude (measured 14 vs 740 steps/s on digits).
+    `n_params=None`: before the model exists; auto then builds with 1 thread on CPU.  Every run sets
+    the count itself (never inherits one from an earlier job of a sweep), so a build (the PCA start's
+    SVD) sees the same thread count alone or as any job of any sweep."""
     if threads == "auto":
-        threads = 1 if device.type == "cpu" and n_params < SMALL_MODEL_PARAMS else None
-    if threads:
-        torch.set_num_threads(int(threads))
+        small = n_params is None or n_params < SMALL_MODEL_PARAMS
+        return 1 if device.type == "cpu" and small else DEFAULT_THREADS
+    return int(threads) if threads else DEFAULT_THREADS
+
+
+def set_threads(threads, device, n_params: int | None = None) -> None:
+    torch.set_num_threads(thread_count(threads, device, n_params))
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)   # set either way: no leftover from a previous job
     if deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
 
 
@@ -51,10 +60,20 @@ def resolve_auto(cfg: DictConfig) -> None:
     with open_dict(cfg):
         if cfg.model.get("homotopy", False) == "auto":
             cfg.model.homotopy = bool(cfg.optimizer.get("homotopy", False))
-        if cfg.task.get("center") == "auto":      # before init=auto resolves: every optimizer sees the same data
-            cfg.task.center = cfg.model.get("init") in ("pca", "auto")
-        if cfg.model.get("init") == "auto" and not cfg.optimizer.get("homotopy", False):
-            cfg.model.init = "default"             # the closed-form λ=0 start is a continuation optimizer's (models/common.py)
+        if cfg.task.get("center") == "auto":
+            cfg.task.center = cfg.model.get("init") == "pca"
+
+
+RUN_FILES = ("metrics.jsonl", "summary.json", "checkpoints", "curves.png", "tensorboard")
+
+
+def check_run_dir(run_dir) -> Path:
+    """The run directory must be a directory of its own: run files never go into the working directory."""
+    text = "" if run_dir is None else str(run_dir).strip()
+    if text in ("", ".") or Path(text).expanduser().resolve() == Path.cwd().resolve():
+        raise ConfigError(f"the run directory is {'empty' if not text else repr(text)} (the working directory); "
+                          "run files would mix with yours: set hydra.run.dir=<a new directory>, or leave it unset")
+    return Path(text).expanduser()
 
 
 def resume_checkpoint(resume, run_dir: Path) -> tuple[Path | None, Path]:
@@ -71,13 +90,54 @@ def resume_checkpoint(resume, run_dir: Path) -> tuple[Path | None, Path]:
     return ckpt, src
 
 
-def finished_summary(run_dir: Path) -> dict | None:
-    """summary.json of a run that already completed (a resumed rerun of it has nothing to do)."""
+def read_summary(run_dir: Path) -> dict | None:
     try:
         summary = json.loads((run_dir / "summary.json").read_text())
     except (OSError, ValueError):
         return None
-    return summary if summary.get("status") == "completed" else None
+    return summary if isinstance(summary, dict) else None
+
+
+def finished_summary(run_dir: Path) -> dict | None:
+    """summary.json of a run that already completed (a resumed rerun of it has nothing to do)."""
+    summary = read_summary(run_dir)
+    return summary if summary is not None and summary.get("status") == "completed" else None
+
+
+def plan_fresh_start(tcfg, run_dir: Path, resuming: bool) -> bool:
+    """Decide, touching nothing, whether a run may start in run_dir; True: clear its old run files first.
+    A run directory holds one run: one that already holds a run (metrics.jsonl, summary.json) is
+    continued (trainer.resume), cleared on request (trainer.overwrite=true) or refused."""
+    resume, overwrite = tcfg.get("resume"), bool(tcfg.get("overwrite", False))
+    if overwrite and resume not in (None, "", False):
+        raise ConfigError(f"trainer.overwrite=true and trainer.resume={resume} contradict each other; "
+                          "continue the run (resume) or start over (overwrite), not both")
+    if resuming:
+        return False
+    held = [f for f in ("metrics.jsonl", "summary.json") if (run_dir / f).exists()]
+    if not held:
+        return False
+    if overwrite:
+        return True
+    if resume == "auto":
+        summary = read_summary(run_dir)
+        if summary is None:                  # killed before its first checkpoint: nothing to continue
+            log.warning("trainer.resume=auto: %s has no checkpoint yet; starting over (its metrics.jsonl is cleared)",
+                        run_dir)
+            return True
+        raise ConfigError(f"trainer.resume=auto: {run_dir} holds a finished run (status {summary.get('status')}) "
+                          "without checkpoints/last.pt; start over with trainer.overwrite=true or choose another run directory")
+    raise ConfigError(f"{run_dir} already holds a run ({', '.join(held)}); continue it with trainer.resume=auto, "
+                      "start over with trainer.overwrite=true (clears its run files), or choose another hydra.run.dir")
+
+
+def clear_run_files(run_dir: Path) -> None:
+    for name in RUN_FILES:
+        path = run_dir / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
 
 
 def make_loggers(cfg, run_dir: Path, truncate_after: int | None, group, name) -> list:
@@ -92,57 +152,92 @@ def make_loggers(cfg, run_dir: Path, truncate_after: int | None, group, name) ->
     return loggers
 
 
-def run(cfg: DictConfig, run_dir: Path, group: str | None = None, name: str | None = None) -> dict:
-    """One run.  Under torchrun every rank calls this; only rank 0 writes into run_dir."""
-    validate(cfg)                                  # before any work: one line naming the key
-    run_dir = Path(run_dir)
-    resolve_auto(cfg)
-    tcfg = cfg.trainer
-    ctx = distributed.context()
-    loop.pick_device(distributed.device_for(str(tcfg.device), ctx))   # no CUDA for trainer.device=cuda: fail now
-    resume_from, run_dir = resume_checkpoint(tcfg.get("resume"), run_dir)
-    done = finished_summary(run_dir) if resume_from is not None else None
-    if ctx.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        if done is None:
-            (run_dir / "summary.json").unlink(missing_ok=True)    # never leave a stale "completed" behind
-    seed = int(cfg.seed)
-    seed_everything(seed, bool(tcfg.get("deterministic", False)))
-
+def build(cfg, seed: int, run_dir: Path, device, ctx):
+    """task → model (→ peft) → device → optimizer → scheduler; nothing is written."""
     task = TASKS.get(cfg.task.name)(cfg.task, seed)
     task.run_dir = run_dir
     model = MODELS.get(cfg.model.name)(cfg.model, task)
     peft = cfg.get("peft")
     if peft is not None and peft.get("name", "none") != "none":
         model = PEFTS.get(peft.name)(peft, model, task)
-    device = loop.pick_device(str(tcfg.device))
     model.to(device)                              # before the optimizer, so its state lives on device
     optimizer = OPTIMIZERS.get(cfg.optimizer.name)(cfg.optimizer, model)
-    steps = loop.total_steps(tcfg, loop.steps_per_epoch(task, tcfg, ctx.world_size))
-    if done is not None and done.get("steps", 0) >= steps:
-        log.info("%s already completed %d steps: nothing to resume", run_dir, done["steps"])
-        return done
-    if done is not None and ctx.is_main:              # a completed run resumed with a larger budget
-        (run_dir / "summary.json").unlink(missing_ok=True)
+    steps = loop.total_steps(cfg.trainer, loop.steps_per_epoch(task, cfg.trainer, ctx.world_size))
     scheduler = SCHEDULERS.get(cfg.scheduler.name)(cfg.scheduler, optimizer, steps)
-    trainable, total = count_parameters(model)
-    set_threads(tcfg.get("threads"), device, total)
+    return task, model, optimizer, scheduler, steps
 
-    truncate_after = None
-    if resume_from is not None:                    # read once: fit() restores from the same dict
-        resume_from = checkpoint.read(resume_from)
-        truncate_after = int(resume_from["progress"]["step"])
-    loggers = make_loggers(cfg, run_dir, truncate_after, group, name) if ctx.is_main else []
-    summary = {"status": "failed", "steps": 0, "seed": seed, "trainable_params": trainable, "total_params": total,
+
+def failure(e: BaseException) -> dict:
+    status = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
+    return {"status": status, "error": f"{e.__class__.__name__}: {' '.join(str(e).split())}"}
+
+
+def run(cfg: DictConfig, run_dir: Path, group: str | None = None, name: str | None = None) -> dict:
+    """One run.  Under torchrun every rank calls this; only rank 0 writes into run_dir.
+
+    Order: every check that can refuse the run (config, run directory, device, precision, checkpoint
+    and its fit to the built model) comes before the first write, so a refused run changes no file
+    (a ConfigError: one line, exit 2).  From then on every run ends with a summary.json."""
+    validate(cfg)                                  # before any work: one line naming the key
+    run_dir = check_run_dir(run_dir)
+    resolve_auto(cfg)
+    tcfg = cfg.trainer
+    ctx = distributed.context()
+    device = loop.pick_device(distributed.device_for(str(tcfg.device), ctx))   # no CUDA for trainer.device=cuda: fail now
+    loop.autocast_for(str(tcfg.precision), device)    # a precision this machine lacks: fail now
+    resume_from, run_dir = resume_checkpoint(tcfg.get("resume"), run_dir)
+    restart = plan_fresh_start(tcfg, run_dir, resume_from is not None) if ctx.is_main else False
+    ckpt = checkpoint.read(resume_from) if resume_from is not None else None   # corrupt/truncated: fail now
+    done = finished_summary(run_dir) if ckpt is not None else None
+    seed = int(cfg.seed)
+    peft = cfg.get("peft")
+    summary = {"status": "failed", "steps": 0, "seed": seed, "trainable_params": 0, "total_params": 0,
                "task": cfg.task.name, "model": cfg.model.name, "optimizer": cfg.optimizer.name,
                "peft": peft.get("name", "none") if peft is not None else "none",
                "scheduler": cfg.scheduler.name, "run_dir": str(run_dir), "versions": versions(),
                "final": {}, "best": {}, "wall_time_s": 0.0}
+
+    def start_files() -> None:                      # the first write into the run directory
+        if ctx.is_main:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            if restart:
+                clear_run_files(run_dir)
+            (run_dir / "summary.json").unlink(missing_ok=True)    # never leave a stale "completed" behind
+
+    set_threads(tcfg.get("threads"), device)       # before the build: the PCA start's SVD uses them
+    seed_everything(seed, bool(tcfg.get("deterministic", False)))
     try:
-        summary.update(loop.fit(model=model, task=task, optimizer=optimizer, scheduler=scheduler, tcfg=tcfg,
-                                run_dir=run_dir, loggers=loggers, seed=seed, resume_from=resume_from, ctx=ctx))
+        task, model, optimizer, scheduler, steps = build(cfg, seed, run_dir, device, ctx)
+    except ConfigError:
+        raise                                      # bad input: nothing written
     except BaseException as e:
-        summary["error"] = f"{e.__class__.__name__}: {e}"
+        if ckpt is None and ctx.is_main:           # a resume leaves its source run as it was
+            start_files()
+            atomic_write_json(run_dir / "summary.json", {**summary, **failure(e)})
+        raise
+    trainable, total = count_parameters(model)
+    summary.update(trainable_params=trainable, total_params=total)
+    set_threads(tcfg.get("threads"), device, total)
+    if done is not None and done.get("steps", 0) >= steps:
+        log.info("%s already completed %d steps: nothing to resume", run_dir, done["steps"])
+        return done
+    truncate_after = None
+    if ckpt is not None:                           # checked against the built objects before any write
+        checkpoint.restore(ckpt, model=model, optimizer=optimizer, scheduler=scheduler)
+        truncate_after = int(ckpt["progress"]["step"])
+        ckpt = checkpoint.after_restore(ckpt)      # fit() restores the RNG states and the progress
+    start_files()
+    loggers = []
+    try:
+        if ctx.is_main:
+            loggers = make_loggers(cfg, run_dir, truncate_after, group, name)
+        summary.update(loop.fit(model=model, task=task, optimizer=optimizer, scheduler=scheduler, tcfg=tcfg,
+                                run_dir=run_dir, loggers=loggers, seed=seed, resume_from=ckpt, ctx=ctx))
+        if ctx.is_main and summary.get("status") == "completed":
+            from contnet.peft.io import save_for_run
+            save_for_run(peft, model, run_dir)      # <run>/adapter/: what `contnet eval <run>` loads
+    except BaseException as e:
+        summary.update(failure(e))
         raise
     finally:
         for lg in loggers:

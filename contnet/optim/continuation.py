@@ -3,8 +3,11 @@
 `ContinuationOptimizer` keeps the torch.optim contract: it *is* a torch.optim.Optimizer whose
 `param_groups` and `state` are the inner optimizer's own objects (so LR schedulers, gradient
 scalers and code reading `param_groups[i]["lr"]` act on the inner optimizer), `zero_grad` is the
-inner one's, and `state_dict()` = {"inner": inner state, "continuation": λ, Δλ, Δλ_prev, θ_prev,
-counters, gradient-norm window (or the PARC state)}.
+inner one's.  `param_groups` and `state` are properties that always read the inner optimizer's
+current objects: `inner.load_state_dict` replaces them, and a copy taken at construction would go
+stale (a scheduler would then move an LR nobody reads).  `state_dict()` is torch.optim's own layout,
+{"state", "param_groups"} of the inner optimizer, plus "continuation": λ, Δλ, Δλ_prev, θ_prev,
+counters, gradient-norm window (or the PARC state).
 
 While the driver is active (λ < 1) `step(closure)` runs the driver around `inner.step()`; afterwards
 it is exactly `closure(); inner.step()`, so the run continues bitwise as the bare inner optimizer.
@@ -19,13 +22,35 @@ from contnet.registry import OPTIMIZERS, ConfigError
 from .standard import INNER, trainable
 
 
+class _InnerAttr:
+    """`param_groups` / `state` of the wrapper: always the inner optimizer's current object.
+    (Optimizer.__init__ assigns them before `inner` exists; those first values are kept aside.)"""
+
+    def __set_name__(self, owner, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj, owner=None):
+        if obj is None:
+            return self
+        inner = obj.__dict__.get("inner")
+        return getattr(inner, self.name) if inner is not None else obj.__dict__[f"_own_{self.name}"]
+
+    def __set__(self, obj, value) -> None:
+        inner = obj.__dict__.get("inner")
+        if inner is not None:
+            setattr(inner, self.name, value)
+        else:
+            obj.__dict__[f"_own_{self.name}"] = value
+
+
 class ContinuationOptimizer(torch.optim.Optimizer):
     def __init__(self, inner: torch.optim.Optimizer, driver):
         params = [p for g in inner.param_groups for p in g["params"]]
         super().__init__(params, dict(inner.defaults))
         self.inner, self.driver = inner, driver
-        self.param_groups = inner.param_groups        # shared: schedulers move the inner LR
-        self.state = inner.state
+
+    param_groups = _InnerAttr()
+    state = _InnerAttr()
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -51,10 +76,14 @@ class ContinuationOptimizer(torch.optim.Optimizer):
         self.driver.params = [p for g in self.inner.param_groups for p in g["params"]]
 
     def state_dict(self) -> dict:
-        return {"inner": self.inner.state_dict(), "continuation": self.driver.state_dict()}
+        return {**self.inner.state_dict(), "continuation": self.driver.state_dict()}
 
     def load_state_dict(self, state_dict: dict) -> None:
-        self.inner.load_state_dict(state_dict["inner"])
+        if "continuation" not in state_dict:
+            raise ValueError("this optimizer state has no continuation state (it was saved by a plain "
+                             "optimizer, not by a continuation optimizer)")
+        inner = state_dict.get("inner") or {k: v for k, v in state_dict.items() if k != "continuation"}
+        self.inner.load_state_dict(inner)          # "inner": the layout of earlier checkpoints
         self.driver.load_state_dict(state_dict["continuation"])
 
     def __repr__(self) -> str:
