@@ -8,7 +8,7 @@ STAMP := $(VENV)/.contnet-installed
 SCALE ?= cpu
 PYTEST_ARGS ?=
 
-.PHONY: install train test test-all bench reproduce-paper clean
+.PHONY: install train test test-all bench reproduce-paper compare-digits-ae clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ bench: $(STAMP)
 
 reproduce-paper: $(STAMP)
 	$(BIN)/python -m contnet.reproduce --scale $(SCALE)
+
+# tuned Adam vs C-Adam on digits_ae (docs/tuning.md): outputs/tune/tune_digits_ae/report.md
+compare-digits-ae: $(STAMP)
+	$(BIN)/python -m contnet.tune experiment=tune_digits_ae
 
 clean:
 	rm -rf outputs/20* outputs/multirun .pytest_cache

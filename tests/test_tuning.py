@@ -1,0 +1,79 @@
+"""Tuned comparisons (python -m contnet.tune, Hydra's Optuna sweeper): the preset composes, tuning is
+deterministic for a fixed sampler seed, minimises the validation loss, resumes, and reports on test."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import compose
+from contnet.tune import completed_seeds, plan_from, study_trials
+from contnet.validation import validate
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = ["trainer.max_steps=6", "trainer.eval_every=3"]
+
+
+def tune(out: Path, *args: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "contnet.tune", "experiment=tune_digits_ae", "--out", str(out), "--arms", "cadam",
+           *args, *TINY]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    return proc
+
+
+def trial_values(out: Path) -> list[tuple[dict, float]]:
+    return [(t.params, t.value) for t in study_trials(out / "tune" / "cadam" / "optuna.db", "cadam")]
+
+
+def test_preset_composes_with_a_seeded_optuna_sweeper_and_arms():
+    cfg = compose(["experiment=tune_digits_ae"])
+    validate(cfg)
+    plan = plan_from(compose(["experiment=tune_digits_ae"]))
+    assert set(plan["arms"]) == {"adam", "cadam"} and plan["trials"] >= 8 and len(plan["seeds"]) >= 3
+    assert all("optimizer.lr" in arm["space"] for arm in plan["arms"].values())
+    assert cfg.model.init == "pca"               # every arm starts from the same (closed-form) weights
+    from hydra import compose as hcompose, initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+    GlobalHydra.instance().clear()
+    with initialize_config_module(config_module="contnet.conf", version_base="1.3"):
+        full = hcompose("config", overrides=["experiment=tune_digits_ae"], return_hydra_config=True)
+    GlobalHydra.instance().clear()
+    assert full.hydra.sweeper._target_.endswith("OptunaSweeper")
+    assert full.hydra.sweeper.sampler.seed == 0 and full.hydra.sweeper.direction == "minimize"
+
+
+def test_tuning_is_deterministic_resumable_and_reports_on_test(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    tune(a, "--trials", "3", "--seeds", "0")
+    tune(b, "--trials", "2", "--tune-only")
+    tune(b, "--trials", "3", "--tune-only")       # resumes: asks for the one missing trial only
+    ta, tb = trial_values(a), trial_values(b)
+    assert len(ta) == 3 and len(tb) == 3
+    assert ta[:2] == tb[:2]                       # same sampler seed, same trial values and results
+    assert len({json.dumps(p, sort_keys=True) for p, _ in ta}) == 3
+    assert sorted(p.name for p in (b / "tune" / "cadam").glob("launch*")) == ["launch0", "launch2"]
+    for i, (params, value) in enumerate(ta):      # the objective is each trial run's final validation loss
+        summary = json.loads((a / "tune" / "cadam" / "launch0" / str(i) / "summary.json").read_text())
+        assert summary["final"]["val/loss"] == pytest.approx(value)
+        assert summary["seed"] == 100
+    best = min(ta, key=lambda pv: pv[1])[0]
+    cfg = json.loads(json.dumps(__import__("yaml").safe_load(
+        (a / "final" / "cadam" / "seed0" / ".hydra" / "config.yaml").read_text())))
+    assert cfg["optimizer"]["lr"] == pytest.approx(best["optimizer.lr"])
+    assert completed_seeds(a / "final" / "cadam") == {0}
+    report = (a / "report.md").read_text()
+    assert "| cadam |" in report and "3 / 0 / 3" in report and "test/loss" in report
+    assert (a / "loss_vs_step.png").is_file()
+
+
+def test_unknown_arm_is_one_line_and_exit_2(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "contnet.tune", "experiment=tune_digits_ae", "--out",
+                           str(tmp_path / "x"), "--arms", "sgd"], cwd=REPO, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "sgd" in proc.stderr and "adam, cadam" in proc.stderr
+    assert not (tmp_path / "x").exists()
