@@ -8,7 +8,7 @@ STAMP := $(VENV)/.contnet-installed
 SCALE ?= cpu
 PYTEST_ARGS ?=
 
-.PHONY: install train test test-all bench reproduce-paper compare-digits-ae clean
+.PHONY: install train test test-all bench reproduce-paper compare-digits-ae clean gpu-check
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,13 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_runner.py
 	@for b in bench/bench_continuation.py bench/bench_seq2d.py; do \
 		if [ -f $$b ]; then echo; echo "== $$b"; $(BIN)/python $$b || exit 1; fi; done
+
+# One prepared CUDA check (bench/gpu_check.py): `make gpu-check` (DEVICE=cuda), `DEVICE=cpu make gpu-check` for the
+# CPU-capable parts.  Writes outputs/gpu-check/results.md after every section (and copies it to $$OUT when set).
+# No install step: on a machine without the venv it runs the `python` on PATH (contnet importable via PYTHONPATH).
+DEVICE ?= cuda
+gpu-check:
+	$(if $(wildcard $(BIN)/python),$(BIN)/python,python) bench/gpu_check.py --device $(DEVICE)
 
 reproduce-paper: $(STAMP)
 	$(BIN)/python -m contnet.reproduce --scale $(SCALE)

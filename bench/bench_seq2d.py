@@ -81,7 +81,7 @@ def bench(sizes, batch, device, repeats: int, budget_s: float) -> tuple[float, f
     return statistics.median(t_seq), statistics.median(t_s2d), ratio
 
 
-def main() -> None:
+def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--repeats", type=int, default=21)
@@ -89,7 +89,7 @@ def main() -> None:
     # 1 thread by default: process CPU time also counts the spin-waits of idle intra-op workers,
     # which makes multi-thread ratios unstable on a shared machine.  0 = torch's default.
     ap.add_argument("--threads", type=int, default=1, help="CPU threads (0: torch's default)")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
