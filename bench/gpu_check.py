@@ -86,7 +86,9 @@ def parent(args) -> int:
     res.append(f"# contnet gpu-check — device={args.device}\n\n"
                f"started {time.strftime('%Y-%m-%d %H:%M:%S %Z')}; python {sys.version.split()[0]}; "
                f"missing optional packages: {', '.join(missing) or 'none'}"
-               + (f"\n\n**missing needed packages: {', '.join(lacking)}**" if lacking else ""))
+               + (f"\n\n**missing needed packages: {', '.join(lacking)}**" if lacking else "")
+               + ("\n\nrich is missing: the CLI sections (default_train, torchrun) will fail (contnet.report imports it)"
+                  if "rich" in missing else ""))
     only = set(args.only.split(",")) if args.only else None
     t_start = time.perf_counter()
     for name, cap_cuda, cap_cpu in SECTIONS:

@@ -176,9 +176,16 @@ def env(device, out, emit):
     if device.type == "cuda":
         p = torch.cuda.get_device_properties(device)
         emit(f"- GPU: {p.name}, {p.total_memory / 2**30:.0f} GiB, capability {p.major}.{p.minor}, "
-             f"bf16 supported: {torch.cuda.is_bf16_supported()}, GPUs visible: {torch.cuda.device_count()}")
-        emit(f"- NCCL available: {torch.distributed.is_nccl_available()}, version "
-             f"{'.'.join(map(str, torch.cuda.nccl.version())) if torch.distributed.is_nccl_available() else '-'}")
+             f"GPUs visible: {torch.cuda.device_count()}")
+        for label, fn in (("bf16 supported", torch.cuda.is_bf16_supported),
+                          ("NCCL available", torch.distributed.is_nccl_available),
+                          ("NCCL version", lambda: torch.cuda.nccl.version()),
+                          ("TF32 matmul allowed", lambda: torch.backends.cuda.matmul.allow_tf32),
+                          ("cudnn.benchmark", lambda: torch.backends.cudnn.benchmark)):
+            try:
+                emit(f"- {label}: {fn()}")
+            except Exception as e:       # noqa: BLE001 (a report line, not a failure)
+                emit(f"- {label}: ({e.__class__.__name__}: {e})")
     for name in ("transformers", "peft", "omegaconf", "hydra", "torchvision", "sklearn"):
         try:
             emit(f"- {name} {importlib.import_module(name).__version__}")

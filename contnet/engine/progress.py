@@ -1,20 +1,29 @@
-"""Console feedback: a rich progress bar on a terminal, plain periodic lines otherwise, a final table."""
+"""Console feedback: a rich progress bar on a terminal, plain periodic lines otherwise, a final table.
+
+rich is imported lazily: without it (a bare CUDA box) the bar and the table become plain log lines.
+"""
 from __future__ import annotations
 
 import logging
+import sys
 
-from rich.console import Console
-from rich.table import Table
-
-console = Console(stderr=True)
 log = logging.getLogger("contnet")
+
+
+def _console(**kw):
+    try:
+        from rich.console import Console
+    except ImportError:
+        return None
+    return Console(**kw)
 
 
 class ProgressReporter:
     def __init__(self, total: int, enabled: bool, print_every: int, start: int = 0):
         self.total, self.print_every = total, max(1, print_every)
         self.bar = None
-        if enabled and console.is_terminal:
+        console = _console(stderr=True) if enabled and sys.stderr.isatty() else None
+        if console is not None and console.is_terminal:
             from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                                        TimeElapsedColumn, TimeRemainingColumn)
             self.bar = Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
@@ -39,6 +48,12 @@ class ProgressReporter:
 
 
 def final_table(summary: dict) -> None:
+    console = _console()
+    if console is None:
+        print(f"{summary['status']}: " + ", ".join(f"{k}={v:.4g}" for k, v in sorted(summary["final"].items())
+                                                   if isinstance(v, float)), flush=True)
+        return
+    from rich.table import Table
     table = Table(title=f"{summary['task']} · {summary['model']} · {summary['optimizer']} · seed {summary['seed']}"
                         f" — {summary['status']}")
     table.add_column("metric")
@@ -52,4 +67,4 @@ def final_table(summary: dict) -> None:
     table.caption = (f"{summary['steps']} steps in {summary['wall_time_s']:.1f} s · "
                      f"{summary['trainable_params']:,} trainable / {summary['total_params']:,} params · "
                      f"{summary['run_dir']}")
-    Console().print(table)
+    console.print(table)
