@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import sys
 
+from contnet.cli.checks import check_overrides, full_errors, one_line
 from contnet.registry import ConfigError
 
 USAGE = ("usage: contnet params [model=NAME] [peft=NAME[,NAME...]] [peft.rank=..] [other overrides]\n"
@@ -69,11 +70,14 @@ def main(argv: list[str]) -> int:
     rows = []
     try:
         for overrides in expand(argv):
+            check_overrides(overrides, output_dir=False, task_files=False)   # the checks of `contnet train`
             cfg = compose(overrides)
             trainable, total = count(cfg)
             rows.append((str(cfg.model.name), str(cfg.peft.get("name", "none")), trainable, total))
     except ConfigError as e:
-        print(f"contnet params: {e}", file=sys.stderr)
+        if full_errors():
+            raise
+        print(f"contnet params: error: {one_line(e)}", file=sys.stderr)
         return 2
     except Exception as e:                   # Hydra composition errors (unknown option/key): one line
         if type(e).__module__.startswith(("hydra", "omegaconf")):

@@ -4,130 +4,66 @@ contnet.engine.run.run() in the job's output directory.
 
 Exit codes: 0 completed; 2 a configuration error; 3 diverged (NaN/Inf loss); 128+signal when
 interrupted by SIGINT/SIGTERM (a checkpoint is saved; resume with trainer.resume=<run dir>).
+A multirun runs every job even when some fail or diverge, then exits 1 (3 when every bad job diverged)
+with one line counting them; a failed job still gets a summary.json with status failed.
 """
 from __future__ import annotations
 
 import logging
 import os
-import re
 import sys
 from pathlib import Path
 
+from contnet.cli.checks import check_overrides, full_errors, one_line
 from contnet.registry import ConfigError
 
 log = logging.getLogger("contnet")
 
-EXIT_CONFIG, EXIT_DIVERGED = 2, 3
-_INFO_FLAGS = ("-h", "--help", "--hydra-help", "--info", "-i", "--cfg", "-c", "--shell-completion", "-sc",
-               "--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd", "--resolve", "--package", "-p")
+EXIT_CONFIG, EXIT_DIVERGED, EXIT_SWEEP_FAILED = 2, 3, 1
 
 
-def full_errors() -> bool:
-    return os.environ.get("HYDRA_FULL_ERROR") == "1"
+_HYDRA_FILES = (".hydra", "contnet.log")
+_jobs_here: list[str] = []        # statuses of the sweep jobs this process ran (the basic launcher's)
 
 
-def check_group_choices(argv: list[str]) -> str | None:
-    """One-line message for `group=option` overrides naming an option that does not exist."""
-    from contnet.cli.main import config_groups
-    groups = config_groups()
-    for arg in argv:
-        if arg.startswith("-") or "=" not in arg:
-            continue
-        key, value = arg.split("=", 1)
-        key = key.lstrip("+")
-        if key not in groups or value in ("null", ""):
-            continue
-        for choice in value.split(","):       # multirun sweeps: a,b,c
-            if choice not in groups[key]:
-                return (f"{key}={choice}: unknown {key} '{choice}'; choose one of: {', '.join(groups[key])}")
-    return None
-
-
-def _one_line(text: str) -> str:
-    return " ".join(str(text).split())
-
-
-def _hydra_message(e: Exception, arg_of: dict[str, str], compose_without) -> str:
-    """Hydra's multi-line composition errors as one line naming the override and what is allowed."""
-    msg = str(e)
-    cause = str(e.__cause__ or "")
-    m = re.search(r"Could not override '([^']+)'", msg)
-    if m and "not in struct" in (msg + cause):
-        key = m.group(1)
-        arg = arg_of.get(key, key)
-        parent, _, leaf = key.rpartition(".")
-        known = ""
-        try:                                   # the keys that do exist there, from the config without this override
-            from omegaconf import OmegaConf
-            node = compose_without(arg)
-            node = OmegaConf.select(node, parent) if parent else node
-            known = "; keys there: " + ", ".join(map(str, node.keys()))
-        except Exception:                      # noqa: BLE001 - the listing is a courtesy
-            pass
-        return f"{arg}: unknown key{f' in {parent}' if parent else ''}{known} (a new key needs +{arg})"
-    m = re.search(r"Could not append to config. An item is already at '([^']+)'", msg)
-    if m:
-        arg = arg_of.get(m.group(1), m.group(1))
-        return f"{arg}: {m.group(1)} already exists; override it without the leading +"
-    return f"cannot compose the config: {_one_line(msg)}"
-
-
-def _combinations(argv: list[str]) -> tuple[list[list[str]], dict[str, str]]:
-    """Override lists to compose: the first value of every sweep, plus one list per other sweep value."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    args = [a for a in argv if not a.startswith("-") and not a.lstrip("+~").startswith("hydra")]
-    parsed = []
-    for a in args:
-        try:
-            parsed.append(OverridesParser.create().parse_overrides([a])[0])
-        except Exception as e:
-            raise ConfigError(f"{a}: cannot parse this override ({_one_line(str(e).splitlines()[0])}); "
-                              "write key=value, group=option or a sweep a,b,c") from None
-    values = []
-    for a, o in zip(args, parsed):
-        if o.is_sweep_override():
-            try:
-                values.append([f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()])
-            except Exception:     # glob(): needs the config loader; Hydra checks it when it runs
-                values.append([])
-        else:
-            values.append([a])
-    base = [v[0] for v in values if v]
-    combos = [base]
-    for i, vs in enumerate(values):
-        for v in vs[1:]:
-            combos.append([*[x[0] for x in values[:i] if x], v, *[x[0] for x in values[i + 1:] if x]])
-    arg_of = {o.key_or_group: a for a, o in zip(args, parsed)}
-    return combos, arg_of
-
-
-def precheck(argv: list[str]) -> None:
-    """Compose and validate every job's config before Hydra starts (nothing is written on failure)."""
-    from hydra import compose, initialize_config_module
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
-    from contnet.validation import validate
-    if any(a.split("=")[0] in _INFO_FLAGS for a in argv):
-        return
-    combos, arg_of = _combinations(argv)
-    GlobalHydra.instance().clear()
+def _discard_if_untouched(run_dir: Path) -> None:
+    """A single run that failed its input checks keeps nothing: drop the folder if only Hydra wrote in it."""
     try:
-        with initialize_config_module(config_module="contnet.conf", version_base="1.3"):
-            for overrides in combos:
-                try:
-                    cfg = compose("config", overrides=overrides)
-                except (HydraException, OmegaConfBaseException) as e:
-                    if full_errors():
-                        raise
+        if run_dir.is_dir() and all(p.name in _HYDRA_FILES for p in run_dir.iterdir()):
+            import shutil
+            shutil.rmtree(run_dir)
+    except OSError:
+        pass
 
-                    def compose_without(arg, overrides=overrides):
-                        return compose("config", overrides=[o for o in overrides if o != arg])
-                    raise ConfigError(_hydra_message(e, arg_of, compose_without)) from None
-                validate(cfg)
-    finally:
-        GlobalHydra.instance().clear()
+
+def _traceback_to_log_file() -> None:
+    """The traceback of a failed sweep job goes to its log file; the console gets one line."""
+    import traceback
+    text = traceback.format_exc()
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.stream.write(text)
+            handler.flush()
+
+
+def _failed_job_summary(cfg, run_dir: Path, error: str) -> dict:
+    """summary.json of a sweep job that failed before the engine wrote one, so that `contnet report`
+    counts it as failed (not as still running)."""
+    from contnet.engine.io import atomic_write_json
+    path = run_dir / "summary.json"
+    try:
+        import json
+        summary = json.loads(path.read_text())
+        if summary.get("status") in ("failed", "diverged", "interrupted"):
+            return summary
+    except (OSError, ValueError):
+        pass
+    summary = {"status": "failed", "error": error, "steps": 0, "seed": cfg.get("seed"), "run_dir": str(run_dir),
+               "final": {}, "best": {}, "wall_time_s": 0.0,
+               **{g: str(cfg[g].get("name")) for g in ("task", "model", "optimizer", "peft", "scheduler")
+                  if cfg.get(g) is not None}}
+    atomic_write_json(path, summary)
+    return summary
 
 
 def _task_function(cfg) -> float | None:
@@ -137,6 +73,7 @@ def _task_function(cfg) -> float | None:
     from contnet.engine.run import run
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
+    run_dir = Path(hc.runtime.output_dir)
     group = name = None
     if multirun:
         sweep = Path(hc.sweep.dir)
@@ -145,19 +82,51 @@ def _task_function(cfg) -> float | None:
     else:
         group = cfg.logger.get("group")
     try:
-        summary = run(cfg, Path(hc.runtime.output_dir), group=group, name=name)
+        summary = run(cfg, run_dir, group=group, name=name)
     except ConfigError as e:
         if full_errors():
             raise
-        print(f"error: {_one_line(e)}", file=sys.stderr)
-        if multirun:
-            return None                        # this job failed; the sweep goes on
-        sys.exit(EXIT_CONFIG)
+        print(f"error: {one_line(e)}", file=sys.stderr)
+        if not multirun:
+            _discard_if_untouched(run_dir)
+            sys.exit(EXIT_CONFIG)
+        summary = _failed_job_summary(cfg, run_dir, f"ConfigError: {one_line(e)}")   # the sweep goes on
+    except Exception as e:
+        if not multirun or full_errors():
+            raise
+        _traceback_to_log_file()
+        print(f"error: job {hc.job.num} ({run_dir}) failed: {e.__class__.__name__}: {one_line(e)} "
+              "(traceback in its contnet.log)", file=sys.stderr)
+        summary = _failed_job_summary(cfg, run_dir, f"{e.__class__.__name__}: {one_line(e)}")
     if summary["status"] == "interrupted":     # a signal stops the whole sweep, not just this job
         sys.exit(128 + int(summary.get("signal") or 2))
-    if summary["status"] == "diverged" and not multirun:
+    if multirun:
+        _jobs_here.append(summary["status"])
+    elif summary["status"] == "diverged":
         sys.exit(EXIT_DIVERGED)
     return summary["final"].get("val/loss")
+
+
+def sweep_exit_code(statuses: list[str], sweep_dir: str | None) -> int:
+    """0 when every job completed; else one line on stderr and 3 (all diverged) or 1."""
+    from collections import Counter
+    bad = Counter(s for s in statuses if s != "completed")
+    if not bad:
+        return 0
+    where = f"; see {sweep_dir}" if sweep_dir else ""
+    print(f"error: {sum(bad.values())} of {len(statuses)} jobs did not complete "
+          f"({', '.join(f'{n} {s}' for s, n in sorted(bad.items()))}){where}", file=sys.stderr)
+    return EXIT_DIVERGED if set(bad) == {"diverged"} else EXIT_SWEEP_FAILED
+
+
+def _sweep_statuses() -> tuple[list[str], str | None]:
+    """Statuses of the sweep that just ended: from this process, or (jobs in other processes) its directory."""
+    from contnet.report import callback
+    sweep_dir = callback.last_sweep_dir
+    if _jobs_here or sweep_dir is None:
+        return list(_jobs_here), sweep_dir
+    from contnet.report.runs import load_runs
+    return [r.status for r in load_runs([Path(sweep_dir)])], sweep_dir
 
 
 def main(argv: list[str]) -> int:
@@ -165,18 +134,13 @@ def main(argv: list[str]) -> int:
 
     from contnet.engine import distributed
     quiet = os.environ.get("RANK", "0") != "0"        # under torchrun, rank 0 alone reports config errors
-    msg = check_group_choices(argv)
-    if msg:
-        if not quiet:
-            print(f"error: {msg}", file=sys.stderr)
-        return EXIT_CONFIG
     try:
-        precheck(argv)
+        check_overrides(argv)
     except ConfigError as e:
         if full_errors():
             raise
         if not quiet:
-            print(f"error: {_one_line(e)}", file=sys.stderr)
+            print(f"error: {one_line(e)}", file=sys.stderr)
         return EXIT_CONFIG
     ctx = distributed.init_from_env()
     try:
@@ -189,7 +153,13 @@ def main(argv: list[str]) -> int:
                                                       "hydra.sweep.dir": raw["sweep"]["dir"]}, ctx)
         app = hydra.main(version_base="1.3", config_path="pkg://contnet.conf", config_name="config")(_task_function)
         sys.argv = ["contnet train", *argv]
+        from contnet.report import callback
+        _jobs_here.clear()
+        callback.last_sweep_dir = None
         app()
     finally:
         distributed.shutdown()
+    if any(a in ("-m", "--multirun") for a in argv) or "hydra.mode=MULTIRUN" in argv:
+        statuses, sweep_dir = _sweep_statuses()
+        return sweep_exit_code(statuses, sweep_dir) if not quiet else 0
     return 0

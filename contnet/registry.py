@@ -57,4 +57,7 @@ MODELS = Registry("model", "contnet.models")
 OPTIMIZERS = Registry("optimizer", "contnet.optim")
 SCHEDULERS = Registry("scheduler", "contnet.optim")
 TASKS = Registry("task", "contnet.tasks")
+# task name -> fn(cfg.task) that checks the task's input files without loading them (raises ConfigError);
+# `contnet train` calls it before Hydra writes anything
+TASK_CHECKS = Registry("task check", "contnet.tasks")
 PEFTS = Registry("peft", "contnet.peft")

@@ -5,7 +5,8 @@ Data-driven, so that a new option of any group is covered without code:
 - **unknown keys**: a key of the composed group that its option's YAML (`conf/<group>/<name>.yaml`)
   does not have (Hydra lets `+optimizer.foo=1` through; a typo would otherwise be silently ignored).
 - **types**: an override must have the type of the YAML default (bool, int, float — an int is a
-  fine float —, str, list, dict; a null default or a default of `auto` accepts anything).
+  fine float —, str, list, dict; a null default or a default of `auto` accepts anything).  null is
+  rejected where the default is a number (NULL_MEANS_UNSET lists the exceptions).
 - **ranges and enums**: the RULES table, matched on the dotted key (full path first, then by
   leaf-name patterns such as `*.lr`, `*batch_size`, `*_frac`), so other groups' keys named like
   these get the same checks.
@@ -130,6 +131,11 @@ RULES: list[tuple[str, Rule]] = [
 ]
 
 
+# Keys with a numeric default where null is a documented setting; any other key whose YAML default is a
+# number rejects null (the builder would crash on int(None)).
+NULL_MEANS_UNSET = frozenset({"trainer.max_epochs"})     # null: train for trainer.max_steps
+
+
 def rule_for(key: str) -> Rule | None:
     for pattern, rule in RULES:
         if fnmatch.fnmatchcase(key, pattern):
@@ -219,8 +225,13 @@ def _check_node(prefix: str, raw: DictConfig | None, value: dict, where: str, pr
             node = raw[key]
             default = OmegaConf.to_container(node) if isinstance(node, (DictConfig, ListConfig)) else node
         rule = rule_for(full)
+        no_null = _is_num(default) and full not in NULL_MEANS_UNSET
+        allowed = rule.allowed.removesuffix(" or null") if rule is not None and no_null else getattr(rule, "allowed", "")
+        if v is None and no_null:
+            problems.append(f"{full}=null: must be {allowed or 'a number'} (default {fmt(default)}); null is not a number")
+            continue
         if rule is not None and not (v is None and rule.nullable) and not (v is not None and rule.ok(v)):
-            problems.append(f"{full}={fmt(v)}: must be {rule.allowed}")
+            problems.append(f"{full}={fmt(v)}: must be {allowed}")
             continue
         problem = _type_problem(default, v)
         if problem:

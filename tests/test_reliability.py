@@ -26,15 +26,34 @@ def test_nan_loss_stops_at_once_with_status_diverged_and_the_step(tmp_path):
     assert not (tmp_path / "r" / "checkpoints" / "last.pt").exists()   # nothing to resume from
 
 
-def test_multirun_goes_on_after_a_diverged_job_and_the_report_counts_it(tmp_path):
+def test_multirun_goes_on_after_a_diverged_job_exits_non_zero_and_the_report_counts_it(tmp_path):
     sweep = tmp_path / "sweep"
     res = run_cli(["train", "-m", "optimizer=sgd", "optimizer.lr=1e6,0.05", f"hydra.sweep.dir={sweep}",
                    "trainer.max_steps=30", "trainer.eval_every=0"], tmp_path)
-    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.returncode == 3, res.stderr[-2000:]                 # every job ran, then: not a success
     status = [json.loads((sweep / str(i) / "summary.json").read_text())["status"] for i in range(2)]
     assert status == ["diverged", "completed"]
+    errors = [ln for ln in res.stderr.splitlines() if ln.startswith("error:")]
+    assert errors == [f"error: 1 of 2 jobs did not complete (1 diverged); see {sweep}"]
     report = (sweep / "report.md").read_text()                     # written by the sweep's report callback
     assert "1 diverged" in report and "| diverged |" in report
+
+
+def test_multirun_with_a_failed_job_runs_the_rest_exits_1_and_the_report_says_failed(tmp_path):
+    """Job 0's data are missing (found only when the job downloads them); job 1 must still run."""
+    sweep = tmp_path / "sweep"
+    no_net = {"http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9",
+              "HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9"}
+    res = run_cli(["train", "-m", "task=mnist,digits", f"hydra.sweep.dir={sweep}",     # CONTNET_DATA: empty
+                   "trainer.max_steps=3", "trainer.eval_every=0", "model.depth=1"], tmp_path, env=no_net)
+    assert res.returncode == 1, res.stderr[-2000:]
+    assert "Traceback" not in res.stderr
+    status = [json.loads((sweep / str(i) / "summary.json").read_text())["status"] for i in range(2)]
+    assert status == ["failed", "completed"]
+    assert "mnist" in json.loads((sweep / "0" / "summary.json").read_text())["error"]
+    assert res.stderr.strip().splitlines()[-1] == f"error: 1 of 2 jobs did not complete (1 failed); see {sweep}"
+    report = (sweep / "report.md").read_text()
+    assert "(1 failed)" in report and "incomplete" not in report
 
 
 # --- W&B without key or network --------------------------------------------------------------------

@@ -17,6 +17,8 @@ from omegaconf import DictConfig
 
 log = logging.getLogger(__name__)
 
+last_sweep_dir: str | None = None   # the sweep that ended last in this process (`contnet train` reads it for its exit code)
+
 
 class ReportCallback(Callback):
     def __init__(self, enabled: bool = True, targets: Sequence[str] = (), metrics: Sequence[str] = (),
@@ -42,9 +44,11 @@ class ReportCallback(Callback):
         self._sweep_dir = self._resolve_sweep_dir(config)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        global last_sweep_dir
+        sweep_dir = self._sweep_dir or self._resolve_sweep_dir(config)
+        last_sweep_dir = sweep_dir
         if not self.enabled:
             return
-        sweep_dir = self._sweep_dir or self._resolve_sweep_dir(config)
         if sweep_dir is None or not Path(sweep_dir).is_dir():
             log.warning("contnet report skipped: sweep directory %s not found", sweep_dir)
             return

@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from contnet.registry import ConfigError
+from contnet.registry import TASK_CHECKS, ConfigError
 from .common import make_task, register_with_autoencoder, split_indices, subset
+from .image_files import check_torchvision_files
 
 _DATASETS = {  # name -> (torchvision class name, number of classes)
     "mnist": ("MNIST", 10),
@@ -24,6 +25,9 @@ def _load(kind: str, data_dir: str, train: bool, download: bool):
     import torchvision
     cls = getattr(torchvision.datasets, _DATASETS[kind][0])
     root = Path(data_dir).expanduser()
+    problem = check_torchvision_files(_DATASETS[kind][0], root, download, unpack=True)
+    if problem:                          # missing offline, or corrupt: name the exact file
+        raise ConfigError(problem)
     try:
         ds = cls(root=str(root), train=train, download=download)
     except (RuntimeError, OSError) as e:   # missing files, or a download that failed (offline)
@@ -53,5 +57,13 @@ def _image_task(cfg, kind: str, reconstruct: bool):
     return make_task(cfg, cfg.name, splits, _DATASETS[kind][1], reconstruct)
 
 
+def _check_task_files(cfg, kind: str) -> None:
+    problem = check_torchvision_files(_DATASETS[kind][0], cfg.data_dir, bool(cfg.download))
+    if problem:
+        raise ConfigError(problem)
+
+
 for _kind in _DATASETS:
     register_with_autoencoder(_kind, lambda cfg, reconstruct, kind=_kind: _image_task(cfg, kind, reconstruct))
+    for _name in (_kind, f"{_kind}_ae"):
+        TASK_CHECKS.register(_name)(lambda cfg, kind=_kind: _check_task_files(cfg, kind))

@@ -1,0 +1,147 @@
+"""Every bad input through the real CLI: one line on stderr naming the problem and the fix, exit 2, no
+traceback, and nothing written (no run directory, no half-made files)."""
+from __future__ import annotations
+
+import gzip
+import os
+
+import pytest
+
+from tests.conftest import run_cli
+from tests.test_torchvision_tasks import write_idx
+
+
+def assert_one_line(res, *words, code=2):
+    assert res.returncode == code, res.stderr[-2000:]
+    assert "Traceback" not in res.stderr, res.stderr[-2000:]
+    errors = [ln for ln in res.stderr.splitlines() if "error:" in ln]
+    assert len(errors) == 1, res.stderr[-2000:]
+    for w in words:
+        assert w in errors[0], errors[0]
+    return errors[0]
+
+
+def train(tmp_path, *args, **kw):
+    return run_cli(["train", f"hydra.run.dir={tmp_path / 'run'}", "trainer.max_steps=2", *args], tmp_path, **kw)
+
+
+# --- 1. malformed overrides, null where a number is needed, wrong types; `params` checks the same way -----
+
+@pytest.mark.parametrize("args,words", [
+    (["=3"], ["=3", "no key", "key=value"]),
+    (["optimizer.lr="], ["optimizer.lr=", "a number > 0"]),
+    (["model.depth=null"], ["model.depth=null", "an integer > 0", "default 2"]),
+    (["model.width=null"], ["model.width=null", "an integer > 0"]),
+    (["trainer.batch_size=null"], ["trainer.batch_size=null", "an integer > 0"]),
+    (["model.depth=abc"], ["model.depth=abc", "an integer > 0"]),
+    (["trainer.batch_size=1.5"], ["trainer.batch_size=1.5", "integer"]),
+])
+def test_malformed_overrides_train_and_params_say_the_same(tmp_path, args, words):
+    line = assert_one_line(train(tmp_path, *args), *words)
+    assert not (tmp_path / "run").exists()
+    if "or null" not in line:
+        assert "null" not in line or "null is not a number" in line      # null is not offered where it crashes
+    params = run_cli(["params", "model=mlp", "task=digits", *args], tmp_path)
+    assert_one_line(params, *words)
+    assert line.split("error: ", 1)[1] == [ln for ln in params.stderr.splitlines()
+                                          if "error:" in ln][0].split("error: ", 1)[1]
+
+
+def test_max_epochs_null_stays_allowed_with_max_steps(tmp_path):
+    res = train(tmp_path, "trainer.max_epochs=null", "trainer.eval_every=0")
+    assert res.returncode == 0, res.stderr[-2000:]
+
+
+# --- 2. corrupt or truncated dataset files: "corrupt" and the exact path ------------------------------------
+
+def _mnist_cli(tmp_path, data, download="false", **kw):
+    return train(tmp_path, "task=mnist", f"task.data_dir={data}", f"task.download={download}", "model.depth=1", **kw)
+
+
+def test_truncated_mnist_file_is_corrupt_and_named(tmp_path):
+    write_idx(tmp_path / "d", "MNIST")
+    f = tmp_path / "d" / "MNIST" / "raw" / "train-images-idx3-ubyte"
+    f.write_bytes(f.read_bytes()[:1000])
+    line = assert_one_line(_mnist_cli(tmp_path, tmp_path / "d"), "corrupt", str(f), "truncated")
+    assert "not found" not in line
+    assert not (tmp_path / "run").exists()
+
+
+def test_garbage_mnist_label_file_is_corrupt_and_named(tmp_path):
+    write_idx(tmp_path / "d", "MNIST")
+    f = tmp_path / "d" / "MNIST" / "raw" / "t10k-labels-idx1-ubyte"
+    f.write_bytes(os.urandom(64))
+    assert_one_line(_mnist_cli(tmp_path, tmp_path / "d"), "corrupt", str(f))
+    # with task.download=true the file is there, so torchvision would not fetch it: still an error
+    assert_one_line(_mnist_cli(tmp_path, tmp_path / "d", download="true"), "corrupt", str(f), "delete it")
+
+
+def test_missing_mnist_file_names_the_exact_path(tmp_path):
+    write_idx(tmp_path / "d", "MNIST")
+    f = tmp_path / "d" / "MNIST" / "raw" / "train-labels-idx1-ubyte"
+    f.unlink()
+    assert_one_line(_mnist_cli(tmp_path, tmp_path / "d"), "not found", str(f), "task.download=true")
+
+
+def _gzip_all(raw):
+    for f in list(raw.iterdir()):
+        (raw / (f.name + ".gz")).write_bytes(gzip.compress(f.read_bytes()))
+        f.unlink()
+
+
+def test_only_gz_files_corrupt_gz_is_named(tmp_path):
+    write_idx(tmp_path / "d", "MNIST")
+    raw = tmp_path / "d" / "MNIST" / "raw"
+    _gzip_all(raw)
+    bad = raw / "train-images-idx3-ubyte.gz"
+    bad.write_bytes(bad.read_bytes()[:200])                       # truncated archive
+    assert_one_line(_mnist_cli(tmp_path, tmp_path / "d"), "corrupt", str(bad),
+                    str(raw / "train-images-idx3-ubyte"))
+    assert not (raw / "train-images-idx3-ubyte").exists()         # nothing half-unpacked
+
+
+def test_only_good_gz_files_are_unpacked_and_used(tmp_path):
+    write_idx(tmp_path / "d", "MNIST")
+    raw = tmp_path / "d" / "MNIST" / "raw"
+    _gzip_all(raw)
+    res = _mnist_cli(tmp_path, tmp_path / "d")
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert (raw / "train-images-idx3-ubyte").stat().st_size == 16 + 60 * 28 * 28
+
+
+def test_corrupt_cifar_batch_is_named(tmp_path):
+    d = tmp_path / "cifar-10-batches-py"
+    d.mkdir()
+    for name in [*(f"data_batch_{i}" for i in range(1, 6)), "test_batch", "batches.meta"]:
+        (d / name).write_bytes(b"not a pickle")
+    line = assert_one_line(train(tmp_path, "task=cifar10", f"task.data_dir={tmp_path}", "task.download=false"),
+                           "corrupt", str(d / "data_batch_1"), "md5")
+    assert "not found" not in line
+
+
+# --- 4. an output directory that cannot be written, or an empty one ----------------------------------------
+
+@pytest.mark.parametrize("where", ["/proc/x", "FILE/sub", ""])
+def test_unwritable_or_empty_run_dir_is_one_line(tmp_path, where):
+    (tmp_path / "FILE").write_text("a file, not a folder")
+    where = where.replace("FILE", str(tmp_path / "FILE"))
+    res = run_cli(["train", f"hydra.run.dir={where}", "trainer.max_steps=2"], tmp_path)
+    assert_one_line(res, "hydra.run.dir")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["FILE"]       # nothing written, not even in cwd
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into a mode-0 directory")
+def test_read_only_parent_is_one_line(tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0)
+    try:
+        res = run_cli(["train", f"hydra.run.dir={ro / 'r'}", "trainer.max_steps=2"], tmp_path)
+        assert_one_line(res, "hydra.run.dir", str(ro))
+    finally:
+        ro.chmod(0o755)
+
+
+def test_unwritable_sweep_dir_starts_no_job(tmp_path):
+    res = run_cli(["train", "-m", "seed=0,1", "hydra.sweep.dir=/proc/x", "trainer.max_steps=2"], tmp_path)
+    assert_one_line(res, "hydra.sweep.dir=/proc/x")
