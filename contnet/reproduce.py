@@ -79,11 +79,16 @@ def plan(claims: list[Claim], scale: str, out: Path, smoke: bool, e2e_dir: str |
     preset_scale = "cpu" if smoke else scale
     runs = []
     for claim in claims:
-        sweeps = claim.sweeps[:1] if smoke else claim.sweeps
-        for sweep in sweeps:
+        sweeps = [s for s in claim.sweeps if preset_scale in s.scales]
+        for sweep in sweeps[:1] if smoke else sweeps:
             sweep_dir = out / claim.key / sweep.preset
-            cmd = [sys.executable, "-m", "contnet.cli.main", "train", "-m", f"experiment={sweep.preset}_{preset_scale}",
-                   f"hydra.sweep.dir={sweep_dir}", "trainer.progress=false", "hydra.callbacks.report.enabled=false"]
+            if sweep.tuned:            # tuning per arm, then the final seeds under <sweep_dir>/final (contnet.tune)
+                cmd = [sys.executable, "-m", "contnet.tune", f"experiment={sweep.preset}_{preset_scale}",
+                       "--out", str(sweep_dir)]
+            else:
+                cmd = [sys.executable, "-m", "contnet.cli.main", "train", "-m",
+                       f"experiment={sweep.preset}_{preset_scale}", f"hydra.sweep.dir={sweep_dir}",
+                       "trainer.progress=false", "hydra.callbacks.report.enabled=false"]
             if claim.key == "solo" and e2e_dir:
                 cmd.append(f"task.data_dir={e2e_dir}")
             if smoke:
@@ -92,6 +97,16 @@ def plan(claims: list[Claim], scale: str, out: Path, smoke: bool, e2e_dir: str |
             runs.append(SweepRun(claim, sweep, cmd, sweep_dir, out / claim.key / f"{sweep.preset}.log",
                                  skipped=missing(sweep, preset_scale, groups)))
     return runs
+
+
+def describe_tuned(preset: str, cfg) -> str:
+    """'tuned: 4 arms (adam, …) × (12 Optuna trials on val/loss + 5 seeds on test), 600 steps of batch 200'."""
+    from contnet.tune import plan_from
+    plan = plan_from(cfg)
+    tr = cfg.trainer
+    length = f"{tr.max_steps} steps" if tr.get("max_steps") else f"{tr.max_epochs} epochs"
+    return (f"`{preset}`: tuned, {len(plan['arms'])} arms ({', '.join(plan['arms'])}) × ({plan['trials']} Optuna "
+            f"trials on val/loss + {len(plan['seeds'])} seeds on test), {length} of batch {tr.batch_size}")
 
 
 def describe(preset: str) -> str:
@@ -104,6 +119,8 @@ def describe(preset: str) -> str:
     with initialize_config_module(config_module="contnet.conf", version_base="1.3"):
         cfg = compose("config", overrides=[f"experiment={preset}"], return_hydra_config=True)
     GlobalHydra.instance().clear()
+    if "tune" in cfg:
+        return describe_tuned(preset, cfg)
     params = dict(cfg.hydra.sweeper.params or {})
     parsed = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in params.items()])
     counts = [(o.key_or_group.split("/")[-1], len(list(o.sweep_iterator())) if o.is_sweep_override() else 1)
@@ -227,7 +244,10 @@ def main(argv: list[str] | None = None) -> int:
     for r in runs:
         if not r.skipped:
             try:
-                r.extra["budget"] = describe(r.command[5].split("=", 1)[1])
+                r.extra["budget"] = describe(next(a for a in r.command if a.startswith("experiment="))
+                                             .split("=", 1)[1])
+                if r.sweep.tuned:
+                    r.extra["budget"] += f"; tuned values: `{r.sweep_dir.relative_to(out)}/report.md`"
                 added = (r.claim.smoke if args.smoke else []) + list(args.overrides)
                 if added:
                     r.extra["budget"] += ", then " + " ".join(added)

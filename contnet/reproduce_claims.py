@@ -18,6 +18,8 @@ Cells = dict[str, dict[str, dict[str, Any]]]   # setting -> arm -> {"metrics": {
 class Sweep:
     preset: str                           # conf/experiment/<preset>_<scale>.yaml
     needs: tuple[str, ...] = ()           # "group=option" that must exist in conf/ (a method that must have landed)
+    tuned: bool = False                   # a tune preset: `python -m contnet.tune` tunes each arm, then final seeds
+    scales: tuple[str, ...] = ("cpu", "paper")   # the scales this sweep belongs to
 
 
 @dataclass
@@ -222,20 +224,26 @@ LoRA paper (spec §B6): GPT-2 M LoRA 0.35M, E2E BLEU 70.4 ± .1; GPT-2 M fine-tu
 Scores are on the 0–100 scale for BLEU/METEOR/ROUGE-L (ours are printed the same way)."""
 
 
+CONTINUATION = ("optimizer=cadam", "optimizer=crmsprop")
+
 CLAIMS: list[Claim] = [
     Claim(key="npacs", title="(a) NPACS: C-Adam / C-RMSProp vs Adam / RMSProp",
           source="\"we compute local minima more quickly and with lower train and test loss values than current "
                  "state-of-the-art techniques in a majority of cases\" (ICMLA 2019 abstract; spec §0.3)",
-          sweeps=[Sweep("npacs_ae", ("optimizer=cadam", "optimizer=crmsprop")),
-                  Sweep("npacs_parity", ("optimizer=cadam", "optimizer=crmsprop"))],
+          sweeps=[Sweep("tune_npacs_digits_ae", CONTINUATION, tuned=True, scales=("cpu",)),
+                  Sweep("tune_npacs_mnist1d_ae", CONTINUATION, tuned=True, scales=("cpu",)),
+                  Sweep("npacs_ae", CONTINUATION, scales=("paper",)),
+                  Sweep("npacs_parity", CONTINUATION)],
           arm=npacs_arm, metrics=["train/full_loss", "test/loss", "test/acc"], verdict=npacs_verdict,
           published=NO_CONTINUATION_NUMBERS,
-          smoke=["task=digits_ae", "optimizer=adam,cadam", "seed=0,1", "trainer.max_steps=20",
+          smoke=["--trials", "2", "--seeds", "0,1", "--arms", "adam,cadam", "trainer.max_steps=20",
                  "trainer.eval_every=10"]),
     Claim(key="parc", title="(b) PARC vs Adam on a classifier and an autoencoder",
           source="\"we demonstrate better generalization performance than state-of-the-art optimization techniques "
                  "such as ADAM for supervised and unsupervised learning tasks\" (arXiv 2507.22089 abstract)",
-          sweeps=[Sweep("parc", ("optimizer=parc",))],
+          sweeps=[Sweep("tune_parc_mnist1d", ("optimizer=parc",), tuned=True, scales=("cpu",)),
+                  Sweep("tune_parc_digits_ae", ("optimizer=parc",), tuned=True, scales=("cpu",)),
+                  Sweep("parc", ("optimizer=parc",), scales=("paper",))],
           arm=npacs_arm, metrics=["train/full_loss", "test/loss", "test/acc"], verdict=parc_verdict,
           published=NO_CONTINUATION_NUMBERS),
     Claim(key="seq2d", title="(c) Sequential2D: equivalence and skip-connection variants",

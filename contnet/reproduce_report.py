@@ -71,9 +71,11 @@ def analyse(claim: Claim, sweep_runs: Sequence, out: Path, extra: dict, selected
     if not selected:
         result.status = "not run: not selected (--claims)"
         return result
-    skipped = [r.skipped for r in sweep_runs if r.skipped]
+    skipped = list(dict.fromkeys(r.skipped for r in sweep_runs if r.skipped))   # one reason once
     errors = [f"{r.sweep.preset}: {r.error}" for r in sweep_runs if r.error]
-    dirs = [r.sweep_dir for r in sweep_runs if not r.skipped and r.sweep_dir.exists()]
+    dirs = [r.sweep_dir / "final" if r.sweep.tuned else r.sweep_dir     # tuned: the final seeds, not the trials
+            for r in sweep_runs if not r.skipped and r.sweep_dir.exists()]
+    dirs = [d for d in dirs if d.exists()]
     runs = load_runs(dirs) if dirs else []
     if not runs:
         reasons = skipped + errors or ["no run folder found"]

@@ -41,7 +41,7 @@ def compose_preset(experiment: str, overrides: Sequence[str] = ()):
     GlobalHydra.instance().clear()
     try:
         with initialize_config_module(config_module="contnet.conf", version_base="1.3"):
-            return compose("config", overrides=[f"experiment={experiment}", *overrides])
+            return compose("config", overrides=[f"experiment={experiment}", *overrides], return_hydra_config=True)
     finally:
         GlobalHydra.instance().clear()
 
@@ -56,8 +56,9 @@ def plan_from(cfg, trials: int | None = None, seeds: Sequence[int] | None = None
     t = OmegaConf.to_container(cfg.tune, resolve=True)
     return {"trials": int(trials if trials is not None else t["trials"]), "tune_seed": int(t["tune_seed"]),
             "seeds": [int(s) for s in (seeds if seeds is not None else t["seeds"])],
-            "target": t.get("target"), "arms": t["arms"], "sampler_seed": int(cfg.hydra.sweeper.sampler.seed)
-            if "hydra" in cfg else 0}
+            "target": t.get("target"), "sampler_seed": int(cfg.hydra.sweeper.sampler.seed)
+            if "hydra" in cfg else 0,
+            "arms": {name: arm for name, arm in t["arms"].items() if arm is not None}}   # null drops an arm
 
 
 def train_cmd(experiment: str, args: Sequence[str]) -> list[str]:

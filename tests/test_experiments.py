@@ -15,7 +15,8 @@ from contnet.reproduce_claims import CLAIMS, claim_by_key, compare
 from contnet.reproduce_report import ClaimResult, analyse, write_report
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "experiment"
-CLAIM_PRESETS = sorted({s.preset for c in CLAIMS for s in c.sweeps})
+SWEEPS = sorted({(s.preset, scale) for c in CLAIMS for s in c.sweeps if not s.tuned for scale in s.scales})
+TUNED = sorted({(s.preset, scale) for c in CLAIMS for s in c.sweeps if s.tuned for scale in s.scales})
 
 
 def _sweep_params(preset: str) -> dict:
@@ -23,9 +24,8 @@ def _sweep_params(preset: str) -> dict:
     return raw.get("hydra", {}).get("sweeper", {}).get("params", {})
 
 
-@pytest.mark.parametrize("scale", ["cpu", "paper"])
-@pytest.mark.parametrize("preset", CLAIM_PRESETS)
-def test_every_preset_composes_at_both_scales(preset, scale):
+@pytest.mark.parametrize("preset,scale", SWEEPS)
+def test_every_preset_composes_at_its_scales(preset, scale):
     """Every value of every swept key composes into a config that passes contnet's validation."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from contnet.validation import problems
@@ -45,12 +45,32 @@ def test_every_preset_composes_at_both_scales(preset, scale):
             assert cfg.trainer.device == "cpu"
 
 
-@pytest.mark.parametrize("preset", CLAIM_PRESETS)
-def test_statistical_presets_run_five_seeds(preset):
+@pytest.mark.parametrize("preset,scale", TUNED)
+def test_tuned_claim_presets_compose_per_arm(preset, scale):
+    """A tuned claim preset: every arm composes and validates; 5 final seeds; a stated trial budget."""
+    from contnet.tune import plan_from
+    from contnet.validation import problems
+
+    name = f"{preset}_{scale}"
+    plan = plan_from(compose([f"experiment={name}"]))
+    assert len(plan["seeds"]) == 5 and plan["trials"] >= 8 and "adam" in plan["arms"]
+    for arm in plan["arms"].values():
+        assert "optimizer.lr" in arm["space"]
+        cfg = compose([f"experiment={name}", *arm["overrides"]])
+        assert problems(cfg) == [] and cfg.trainer.device == "cpu"
+
+
+def test_every_claim_has_a_sweep_at_both_scales():
+    for claim in CLAIMS:
+        for scale in ("cpu", "paper"):
+            assert any(scale in s.scales for s in claim.sweeps), (claim.key, scale)
+
+
+@pytest.mark.parametrize("preset,scale", SWEEPS)
+def test_statistical_presets_run_five_seeds(preset, scale):
     claim = next(c for c in CLAIMS if any(s.preset == preset for s in c.sweeps))
-    for scale in ("cpu", "paper"):
-        seeds = str(_sweep_params(f"{preset}_{scale}")["seed"]).split(",")
-        assert len(seeds) == (5 if claim.statistical else 1)
+    seeds = str(_sweep_params(f"{preset}_{scale}")["seed"]).split(",")
+    assert len(seeds) == (5 if claim.statistical else 1)
 
 
 def test_paper_scale_uses_the_authors_settings():
@@ -73,8 +93,9 @@ def test_paper_scale_uses_the_authors_settings():
 def test_dry_run_lists_every_sweep(capsys):
     assert reproduce.main(["--dry-run", "--scale", "paper"]) == 0
     out = capsys.readouterr().out
-    for preset in CLAIM_PRESETS:
-        assert f"experiment={preset}_paper" in out
+    for preset, scale in SWEEPS + TUNED:
+        if scale == "paper":
+            assert f"experiment={preset}_paper" in out
 
 
 def test_unknown_claim_is_exit_2(capsys):
@@ -98,7 +119,7 @@ def _fake_run(path: Path, task: str, optimizer: str, seed: int, test_loss: float
 def _sweep_runs(claim, out: Path, skipped: str = ""):
     return [reproduce.SweepRun(claim, s, ["python", "-m", "contnet.cli.main", "train", "-m", f"experiment={s.preset}_cpu"],
                                out / claim.key / s.preset, out / claim.key / f"{s.preset}.log", skipped=skipped)
-            for s in claim.sweeps]
+            for s in claim.sweeps if "cpu" in s.scales]
 
 
 def test_report_writer_on_synthetic_runs(tmp_path):
@@ -107,9 +128,9 @@ def test_report_writer_on_synthetic_runs(tmp_path):
     for opt, losses in (("adam", [0.30, 0.32, 0.31]), ("cadam", [0.20, 0.21, 0.19]),
                         ("rmsprop", [0.30, 0.30, 0.31]), ("crmsprop", [0.35, 0.36, 0.34])):
         for seed, loss in enumerate(losses):
-            _fake_run(tmp_path / "npacs" / "npacs_ae" / str(job), "digits_ae", opt, seed, loss)
+            _fake_run(tmp_path / "npacs" / "tune_npacs_digits_ae" / "final" / str(job), "digits_ae", opt, seed, loss)
             job += 1
-    _fake_run(tmp_path / "npacs" / "npacs_ae" / str(job), "digits_ae", "cadam", 3, math.nan, status="diverged")
+    _fake_run(tmp_path / "npacs" / "tune_npacs_digits_ae" / "final" / str(job), "digits_ae", "cadam", 3, math.nan, status="diverged")
 
     results = [analyse(npacs, _sweep_runs(npacs, tmp_path)[:1], tmp_path, {}),
                analyse(parc, _sweep_runs(parc, tmp_path, skipped="optimizer=parc has not landed"), tmp_path, {})]
@@ -157,11 +178,12 @@ def test_equivalence_check_is_exact():
 
 
 def test_smoke_run_writes_report(tmp_path):
-    """The driver end to end in ~15 s on 2 idle cores: 4 runs of 20 steps, contnet report, REPORT.md."""
+    """The driver end to end: a tuned claim (2 arms × 2 trials, then 2 seeds each, 20 steps), REPORT.md."""
     assert reproduce.main(["--smoke", "--out", str(tmp_path)]) == 0
     text = (tmp_path / "REPORT.md").read_text()
     assert (tmp_path / "npacs" / "report" / "report.md").is_file()
-    assert "not run: not selected" in text and "**Budget.** `npacs_ae_cpu`" in text
+    assert "not run: not selected" in text and "**Budget.** `tune_npacs_digits_ae_cpu`: tuned, 4 arms" in text
+    assert (tmp_path / "npacs" / "tune_npacs_digits_ae" / "report.md").is_file()     # tuned values per arm
     assert "| (a) NPACS: C-Adam / C-RMSProp vs Adam / RMSProp | ran | 4/4 | 2 |" in text
     # a rebuild from the folders keeps the numbers and the run's measured wall time
     assert reproduce.main(["--smoke", "--out", str(tmp_path), "--report-only"]) == 0
