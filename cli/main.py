@@ -8,6 +8,7 @@ from importlib import resources
 COMMANDS = {
     "train": ("contnet.cli.train", "train a model: contnet train [group=option ...] [key=value ...] [-m]"),
     "report": ("contnet.cli.report", "aggregate run directories: contnet report <dir>... [--out DIR]"),
+    "eval": ("contnet.cli.eval", "decode and score a finished run again: contnet eval <run dir> [task.test_size=N ...]"),
     "params": ("contnet.cli.params", "count parameters from configs alone: contnet params model=gpt2-medium peft=lora"),
 }
 

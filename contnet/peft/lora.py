@@ -63,6 +63,10 @@ def lora_targets(model: nn.Module, targets, gpt2_qkv: str) -> tuple[list[str], b
     if targets not in (None, "auto"):
         return list(targets), False
     model_type = getattr(getattr(model, "config", None), "model_type", None)
+    if model_type is None:
+        raise ConfigError(f"peft=lora adapts the attention projections of a language model; this "
+                          f"{type(model).__name__} has no attention modules (use model=gpt2|gpt2-medium|smollm2-135m|"
+                          "tiny-gpt2, or peft=none|full)")
     if model_type == "gpt2":
         if gpt2_qkv == "split":
             split_gpt2_qkv(model)
@@ -88,7 +92,10 @@ def apply_lora(model: nn.Module, r: int = 4, alpha: float = 32, dropout: float =
     import warnings
     with warnings.catch_warnings():          # peft calls a deprecated transformers property: noise, not news
         warnings.filterwarnings("ignore", category=FutureWarning)
-        return get_peft_model(model, config)   # freezes the base; lora_A Kaiming-uniform, lora_B = 0
+        try:
+            return get_peft_model(model, config)   # freezes the base; lora_A Kaiming-uniform, lora_B = 0
+        except ValueError as e:                    # e.g. target modules not found in the model
+            raise ConfigError(f"peft.targets={names}: {str(e).splitlines()[0]}") from None
 
 
 @PEFTS.register("lora")

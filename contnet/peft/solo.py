@@ -25,6 +25,7 @@ Library use:  `model = contnet.peft.solo.apply(hf_causal_lm, SoloConfig(rank=64)
 """
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -252,28 +253,50 @@ def remove(model: nn.Module) -> nn.Module:
     return model
 
 
+FORMAT = "contnet-solo-2"
+PEFT_TYPE = "SOLO_CONNECTION"
+
+
 def save_adapter(model: nn.Module, path) -> Path:
-    """The adapter alone: its config, its tensors and the current λ (a few hundred kB for GPT-2 M)."""
+    """The adapter alone, as a directory like peft's: adapter_config.json (the SoloConfig, λ, base model) and
+    adapter_model.safetensors (the maps, per-connection λ and the ramp position).  A few hundred kB."""
+    from safetensors.torch import save_file
     solo: SoloConnection = getattr(model, ATTR)
     lam = find_lambda(model)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"format": "contnet-solo-1", "config": asdict(solo.cfg),
-                "state": {k: v.detach().cpu() for k, v in solo.state_dict().items()},
-                "lambda": None if lam is None else lam.get()}, path)
+    path.mkdir(parents=True, exist_ok=True)
+    base = getattr(getattr(model, "config", None), "_name_or_path", None) or None
+    meta = {"peft_type": PEFT_TYPE, "format": FORMAT, "config": asdict(solo.cfg),
+            "lambda": None if lam is None else lam.get(), "base_model_name_or_path": base}
+    save_file({k: v.detach().cpu().contiguous() for k, v in solo.state_dict().items()},
+              str(path / "adapter_model.safetensors"), metadata={"format": "pt"})
+    (path / "adapter_config.json").write_text(json.dumps(meta, indent=2) + "\n")
     return path
+
+
+def read_config(path) -> dict | None:
+    """The adapter_config.json of a Solo adapter directory, or None when `path` holds something else."""
+    try:
+        meta = json.loads((Path(path) / "adapter_config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return meta if meta.get("peft_type") == PEFT_TYPE else None
 
 
 def load_adapter(model: nn.Module, path) -> nn.Module:
     """Apply the saved configuration to `model` (when it has no adapter yet) and load the saved tensors."""
-    blob = torch.load(Path(path), map_location="cpu", weights_only=True)
-    if blob.get("format") != "contnet-solo-1":
-        raise ValueError(f"{path} is not a contnet Solo Connection adapter")
+    from safetensors.torch import load_file
+    meta = read_config(path)
+    if meta is None:
+        raise ValueError(f"{path} is not a Solo Connection adapter directory (no adapter_config.json with "
+                         f"peft_type {PEFT_TYPE})")
     if not hasattr(model, ATTR):
-        apply(model, SoloConfig(**blob["config"]))
-    getattr(model, ATTR).load_state_dict(blob["state"], strict=True)
-    if blob["lambda"] is not None and find_lambda(model) is not None:
-        find_lambda(model).set(blob["lambda"])
+        apply(model, SoloConfig(**meta["config"]))
+    solo = getattr(model, ATTR)
+    ref = next(iter(solo.state_dict().values()))
+    solo.load_state_dict(load_file(str(Path(path) / "adapter_model.safetensors"), device=str(ref.device)), strict=True)
+    if meta["lambda"] is not None and find_lambda(model) is not None:
+        find_lambda(model).set(meta["lambda"])
     return model
 
 
