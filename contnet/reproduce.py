@@ -93,7 +93,8 @@ def plan(claims: list[Claim], scale: str, out: Path, smoke: bool, e2e_dir: str |
                 cmd.append(f"task.data_dir={e2e_dir}")
             if smoke:
                 cmd += claim.smoke
-            cmd += list(overrides)
+            for o in overrides:            # the tune driver takes the final seeds as --seeds
+                cmd += ["--seeds", o.split("=", 1)[1]] if sweep.tuned and o.startswith("seed=") else [o]
             runs.append(SweepRun(claim, sweep, cmd, sweep_dir, out / claim.key / f"{sweep.preset}.log",
                                  skipped=missing(sweep, preset_scale, groups)))
     return runs

@@ -13,7 +13,7 @@ sweep expressions).  Per arm the driver runs
    in <out>/tune/<arm>/optuna.db: a rerun asks only for the trials still missing (resumable); a resumed
    study's sampler is seeded with seed + trials already done, so it does not replay the first suggestions;
 2. final runs: one run per seed of `tune.seeds` at the arm's best values (basic sweeper); a rerun skips
-   the seeds whose summary.json says completed;
+   the seeds whose summary.json says completed or diverged (a rerun would diverge again);
 
 then `contnet report` over the final runs (held-out TEST loss mean ± std, time-to-target in steps and
 seconds, curves) under a table of the tuned values and budgets: <out>/report.md.
@@ -66,13 +66,18 @@ def train_cmd(experiment: str, args: Sequence[str]) -> list[str]:
             "hydra.callbacks.report.enabled=false", *args]
 
 
+EXIT_DIVERGED = 3        # `contnet train -m` when a job diverged: a legitimate outcome (a too-large lr)
+
+
 def call(cmd: list[str], log: Path) -> None:
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "a", encoding="utf-8") as fh:
         fh.write("$ " + " ".join(cmd) + "\n")
         fh.flush()
         rc = subprocess.run(cmd, cwd=REPO, stdout=fh, stderr=subprocess.STDOUT).returncode
-    if rc != 0:
+    if rc == EXIT_DIVERGED:
+        print(f"[tune] some runs diverged (counted as failed trials / shown in the report); see {log}", flush=True)
+    elif rc != 0:
         raise RuntimeError(f"`{' '.join(cmd[3:6])} …` exited with code {rc}; see {log}")
 
 
@@ -125,7 +130,7 @@ def completed_seeds(d: Path) -> set[int]:
             summary = json.loads(s.read_text())
         except (OSError, ValueError):
             continue
-        if summary.get("status") == "completed":
+        if summary.get("status") in ("completed", "diverged"):    # a diverged seed diverges again: keep it
             out.add(int(summary["seed"]))
     return out
 
@@ -213,6 +218,10 @@ def main(argv: list[str] | None = None) -> int:
             if unknown:
                 raise ConfigError(f"--arms {','.join(unknown)}: not in the preset; its arms are {', '.join(arms)}")
             arms = args.arms.split(",")
+        seeded = [o for o in args.overrides if o.split("=", 1)[0].lstrip("+~") == "seed"]
+        if seeded:
+            raise ConfigError(f"{seeded[0]}: the driver sets the seeds; use --seeds for the final runs "
+                              "(the tuning runs use the preset's tune.tune_seed)")
         if plan["trials"] < 1 or not plan["seeds"]:
             raise ConfigError("--trials must be ≥ 1 and --seeds must name at least one seed")
     except ConfigError as e:
