@@ -7,6 +7,7 @@ code 2 with one readable line on stderr.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from pathlib import Path
@@ -42,6 +43,8 @@ def _fail(message: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    if not logging.getLogger().handlers:      # unreadable files: one warning line each on stderr, then go on
+        logging.basicConfig(level=logging.WARNING, format="contnet report: warning: %(message)s")
 
     missing = [str(d) for d in args.dirs if not d.is_dir()]
     if missing:

@@ -48,14 +48,16 @@ class ProgressReporter:
 
 
 def final_table(summary: dict) -> None:
+    from contnet.report.notes import substitute_notes
+    notes = "".join(f" ({n})" for n in substitute_notes(summary))          # e.g. (data: synthetic)
     console = _console()
     if console is None:
-        print(f"{summary['status']}: " + ", ".join(f"{k}={v:.4g}" for k, v in sorted(summary["final"].items())
+        print(f"{summary['status']}{notes}: " + ", ".join(f"{k}={v:.4g}" for k, v in sorted(summary["final"].items())
                                                    if isinstance(v, float)), flush=True)
         return
     from rich.table import Table
     table = Table(title=f"{summary['task']} · {summary['model']} · {summary['optimizer']} · seed {summary['seed']}"
-                        f" — {summary['status']}")
+                        f" — {summary['status']}{notes}")
     table.add_column("metric")
     table.add_column("final", justify="right")
     table.add_column("best", justify="right")

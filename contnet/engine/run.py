@@ -217,6 +217,7 @@ def run(cfg: DictConfig, run_dir: Path, group: str | None = None, name: str | No
         raise
     trainable, total = count_parameters(model)
     summary.update(trainable_params=trainable, total_params=total)
+    summary.update(getattr(task, "provenance", {}))   # substitutes on record, e.g. data: synthetic (tasks/e2e.py)
     set_threads(tcfg.get("threads"), device, total)
     if done is not None and done.get("steps", 0) >= steps:
         log.info("%s already completed %d steps: nothing to resume", run_dir, done["steps"])

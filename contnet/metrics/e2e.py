@@ -15,7 +15,8 @@ _warned = False
 
 
 def score_e2e(hyps: list[str], refs: list[list[str]], meteor: bool | None = None) -> dict[str, float]:
-    """{'bleu', 'nist', 'meteor', 'rouge_l', 'cider'}; METEOR is left out (one warning line) without Java."""
+    """{'bleu', 'nist', 'meteor', 'rouge_l', 'cider'}; without Java METEOR is left out and ROUGE-L/CIDEr are
+    approximate (one warning line; NLG tasks also record `scores: approximate` in summary.json)."""
     global _warned
     if len(hyps) != len(refs) or not hyps:
         raise ValueError(f"need one hypothesis per reference set, got {len(hyps)} and {len(refs)}")
@@ -26,8 +27,10 @@ def score_e2e(hyps: list[str], refs: list[list[str]], meteor: bool | None = None
     gts, res = coco.coco_inputs(hyps, refs, use_java=java)
     if meteor is not False and java:
         scores["meteor"] = 100 * coco.meteor(gts, res)
-    elif meteor is not False and not _warned:       # wanted (or auto) but impossible: say so once
-        log.warning("METEOR skipped: no java on PATH (install a Java runtime for METEOR 1.5)")
+    if not java and not _warned:                    # say so once: these are not the official numbers
+        log.warning("no java on PATH: %sROUGE-L and CIDEr approximate (a Python tokenizer, not the PTB one); "
+                    "install a Java runtime for the official scores",
+                    "METEOR skipped, " if meteor is not False else "")
         _warned = True
     scores["rouge_l"] = 100 * coco.rouge_l(gts, res)
     scores["cider"] = coco.cider(gts, res)

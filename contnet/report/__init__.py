@@ -2,9 +2,18 @@
 
 Reads only the run-directory contract (.hydra/config.yaml, metrics.jsonl,
 summary.json), so it works on copied folders and never needs W&B.
+Names are imported on first use, so `contnet.report.notes` (used by the engine) stays free of rich/yaml.
 """
+from __future__ import annotations
 
-from contnet.report.build import NoRunsError, Report, make_report
-from contnet.report.stats import Target, parse_target
+import importlib
 
-__all__ = ["NoRunsError", "Report", "Target", "make_report", "parse_target"]
+_NAMES = {"NoRunsError": "build", "Report": "build", "make_report": "build", "Target": "stats",
+          "parse_target": "stats"}
+__all__ = list(_NAMES)
+
+
+def __getattr__(name: str):
+    if name in _NAMES:
+        return getattr(importlib.import_module(f"contnet.report.{_NAMES[name]}"), name)
+    raise AttributeError(f"module 'contnet.report' has no attribute {name!r}")

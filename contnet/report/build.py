@@ -96,5 +96,9 @@ def make_report(paths: Sequence[Path | str], out_dir: Path | str | None = None,
         for target in chosen:
             origin = "" if target.source == "user" else " (default: worst group mean of final values)"
             console.print(f"target {target}{origin}")
+        for s in stats:                   # on one line each, so a folded table cell cannot hide them
+            notes = render.group_notes(s)
+            if notes:
+                console.print(f"note: {s.group.label} ran on stand-ins: {notes}", markup=False)
         console.print(f"wrote {out / 'report.md'}, report.csv, runs.csv and {len(figures)} plots")
     return report

@@ -11,6 +11,7 @@ from typing import Any, Sequence
 from rich.console import Console
 from rich.table import Table
 
+from contnet.report.notes import substitute_notes
 from contnet.report.runs import STATUSES
 from contnet.report.stats import GroupStats, Target, final_metrics
 
@@ -46,6 +47,16 @@ def fmt_to_target(entry: dict[str, Any], field: str) -> str:
     return "DNF" if entry["reached"] == 0 else fmt_mean_std(entry[field])
 
 
+def group_notes(s: GroupStats) -> str:
+    """The substitutes any run of the group stands on, e.g. `data: synthetic`."""
+    return ", ".join(dict.fromkeys(n for run in s.group.runs for n in substitute_notes(run.summary)))
+
+
+def run_status(run) -> str:
+    notes = substitute_notes(run.summary)
+    return run.status + (f" ({', '.join(notes)})" if notes else "")
+
+
 def table_rows(stats: Sequence[GroupStats], metrics: Sequence[str],
                targets: Sequence[Target]) -> tuple[list[str], list[list[str]]]:
     """Header and rows shared by the terminal table and report.md.
@@ -58,8 +69,11 @@ def table_rows(stats: Sequence[GroupStats], metrics: Sequence[str],
         header += [f"final {key}", f"best {key}"] if i == 0 else [f"final {key}"]
     for target in targets:
         header += [f"reached {target}", "steps to target", "time to target (s)"]
+    notes = [group_notes(s) for s in stats]
+    if any(notes):                        # results on stand-ins (synthetic data, ...) never look like the real thing
+        header.append("notes")
     rows = []
-    for s in stats:
+    for s, note in zip(stats, notes):
         row = [s.group.label, fmt_counts(s.counts), fmt_mean_std(s.steps), fmt_mean_std(s.wall_time_s)]
         for i, key in enumerate(metrics):
             row.append(fmt_mean_std(s.final.get(key)))
@@ -68,6 +82,8 @@ def table_rows(stats: Sequence[GroupStats], metrics: Sequence[str],
         for target in targets:
             entry = s.to_target[target.key]
             row += [fmt_reached(entry), fmt_to_target(entry, "steps"), fmt_to_target(entry, "time_s")]
+        if any(notes):
+            row.append(note)
         rows.append(row)
     return header, rows
 
@@ -136,7 +152,7 @@ def write_markdown(path: Path, stats: Sequence[GroupStats], metrics: Sequence[st
         for run in s.group.runs:
             summary = run.summary or {}
             lines.append("| " + " | ".join(_md_escape(c) for c in [
-                s.group.label, _relative(run.path, out_dir), str(run.seed), run.status,
+                s.group.label, _relative(run.path, out_dir), str(run.seed), run_status(run),
                 fmt_number(summary.get("steps", math.nan)),
                 fmt_number(summary.get("wall_time_s", math.nan))]) + " |")
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -187,10 +203,11 @@ def write_runs_csv(path: Path, stats: Sequence[GroupStats]) -> Path:
     with open(path, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
         writer.writerow(["group", "path", "seed", "status", "steps", "wall_time_s",
-                         *[f"final/{k}" for k in keys]])
+                         *[f"final/{k}" for k in keys], "notes"])
         for label, run in runs:
             summary = run.summary or {}
             final = final_metrics(run)
             writer.writerow([label, str(run.path), run.seed, run.status, summary.get("steps", ""),
-                             summary.get("wall_time_s", ""), *[_csv_number(final.get(k, math.nan)) for k in keys]])
+                             summary.get("wall_time_s", ""), *[_csv_number(final.get(k, math.nan)) for k in keys],
+                             "; ".join(substitute_notes(run.summary))])
     return path

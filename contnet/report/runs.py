@@ -9,6 +9,7 @@ marked, never raised on, because a sweep with a crashed job still deserves a rep
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 from dataclasses import dataclass, field
@@ -16,6 +17,10 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import yaml
+
+from contnet.report.notes import substitute_notes  # noqa: F401  (re-exported for render)
+
+log = logging.getLogger("contnet.report")
 
 # Statuses written by the engine, plus one for runs that never wrote summary.json
 # (still running, killed by the OS or the scheduler, or crashed before the end).
@@ -137,28 +142,42 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
-    """Rows of metrics.jsonl; a torn last line (killed run) or a bad row is skipped."""
+    """Rows of metrics.jsonl.  A bad row (a torn last line of a killed run, binary junk, a JSON value
+    without `step`) is skipped with one warning per file naming file:line and how many more there were."""
     rows: list[dict[str, Any]] = []
+    bad: list[tuple[int, str]] = []
     try:
-        with open(path, encoding="utf-8") as fh:
-            for line in fh:
-                line = line.strip()
-                if not line:
+        with open(path, "rb") as fh:
+            for n, raw in enumerate(fh, 1):
+                if not raw.strip():
                     continue
                 try:
-                    row = json.loads(line)
+                    row = json.loads(raw.decode("utf-8"))
+                except UnicodeDecodeError:
+                    bad.append((n, "not UTF-8 text"))
+                    continue
                 except ValueError:
+                    bad.append((n, "not JSON"))
                     continue
                 if isinstance(row, dict) and "step" in row:
                     rows.append(row)
-    except OSError:
+                else:
+                    bad.append((n, "not a JSON object with a step"))
+    except FileNotFoundError:
         pass
+    except OSError as exc:
+        log.warning("%s: cannot read (%s); the run has no curves", path, exc.strerror or exc)
+    if bad:
+        more = f" and {len(bad) - 1} more bad line{'s' if len(bad) > 2 else ''}" if len(bad) > 1 else ""
+        log.warning("%s:%d: %s, skipped%s (%d rows read)", path, bad[0][0], bad[0][1], more, len(rows))
     return rows
 
 
 def load_run(path: Path) -> Run:
     path = Path(path)
     summary = _read_json(path / "summary.json")
+    if summary is None and (path / "summary.json").exists():
+        log.warning("%s: unreadable summary.json; the run counts as incomplete", path / "summary.json")
     raw_config = _read_yaml(path / ".hydra" / "config.yaml")
     if isinstance(raw_config, dict):
         config = flatten(raw_config)

@@ -7,7 +7,8 @@ implements the same four methods.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from types import MappingProxyType
+from typing import Any, Iterator, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +29,9 @@ class TaskMeta:
 
 class Task:
     meta: TaskMeta
+    # merged into summary.json by the engine: what stands in for the real data, e.g. {"data": "synthetic",
+    # "train_split": "valid", "scores": "approximate"} (contnet report and the final table show it)
+    provenance: Mapping[str, str] = MappingProxyType({})
 
     def num_train(self) -> int:
         raise NotImplementedError

@@ -23,9 +23,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from contnet.registry import TASKS, ConfigError
+from contnet.metrics.coco import java_available
+from contnet.registry import TASK_CHECKS, TASKS, ConfigError
 from .base import Task, TaskMeta
-from .e2e_data import LOADERS, synthetic_e2e
+from .e2e_data import LOADERS, expected_files, synthetic_e2e
 from .e2e_generate import GenerationSettings, generate
 
 log = logging.getLogger("contnet")
@@ -69,18 +70,21 @@ class NLGTask(Task):
     def __init__(self, cfg, seed: int, dataset: str = "e2e"):
         self.cfg, self.dataset = cfg, dataset
         self.run_dir: Path | None = None
-        scale = str(cfg.get("scale", "auto"))
-        if scale == "auto":
-            scale = "smoke" if str(cfg.get("model_name")) == "tiny-gpt2" else "full"
-        if scale not in SCALES:
-            raise ConfigError(f"task.scale='{scale}' is unknown; choose auto, full, cpu or smoke")
-        self.scale = scale
+        self.scale = scale = resolve_scale(cfg)
         self.max_len = int(pick(cfg, "max_len", scale))
         g = dict(SCALES[scale]["generation"], **{k: v for k, v in dict(cfg.get("generation") or {}).items()
                                                  if v is not None})
         self.gen = GenerationSettings(**g)
         self.label_smoothing = float(cfg.get("label_smoothing", 0.1))
+        self.provenance: dict[str, str] = {}       # merged into summary.json: where the numbers come from
         self.data = self._load_splits(cfg, scale)
+        gen = cfg.get("generate_splits")
+        self.generate_splits = ["test"] if gen is None else [str(x) for x in gen]    # []: no decoding
+        if self.generate_splits and not java_available():
+            self.provenance["scores"] = "approximate"
+            log.warning("%s: no java on PATH: METEOR is skipped and ROUGE-L/CIDEr are approximate (a Python "
+                        "tokenizer instead of the PTB one; summary.json says scores: approximate); install a "
+                        "Java runtime for the official scores", dataset)
         self.tokenizer = None
         self._encoded: dict[str, list[tuple[list[int], int]]] = {}
         sizes = {k: len(v) for k, v in self.data.items()}
@@ -91,36 +95,14 @@ class NLGTask(Task):
 
     # ---- data ----------------------------------------------------------------------------------------------
     def _load_splits(self, cfg, scale) -> dict[str, list]:
-        loader = LOADERS[self.dataset]
-        data_dir = Path(str(cfg.get("data_dir", f"data/{self.dataset}"))).expanduser()
-        fmt, download = str(cfg.get("format", "auto")), bool(cfg.get("download", False))
-        raw = {s: loader(data_dir, s, fmt, download) for s in ("valid", "test")}
-        synthetic = cfg.get("synthetic", "auto")
-        synthetic = {True: "true", False: "false"}.get(synthetic, str(synthetic))
-        if synthetic == "true" or (synthetic == "auto" and raw["test"] is None):
-            if synthetic == "auto":
-                log.warning("%s: no data in %s; using generated E2E-style lines (set task.data_dir to the "
-                            "real files)", self.dataset, data_dir)
-            raw = {"train": synthetic_e2e(40, 1), "valid": synthetic_e2e(16, 2), "test": synthetic_e2e(12, 3)}
-        elif raw["test"] is None or raw["valid"] is None:
-            raise ConfigError(f"task={self.dataset}: valid/test files not found in task.data_dir={data_dir}")
-        train_split = str(cfg.get("train_split", "auto"))
-        if "train" not in raw and train_split in ("auto", "train"):
-            raw["train"] = loader(data_dir, "train", fmt, download)
-        if train_split == "auto":
-            train_split = "train" if raw.get("train") else "valid"
-            if train_split == "valid":
-                log.info("%s: no training split in %s; training on valid (val = held-out valid MRs)",
-                         self.dataset, data_dir)
-        if train_split not in ("train", "valid"):
-            raise ConfigError(f"task.train_split='{train_split}' is unknown; choose auto, train or valid")
-        if train_split == "train" and not raw.get("train"):
-            raise ConfigError(f"task.train_split=train but no training file in {data_dir}; "
-                              "use task.train_split=valid")
+        raw, train_split, self.provenance = load_raw(cfg, self.dataset, scale, bool(cfg.get("download", False)))
         rng = random.Random(int(cfg.get("split_seed", 0)))          # subsets fixed across run seeds
         if train_split == "valid":             # disjoint MRs: the val split is carved out of valid
             mrs = list(dict.fromkeys(m for m, _ in raw["valid"]))
-            held = set(rng.sample(mrs, min(int(pick(cfg, "holdout_mrs", scale)), len(mrs) - 1)))
+            if len(mrs) < 2:
+                raise ConfigError(f"task.train_split=valid needs at least 2 distinct MRs in the valid file of "
+                                  f"{self.dataset} (found {len(mrs)}): some train, the rest held out as val")
+            held = set(rng.sample(mrs, max(1, min(int(pick(cfg, "holdout_mrs", scale)), len(mrs) - 1))))
             train = [p for p in raw["valid"] if p[0] not in held]
             val = [p for p in raw["valid"] if p[0] in held]
         else:
@@ -225,7 +207,7 @@ class NLGTask(Task):
                 total, count = total + float(t), count + c
             loss = total / max(count, 1)
             metrics = {"loss": loss, "perplexity": float(torch.exp(torch.tensor(min(loss, 50.0))))}
-            if final and split in list(self.cfg.get("generate_splits") or ["test"]):
+            if final and split in self.generate_splits:
                 metrics.update(self.generate_and_score(model, split, device))
         finally:
             model.train(was_training)
@@ -245,12 +227,88 @@ class NLGTask(Task):
         return score_e2e(hyps, refs, meteor=None if meteor == "auto" else bool(meteor))
 
 
+def resolve_scale(cfg) -> str:
+    scale = str(cfg.get("scale", "auto"))
+    if scale == "auto":
+        scale = "smoke" if str(cfg.get("model_name")) == "tiny-gpt2" else "full"
+    if scale not in SCALES:
+        raise ConfigError(f"task.scale='{scale}' is unknown; choose auto, full, cpu or smoke")
+    return scale
+
+
+def load_raw(cfg, dataset: str, scale: str, download: bool, missing_ok: bool = False, quiet: bool = False):
+    """(splits {train, valid, test} as read, the split trained on, provenance) for one NLG dataset.
+
+    Substitutes never pass for the real thing: generated lines (task.synthetic) and training on valid
+    when there is no train file happen only when asked for explicitly or at smoke scale, and are
+    recorded in the provenance (summary.json: `data: synthetic`, `train_split: valid`).  Elsewhere a
+    missing file is an error naming the path and the fix.  `missing_ok`: return early instead (the
+    CLI's check before a run that will download); `quiet`: no log lines (the run says it).
+    """
+    loader = LOADERS[dataset]
+    data_dir = Path(str(cfg.get("data_dir", f"data/{dataset}"))).expanduser()
+    fmt = str(cfg.get("format", "auto"))
+    raw = {s: loader(data_dir, s, fmt, download) for s in ("valid", "test")}
+    synthetic = cfg.get("synthetic", "auto")
+    synthetic = {True: "true", False: "false"}.get(synthetic, str(synthetic))
+    missing = [s for s in ("valid", "test") if raw[s] is None]
+    provenance = {"data": str(data_dir)}
+    if synthetic == "true" or (synthetic == "auto" and missing and scale == "smoke"):
+        if synthetic == "auto" and not quiet:
+            log.warning("%s: no data in %s; smoke scale, so using generated E2E-style lines (summary.json says "
+                        "data: synthetic; set task.data_dir to the real files)", dataset, data_dir)
+        raw = {"train": synthetic_e2e(40, 1), "valid": synthetic_e2e(16, 2), "test": synthetic_e2e(12, 3)}
+        provenance["data"] = "synthetic"
+    elif missing:
+        if missing_ok:
+            return raw, None, provenance
+        files = "; ".join(f"{s}: {data_dir / expected_files(dataset, s).split(' or ')[0]}"
+                          + (f" (or {expected_files(dataset, s).split(' or ')[1]})" if dataset == "e2e" else "")
+                          for s in missing)
+        fix = "put the files there or point task.data_dir (or CONTNET_DATA) at them"
+        if dataset == "e2e":
+            fix += ("" if download else ", or set task.download=true to fetch them") + \
+                ", or task.synthetic=true for generated test lines (marked data: synthetic)"
+        raise ConfigError(f"task={dataset}: data not found: {files}; {fix}")
+    train_split = str(cfg.get("train_split", "auto"))
+    if train_split not in ("auto", "train", "valid"):
+        raise ConfigError(f"task.train_split='{train_split}' is unknown; choose auto, train or valid")
+    if "train" not in raw and train_split in ("auto", "train"):
+        raw["train"] = loader(data_dir, "train", fmt, download)
+    if train_split == "auto":
+        if raw.get("train"):
+            train_split = "train"
+        elif scale == "smoke":
+            train_split = "valid"
+            if not quiet:
+                log.info("%s: no training split in %s; smoke scale, so training on valid (val = held-out valid MRs; "
+                         "summary.json says train_split: valid)", dataset, data_dir)
+        elif missing_ok:
+            return raw, None, provenance
+        else:
+            raise ConfigError(f"task={dataset}: no training split: {data_dir / expected_files(dataset, 'train')} "
+                              "not found; put it there, or set task.train_split=valid to train on valid MRs "
+                              "(val = MRs held out of valid; summary.json then says train_split: valid)")
+    if train_split == "train" and not raw.get("train") and not missing_ok:
+        raise ConfigError(f"task.train_split=train but {data_dir / expected_files(dataset, 'train')} not found; "
+                          "put it there or use task.train_split=valid")
+    provenance["train_split"] = train_split
+    return raw, train_split, provenance
+
+
+def check_files(cfg, dataset: str) -> None:
+    """Before a run: the data files parse and the splits exist (missing files are left to the run
+    when task.download=true, which may fetch them)."""
+    download = bool(cfg.get("download", False))
+    load_raw(cfg, dataset, resolve_scale(cfg), download=False, missing_ok=download, quiet=True)
+
+
 def _builder(dataset):
     def build(cfg, seed):
         return NLGTask(cfg, seed, dataset)
     return build
 
 
-TASKS.register("e2e")(_builder("e2e"))
-TASKS.register("webnlg")(_builder("webnlg"))
-TASKS.register("dart")(_builder("dart"))
+for _name in ("e2e", "webnlg", "dart"):
+    TASKS.register(_name)(_builder(_name))
+    TASK_CHECKS.register(_name)(lambda cfg, name=_name: check_files(cfg, name))

@@ -7,6 +7,7 @@ so the same task code serves all three datasets.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 import random
@@ -32,16 +33,38 @@ DART_FILES = {"train": "dart-v1.1.1-full-train.json", "valid": "dart-v1.1.1-full
 Pair = tuple[str, str]
 
 
+def expected_files(dataset: str, split: str) -> str:
+    """The file name(s) a split is read from, for messages."""
+    if dataset == "e2e":
+        return f"{split}.txt or {E2E_CSV[split]}"
+    return (WEBNLG_FILES if dataset == "webnlg" else DART_FILES)[split]
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}); the file is corrupt or not a data file, "
+                          "replace it with the dataset's file") from None
+
+
+def _nonempty(pairs: list[Pair], path: Path, what: str) -> list[Pair]:
+    if not pairs:
+        raise ConfigError(f"{path}: no examples in the file (empty?); expected {what}; replace it with the "
+                          "dataset's file or remove it")
+    return pairs
+
+
 def read_e2e_txt(path: Path) -> list[Pair]:
     pairs = []
-    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+    for n, line in enumerate(_read_text(path).splitlines(), 1):
         if not line.strip():
             continue
         if "||" not in line:
             raise ConfigError(f"{path}:{n}: expected 'MR||reference', got {line[:60]!r}")
         mr, ref = line.split("||", 1)
         pairs.append((mr.strip(), ref.strip()))
-    return pairs
+    return _nonempty(pairs, path, "'MR||reference' lines")
 
 
 def official_mr_to_lora(mr: str) -> str:
@@ -54,11 +77,32 @@ def official_mr_to_lora(mr: str) -> str:
 
 def read_e2e_csv(path: Path) -> list[Pair]:
     """Official CSV (columns mr, ref); references stay as written (untokenised, unlike the LoRA files)."""
-    with open(path, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    if rows and not {"mr", "ref"} <= set(rows[0]):
-        raise ConfigError(f"{path}: expected columns 'mr' and 'ref', found {list(rows[0])}")
-    return [(official_mr_to_lora(r["mr"]), " ".join(r["ref"].split())) for r in rows]
+    reader = csv.DictReader(io.StringIO(_read_text(path), newline=""))
+    try:
+        rows = list(reader)
+    except csv.Error as e:
+        raise ConfigError(f"{path}:{reader.line_num}: not a valid CSV file ({e})") from None
+    if reader.fieldnames is None:
+        raise ConfigError(f"{path}: empty file; expected a CSV with columns 'mr' and 'ref'")
+    if not {"mr", "ref"} <= set(reader.fieldnames):
+        raise ConfigError(f"{path}: expected columns 'mr' and 'ref', found {list(reader.fieldnames)}")
+    pairs = []
+    for n, r in enumerate(rows, 2):
+        if not r["mr"] or r["ref"] is None:
+            raise ConfigError(f"{path}:{n}: a row without its mr or ref")
+        try:
+            pairs.append((official_mr_to_lora(r["mr"]), " ".join(r["ref"].split())))
+        except ConfigError as e:
+            raise ConfigError(f"{path}:{n}: {e}") from None
+    return _nonempty(pairs, path, "CSV rows with columns 'mr' and 'ref'")
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(_read_text(path))
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path}:{e.lineno}: not valid JSON ({e.msg}); the file is corrupt or truncated, "
+                          "replace it with the dataset's file") from None
 
 
 def download_e2e(data_dir: Path, split: str, timeout: float = 15.0) -> Path | None:
@@ -102,15 +146,19 @@ def load_webnlg(data_dir, split: str, fmt: str = "auto", download: bool = False)
     if not path.exists():
         return None
     pairs = []
-    for entry in json.loads(path.read_text(encoding="utf-8"))["entries"]:
-        for item in entry.values():
-            triples = item.get("modifiedtripleset") or item.get("originaltriplesets", {}).get("originaltripleset", [[]])[0]
-            context = " | ".join(f"{_clean(t['subject'])} : {_clean(t['property'])} : {_clean(t['object'])}"
-                                 for t in triples)
-            for lex in item.get("lexicalisations", []):
-                if lex.get("comment", "good") == "good":
-                    pairs.append((context, " ".join(lex["lex"].split())))
-    return pairs
+    try:
+        for entry in _read_json(path)["entries"]:
+            for item in entry.values():
+                triples = (item.get("modifiedtripleset")
+                           or item.get("originaltriplesets", {}).get("originaltripleset", [[]])[0])
+                context = " | ".join(f"{_clean(t['subject'])} : {_clean(t['property'])} : {_clean(t['object'])}"
+                                     for t in triples)
+                for lex in item.get("lexicalisations", []):
+                    if lex.get("comment", "good") == "good":
+                        pairs.append((context, " ".join(lex["lex"].split())))
+    except (KeyError, TypeError, AttributeError, IndexError) as e:
+        raise ConfigError(f"{path}: not WebNLG JSON as in the LoRA repository (no {e} where expected)") from None
+    return _nonempty(pairs, path, "WebNLG entries with lexicalisations")
 
 
 def load_dart(data_dir, split: str, fmt: str = "auto", download: bool = False) -> list[Pair] | None:
@@ -119,11 +167,16 @@ def load_dart(data_dir, split: str, fmt: str = "auto", download: bool = False) -
     if not path.exists():
         return None
     pairs = []
-    for item in json.loads(path.read_text(encoding="utf-8")):
-        context = " | ".join(f"{_clean(s)} : {_clean(p).lower()} : {_clean(o)}" for s, p, o in item["tripleset"])
-        for ann in item.get("annotations", []):
-            pairs.append((context, " ".join(ann["text"].split())))
-    return pairs
+    try:
+        for item in _read_json(path):
+            context = " | ".join(f"{_clean(s)} : {_clean(p).lower()} : {_clean(o)}" for s, p, o in item["tripleset"])
+            for ann in item.get("annotations", []):
+                pairs.append((context, " ".join(ann["text"].split())))
+    except (KeyError, TypeError, AttributeError, ValueError) as e:
+        if isinstance(e, ConfigError):
+            raise
+        raise ConfigError(f"{path}: not DART v1.1.1 JSON (no {e} where expected)") from None
+    return _nonempty(pairs, path, "DART triple sets with annotations")
 
 
 LOADERS = {"e2e": load_e2e, "webnlg": load_webnlg, "dart": load_dart}
