@@ -85,8 +85,11 @@ def test_synthetic_fallback_and_missing_files(tmp_path):
     tcfg = {"name": "e2e", "data_dir": str(tmp_path / "none"), "scale": "smoke", "download": False}
     task = TASKS.get("e2e")(OmegaConf.create(tcfg), 0)
     assert task.num_train() > 0 and task.meta.sizes["test"] > 0
-    with pytest.raises(ConfigError):
+    assert task.provenance["data"] == "synthetic"             # smoke scale: allowed, and on record
+    with pytest.raises(ConfigError, match="not found"):
         TASKS.get("e2e")(OmegaConf.create({**tcfg, "synthetic": False}), 0)
+    with pytest.raises(ConfigError, match="task.synthetic=true"):   # outside smoke scale: an error
+        TASKS.get("e2e")(OmegaConf.create({**tcfg, "scale": "cpu"}), 0)
 
 
 def test_readers_csv_webnlg_dart(tmp_path):
@@ -153,3 +156,13 @@ def test_smollm2_load_path(tmp_path):
     from contnet.peft.common import count_parameters
     model = PEFTS.get("lora")(OmegaConf.create({"name": "lora"}), model, None)
     assert count_parameters(model)[0] == 30 * (4 * 576 + 576 * 4 + 4 * 576 + 192 * 4)
+
+
+def test_generate_splits_empty_or_none_decodes_nothing_and_a_typo_is_an_error(tmp_path):
+    d = e2e_dir(tmp_path)
+    tcfg = {"name": "e2e", "data_dir": str(d), "scale": "smoke", "download": False}
+    for value in ([], ["none"]):
+        assert TASKS.get("e2e")(OmegaConf.create({**tcfg, "generate_splits": value}), 0).generate_splits == []
+    assert TASKS.get("e2e")(OmegaConf.create(tcfg), 0).generate_splits == ["test"]
+    with pytest.raises(ConfigError, match="task.generate_splits=tset"):
+        TASKS.get("e2e")(OmegaConf.create({**tcfg, "generate_splits": ["tset"]}), 0)

@@ -78,8 +78,12 @@ class NLGTask(Task):
         self.label_smoothing = float(cfg.get("label_smoothing", 0.1))
         self.provenance: dict[str, str] = {}       # merged into summary.json: where the numbers come from
         self.data = self._load_splits(cfg, scale)
-        gen = cfg.get("generate_splits")
-        self.generate_splits = ["test"] if gen is None else [str(x) for x in gen]    # []: no decoding
+        gen = ["test"] if cfg.get("generate_splits") is None else [str(x) for x in cfg.generate_splits]
+        unknown = [x for x in gen if x not in (*self.data, "none")]
+        if unknown:
+            raise ConfigError(f"task.generate_splits={unknown[0]}: unknown split; list some of {', '.join(self.data)} "
+                              "or none, e.g. [test], or [] to decode nothing")
+        self.generate_splits = [x for x in gen if x != "none"]               # [] (or [none]): no decoding
         if self.generate_splits and not java_available():
             self.provenance["scores"] = "approximate"
             log.warning("%s: no java on PATH: METEOR is skipped and ROUGE-L/CIDEr are approximate (a Python "
@@ -185,13 +189,13 @@ class NLGTask(Task):
         target = labels[:, 1:]
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), target.reshape(-1),
                                ignore_index=-100, label_smoothing=label_smoothing, reduction="sum"), \
-            int((target != -100).sum())
+            (target != -100).sum()          # a tensor: no host sync in the training step
 
     def loss(self, model, batch):
         """(1−ε)·NLL + ε·mean_v(−log p_v), averaged over the batch's completion tokens (LoRA's loss)."""
         self._ensure_tokenizer(model)
         total, count = self._token_losses(model, batch, self.label_smoothing)
-        return total / max(count, 1)
+        return total / count.clamp(min=1)
 
     @torch.no_grad()
     def evaluate(self, model, split, batch_size, device, final=False):
@@ -204,7 +208,7 @@ class NLGTask(Task):
             bs = max(int(batch_size), int(self.cfg.get("eval_batch_size") or 0))
             for i in range(0, len(items), bs):
                 t, c = self._token_losses(model, self.collate(items[i:i + bs], device), 0.0)
-                total, count = total + float(t), count + c
+                total, count = total + float(t), count + int(c)
             loss = total / max(count, 1)
             metrics = {"loss": loss, "perplexity": float(torch.exp(torch.tensor(min(loss, 50.0))))}
             if final and split in self.generate_splits:
