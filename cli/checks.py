@@ -6,7 +6,8 @@ share them.  Each failure is a ConfigError whose message is one line naming the 
 - the task's input files are there and readable (contnet.registry.TASK_CHECKS; missing files that
   `task.download=true` will fetch are left to the job);
 - the run (or sweep) directory is not empty and can be created (probed with a temporary directory
-  that is removed at once).
+  that is removed at once), and a run directory holds no other run unless resuming or overwriting
+  (the engine's rules, checked before Hydra rewrites `.hydra/` there).
 """
 from __future__ import annotations
 
@@ -135,6 +136,22 @@ def check_output_dir(path, key: str) -> None:
                           f"writable {key}") from None
 
 
+def check_run_dir_holds_no_other_run(cfg, where) -> None:
+    """The engine's own run-directory rules (contnet.engine.run), applied before Hydra rewrites `.hydra/` in
+    a directory that holds another run: not the working directory, and one run per directory unless
+    trainer.resume / trainer.overwrite say otherwise."""
+    import logging
+
+    from contnet.engine.run import check_run_dir, plan_fresh_start, resume_checkpoint
+    run_dir = check_run_dir(where)
+    resuming = resume_checkpoint(cfg.trainer.get("resume"), run_dir)[0] is not None
+    logging.disable(logging.WARNING)           # the run itself says what it decided
+    try:
+        plan_fresh_start(cfg.trainer, run_dir, resuming)
+    finally:
+        logging.disable(logging.NOTSET)
+
+
 def _output_key(argv: list[str]) -> str:
     multirun = any(a in ("-m", "--multirun") for a in argv) or "hydra.mode=MULTIRUN" in argv
     return "hydra.sweep.dir" if multirun else "hydra.run.dir"
@@ -181,6 +198,8 @@ def precheck(argv: list[str], output_dir: bool = True, task_files: bool = True) 
                         raise
                     raise ConfigError(f"cannot compose the hydra settings: {one_line(e)}") from None
                 check_output_dir(where, key)
+                if key == "hydra.run.dir":
+                    check_run_dir_holds_no_other_run(cfg, where)
     finally:
         GlobalHydra.instance().clear()
 

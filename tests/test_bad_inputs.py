@@ -121,13 +121,22 @@ def test_corrupt_cifar_batch_is_named(tmp_path):
 
 # --- 4. an output directory that cannot be written, or an empty one ----------------------------------------
 
-@pytest.mark.parametrize("where", ["/proc/x", "FILE/sub", ""])
+@pytest.mark.parametrize("where", ["/proc/x", "FILE/sub", "", "."])
 def test_unwritable_or_empty_run_dir_is_one_line(tmp_path, where):
     (tmp_path / "FILE").write_text("a file, not a folder")
     where = where.replace("FILE", str(tmp_path / "FILE"))
     res = run_cli(["train", f"hydra.run.dir={where}", "trainer.max_steps=2"], tmp_path)
     assert_one_line(res, "hydra.run.dir")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["FILE"]       # nothing written, not even in cwd
+
+
+def test_a_run_dir_holding_another_run_is_refused_before_hydra_rewrites_its_config(tmp_path):
+    first = train(tmp_path, "trainer.eval_every=0")
+    assert first.returncode == 0, first.stderr[-2000:]
+    before = {p: p.read_bytes() for p in (tmp_path / "run").rglob("*") if p.is_file()}
+    res = train(tmp_path, "trainer.eval_every=0", "seed=5")
+    assert_one_line(res, str(tmp_path / "run"), "trainer.resume=auto", "trainer.overwrite=true")
+    assert {p: p.read_bytes() for p in (tmp_path / "run").rglob("*") if p.is_file()} == before
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into a mode-0 directory")
