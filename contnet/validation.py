@@ -98,6 +98,8 @@ RULES: list[tuple[str, Rule]] = [
     ("trainer.checkpoint_every", NON_NEGATIVE_INT),
     ("trainer.checkpoint_every_s", num(0)),
     ("trainer.print_every", REQUIRED_POSITIVE_INT),
+    ("trainer.log_every", REQUIRED_POSITIVE_INT),
+    ("trainer.diverge_factor", num(1, lo_open=True, nullable=True)),
     ("trainer.threads", Rule(lambda v: v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and v > 0),
                              "auto, null or an integer > 0")),
     ("trainer.grad_clip", num(0, nullable=False)),
@@ -133,7 +135,8 @@ RULES: list[tuple[str, Rule]] = [
 
 # Keys with a numeric default where null is a documented setting; any other key whose YAML default is a
 # number rejects null (the builder would crash on int(None)).
-NULL_MEANS_UNSET = frozenset({"trainer.max_epochs"})     # null: train for trainer.max_steps
+NULL_MEANS_UNSET = frozenset({"trainer.max_epochs",     # null: train for trainer.max_steps
+                              "trainer.diverge_factor"})  # null: only NaN/Inf ends a run as diverged
 
 
 def rule_for(key: str) -> Rule | None:

@@ -21,7 +21,8 @@ def test_stop_and_resume_equals_the_uninterrupted_run(tmp_path, monkeypatch, opt
     from contnet.engine import run as run_mod
     over = ["task=digits_ae", f"optimizer={optimizer}", f"scheduler={scheduler}", *SCHEDULERS[scheduler],
             "model.width=16", f"trainer.max_steps={STEPS}", "trainer.eval_every=10", "trainer.batch_size=128",
-            "trainer.eval_train=false", "optimizer.lr=3e-3", "trainer.threads=1"]
+            "trainer.eval_train=false", "optimizer.lr=3e-3", "trainer.threads=1",
+            "trainer.log_every=1"]                      # records reach the loggers at their step (the signal's cue)
     ref = run_inprocess(over, tmp_path / "ref")
     make = run_mod.make_loggers
     monkeypatch.setattr(run_mod, "make_loggers", lambda *a, **k: [*make(*a, **k), _SignalAtStep(CUT)])

@@ -122,7 +122,8 @@ def test_interrupt_and_resume_keep_optimizer_and_continuation_state(tmp_path, mo
     """C-Adam's λ, Δλ and secant history live in its state_dict; a resumed run must not notice the cut."""
     from contnet.engine import run as run_mod
     task = ["task=digits_ae", f"optimizer={optimizer}", "model.width=32", "trainer.max_steps=50",
-            "trainer.eval_every=20", "trainer.batch_size=128", "optimizer.lr=3e-3"]
+            "trainer.eval_every=20", "trainer.batch_size=128", "optimizer.lr=3e-3",
+            "trainer.log_every=1"]                      # records reach the loggers at their step (the signal's cue)
     ref = run_inprocess(task, tmp_path / "ref")
     make = run_mod.make_loggers
     monkeypatch.setattr(run_mod, "make_loggers", lambda *a, **k: [*make(*a, **k), _SignalAtStep(33)])

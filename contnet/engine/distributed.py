@@ -93,14 +93,17 @@ def wrap_model(model, ctx: Context, device: torch.device):
     return DistributedDataParallel(model, device_ids=ids)
 
 
-def reduce_step(loss: torch.Tensor, stop: bool, ctx: Context) -> tuple[float, bool]:
-    """The mean loss over ranks and whether any rank asked to stop (one collective per step), so that
-    every rank logs the same value and stops at the same step (a signal, a NaN on one shard)."""
+def reduce_values(values: torch.Tensor, stop: bool, ctx: Context) -> tuple[list[list[float]], bool]:
+    """Rows of per-step values (loss, λ) averaged over ranks, and whether any rank asked to stop: one
+    collective and one device→host transfer per flush, so that every rank logs the same values and
+    stops at the same step (a signal, a NaN on one shard)."""
     if not ctx.enabled:
-        return float(loss.detach()), stop
-    t = torch.stack([loss.detach().float().reshape(()), torch.tensor(float(stop), device=loss.device)])
-    dist.all_reduce(t)
-    return float(t[0]) / ctx.world_size, bool(t[1] > 0)
+        return values.tolist(), stop
+    flat = torch.cat([values.reshape(-1), torch.tensor([float(stop)], device=values.device)])
+    dist.all_reduce(flat)
+    out = (flat / ctx.world_size).tolist()
+    width = values.shape[1]
+    return [out[i:i + width] for i in range(0, len(out) - 1, width)], out[-1] > 0
 
 
 def barrier(ctx: Context) -> None:

@@ -25,6 +25,7 @@ class SyncCounter:
     total: int = 0
     by_site: dict = field(default_factory=dict)              # "file:line method" -> count
     segments: list = field(default_factory=list)             # counts between successive mark() calls
+    events: list = field(default_factory=list)               # the site of every counted call, in order
     _since_mark: int = 0
 
     def mark(self) -> int:
@@ -50,6 +51,7 @@ def count_host_syncs(roots: tuple[str, ...] | None = None):
                 counter._since_mark += 1
                 site = f"{Path(path).name}:{caller.f_lineno} {name}"
                 counter.by_site[site] = counter.by_site.get(site, 0) + 1
+                counter.events.append(site)
             return fn(self, *args, **kwargs)
         return counted
 

@@ -2,6 +2,13 @@
 
 The loop only talks to the Task interface (batches, loss, evaluate) and to the optimizer through
 `optimizer.step(closure)`; continuation drivers move λ inside their `step`, the loop just logs it.
+
+No host sync in the steady-state step: each step's loss and λ stay on the device (`PendingSteps`) and
+reach the loggers in one transfer every `trainer.log_every` steps, and before an evaluation, a checkpoint,
+a stop and the end (one collective per flush under DDP); metrics.jsonl still gets one record per step.
+NaN/Inf and divergence (loss > trainer.diverge_factor × the run's first loss) are detected at the flush:
+up to log_every − 1 steps later than the bad step; those extra steps are discarded (the run ends at the
+first bad step, with no checkpoint).
 """
 from __future__ import annotations
 
@@ -65,6 +72,35 @@ def is_better(key: str, new: float, old: float | None) -> bool:
     return new < old if key.endswith("loss") or key.endswith("perplexity") else new > old
 
 
+class PendingSteps:
+    """Per-step values kept on the device until the next flush: appending costs no device→host sync."""
+
+    def __init__(self):
+        self.steps, self.losses, self.lams, self.lrs, self.times = [], [], [], [], []
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+    def add(self, step: int, loss, lam, lr, t: float) -> None:
+        if not isinstance(loss, torch.Tensor):
+            loss = torch.tensor(float("nan") if loss is None else float(loss))
+        self.losses.append(loss.detach().float().reshape(()))
+        if lam is not None:                 # a copy: λ moves in place at the next λ-update
+            self.lams.append(lam.detach().clone())
+        self.steps.append(step)
+        self.lrs.append(lr)
+        self.times.append(t)
+
+    def take(self):
+        """(steps, values [n, 1] or [n, 2] (loss, λ) on the device, lrs, times); empties the buffer."""
+        values = torch.stack(self.losses)
+        if self.lams:
+            values = torch.stack([values, torch.stack(self.lams).to(values)], dim=1)
+        out = (self.steps, values.reshape(len(self.steps), -1), self.lrs, self.times)
+        self.__init__()
+        return out
+
+
 @dataclass
 class RunState:
     step: int = 0
@@ -74,6 +110,7 @@ class RunState:
     train_time_s: float = 0.0         # training-loop time without evaluations/checkpoints (benchmarks)
     best: dict = field(default_factory=dict)
     last: dict = field(default_factory=dict)
+    first_loss: float | None = None   # the run's first train/loss: the divergence guard is relative to it
 
 
 class _Stop(Exception):
@@ -107,16 +144,52 @@ def fit(*, model, task, optimizer, scheduler, tcfg, run_dir: Path, loggers: list
     st = RunState()
     if resume_from is not None:
         prog = checkpoint.load(resume_from, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler)
-        st = RunState(**{k: prog[k] for k in ("step", "epoch", "batch_in_epoch", "elapsed_s", "train_time_s", "best", "last")})
+        st = RunState(**{k: prog[k] for k in ("step", "epoch", "batch_in_epoch", "elapsed_s", "train_time_s", "best", "last")},
+                      first_loss=prog.get("first_loss"))
         log.info("resumed in %s at step %d", run_dir, st.step)
     t0 = time.perf_counter() - st.elapsed_s
     status = "completed"
+    log_every = int(tcfg.get("log_every") or 1)
+    diverge_factor = float(tcfg.get("diverge_factor") or 0.0)
+    pending = PendingSteps()
 
-    def emit(record: dict) -> None:
-        record["time_s"] = round(time.perf_counter() - t0, 4)
+    def emit(record: dict, t: float | None = None) -> None:
+        record["time_s"] = round((time.perf_counter() if t is None else t) - t0, 4)
         st.last.update(record)
         for lg in loggers:
             lg.log(record)
+
+    def diverged(v: float) -> bool:
+        if not math.isfinite(v):
+            return True
+        return bool(diverge_factor) and st.first_loss is not None and st.first_loss > 0 and \
+            v > diverge_factor * st.first_loss
+
+    def flush(stop: bool = False) -> bool:
+        """Pending steps → loggers: one device→host transfer (one collective under DDP, where `stop` is
+        or-ed over ranks); raises _Stop on a non-finite or diverged loss.  Returns the stop decision."""
+        nonlocal status
+        if not pending:
+            return stop
+        steps, values, lrs, times = pending.take()
+        values, stop = distributed.reduce_values(values, stop, ctx)
+        for step, vals, lr, t in zip(steps, values, lrs, times):
+            loss = vals[0]
+            if st.first_loss is None and math.isfinite(loss):
+                st.first_loss = loss
+            rec = {"step": step, "train/loss": loss, "lr": float(lr)}
+            if len(vals) > 1:
+                rec["lambda"] = vals[1]
+            emit(rec, t)
+            reporter.update(step, rec)
+            if diverged(loss):
+                st.step = step                 # the steps after the first bad one are discarded
+                status = "diverged"
+                why = "is" if not math.isfinite(loss) else f"exceeds {diverge_factor:g} × the first loss {st.first_loss:.4g}:"
+                log.error("train/loss %s %s at step %d: stopping (status diverged; no checkpoint; "
+                          "trainer.diverge_factor sets the threshold)", why, loss, step)
+                raise _Stop
+        return stop
 
     def evaluate(final: bool = False) -> dict:
         nonlocal paused
@@ -151,7 +224,7 @@ def fit(*, model, task, optimizer, scheduler, tcfg, run_dir: Path, loggers: list
         checkpoint.save(ckpt_path, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler, progress={
             "step": st.step, "epoch": st.epoch, "batch_in_epoch": st.batch_in_epoch,
             "elapsed_s": time.perf_counter() - t0, "train_time_s": st.train_time_s,
-            "best": st.best, "last": st.last})
+            "best": st.best, "last": st.last, "first_loss": st.first_loss})
         now = time.perf_counter()
         paused += now - t_ckpt
         # the next timed save waits at least 100× this one: saving stays ≤ 1 % of the run's time
@@ -193,22 +266,20 @@ def fit(*, model, task, optimizer, scheduler, tcfg, run_dir: Path, loggers: list
                 lr = optimizer.param_groups[0]["lr"]
                 if scheduler is not None:
                     scheduler.step()
-                loss_v, stop = distributed.reduce_step(loss, signals.requested, ctx)
                 st.step += 1
                 st.batch_in_epoch = i + 1
-                rec = {"step": st.step, "train/loss": loss_v, "lr": lr}
-                if lam_state is not None:
-                    rec["lambda"] = lam_state.get()
-                emit(rec)
-                if not math.isfinite(loss_v):
-                    status = "diverged"
-                    log.error("train/loss is %s at step %d: stopping (status diverged; no checkpoint)",
-                              loss_v, st.step)
-                    raise _Stop
-                if eval_every and st.step % eval_every == 0 and st.step < n_steps:
-                    rec = {**rec, **evaluate()}
-                reporter.update(st.step, rec)
-                if (ckpt_every and st.step % ckpt_every == 0) or (ckpt_every_s and time.perf_counter() >= next_ckpt_t):
+                pending.add(st.step, loss, lam_state.value if lam_state is not None else None, lr,
+                            time.perf_counter())
+                # flush points are the same step on every rank (the DDP collective); a signal stops a
+                # single process at once, a data-parallel run at its next flush
+                stop = signals.requested and not ctx.enabled
+                evaluating = bool(eval_every) and st.step % eval_every == 0 and st.step < n_steps
+                ckpt_due = bool(ckpt_every) and st.step % ckpt_every == 0
+                if stop or evaluating or ckpt_due or st.step % log_every == 0 or st.step >= n_steps:
+                    stop = flush(signals.requested)
+                if evaluating:
+                    reporter.update(st.step, {**st.last, **evaluate()})
+                if ckpt_due or (ckpt_every_s and not pending and time.perf_counter() >= next_ckpt_t):
                     save_checkpoint()
                 if stop:
                     status = "interrupted"
@@ -222,6 +293,11 @@ def fit(*, model, task, optimizer, scheduler, tcfg, run_dir: Path, loggers: list
                 st.batch_in_epoch = 0
     except _Stop:
         pass
+    except BaseException:
+        if not ctx.enabled:                  # a crash: keep the steps that ran (no collective on one rank)
+            with contextlib.suppress(BaseException):
+                flush()
+        raise
     finally:
         if "t_loop" in locals():
             st.train_time_s += time.perf_counter() - t_loop - paused
