@@ -136,3 +136,31 @@ def test_interrupt_and_resume_keep_optimizer_and_continuation_state(tmp_path, mo
     assert curves(tmp_path / "cut") == curves(tmp_path / "ref")
     if optimizer == "cadam":
         assert any(r.get("lambda", 1.0) < 1.0 for r in read_metrics(tmp_path / "ref"))   # λ really moved
+
+
+def test_default_settings_checkpoint_on_a_wall_clock_interval():
+    from tests.conftest import compose
+    tcfg = compose([]).trainer
+    assert tcfg.checkpoint_every_s > 0 and not tcfg.checkpoint_every     # the default policy is the timed one
+
+
+def test_sigkill_with_only_the_timed_checkpoints_then_resume_auto_is_bitwise_equal(tmp_path):
+    """The default policy (no step interval, a wall-clock one; here 0.2 s instead of 60 s to be quick):
+    a SIGKILLed run resumes with trainer.resume=auto to the numbers of an uninterrupted run."""
+    steps = 600
+    over = [f"trainer.max_steps={steps}", "trainer.eval_every=100", "model.width=32", "trainer.eval_train=false",
+            "seed=5", "trainer.progress=false", "trainer.checkpoint_every=0", "trainer.checkpoint_every_s=0.2"]
+    run_dir = tmp_path / "run"
+    log = open(tmp_path / "cli.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "contnet.cli.main", "train", f"hydra.run.dir={run_dir}", *over],
+                            cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
+    wait_for_checkpoint(proc, run_dir)
+    proc.kill()
+    proc.wait(timeout=30)
+    step = checkpoint_step(run_dir)
+    assert proc.returncode == -signal.SIGKILL and 0 < step < steps
+    resumed = run_inprocess([*over, "trainer.resume=auto"], run_dir)
+    ref = run_inprocess(over, tmp_path / "ref")
+    assert comparable(resumed) == comparable(ref)
+    assert curves(run_dir) == curves(tmp_path / "ref")
+    assert [r["step"] for r in read_metrics(run_dir) if "train/loss" in r] == list(range(1, steps + 1))
