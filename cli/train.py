@@ -2,7 +2,8 @@
 mistake, before anything is written), pins the run directory under torchrun, then calls
 contnet.engine.run.run() in the job's output directory.
 
-Exit codes: 0 completed; 2 a configuration error; 3 diverged (NaN/Inf loss); 128+signal when
+Exit codes: 0 completed; 1 failed (one line; the traceback goes to the run's contnet.log); 2 a configuration
+error; 3 diverged; 128+signal when
 interrupted by SIGINT/SIGTERM (a checkpoint is saved; resume with trainer.resume=<run dir>).
 A multirun runs every job even when some fail or diverge, then exits 1 (3 when every bad job diverged)
 with one line counting them; a failed job still gets a summary.json with status failed.
@@ -19,7 +20,7 @@ from contnet.registry import ConfigError
 
 log = logging.getLogger("contnet")
 
-EXIT_CONFIG, EXIT_DIVERGED, EXIT_SWEEP_FAILED = 2, 3, 1
+EXIT_FAILED, EXIT_CONFIG, EXIT_DIVERGED = 1, 2, 3
 
 
 _HYDRA_FILES = (".hydra", "contnet.log")
@@ -91,12 +92,14 @@ def _task_function(cfg) -> float | None:
             _discard_if_untouched(run_dir)
             sys.exit(EXIT_CONFIG)
         summary = _failed_job_summary(cfg, run_dir, f"ConfigError: {one_line(e)}")   # the sweep goes on
-    except Exception as e:
-        if not multirun or full_errors():
+    except Exception as e:                     # a bug or the machine, not the input: one line, traceback in the log
+        if full_errors():
             raise
         _traceback_to_log_file()
-        print(f"error: job {hc.job.num} ({run_dir}) failed: {e.__class__.__name__}: {one_line(e)} "
-              "(traceback in its contnet.log)", file=sys.stderr)
+        print(f"error: {f'job {hc.job.num} ' if multirun else ''}({run_dir}) failed: {e.__class__.__name__}: "
+              f"{one_line(e)} (traceback in {run_dir / 'contnet.log'}; HYDRA_FULL_ERROR=1 prints it)", file=sys.stderr)
+        if not multirun:
+            sys.exit(EXIT_FAILED)
         summary = _failed_job_summary(cfg, run_dir, f"{e.__class__.__name__}: {one_line(e)}")
     if summary["status"] == "interrupted":     # a signal stops the whole sweep, not just this job
         sys.exit(128 + int(summary.get("signal") or 2))
@@ -116,7 +119,7 @@ def sweep_exit_code(statuses: list[str], sweep_dir: str | None) -> int:
     where = f"; see {sweep_dir}" if sweep_dir else ""
     print(f"error: {sum(bad.values())} of {len(statuses)} jobs did not complete "
           f"({', '.join(f'{n} {s}' for s, n in sorted(bad.items()))}){where}", file=sys.stderr)
-    return EXIT_DIVERGED if set(bad) == {"diverged"} else EXIT_SWEEP_FAILED
+    return EXIT_DIVERGED if set(bad) == {"diverged"} else EXIT_FAILED
 
 
 def _sweep_statuses() -> tuple[list[str], str | None]:
@@ -134,6 +137,8 @@ def main(argv: list[str]) -> int:
 
     from contnet.engine import distributed
     quiet = os.environ.get("RANK", "0") != "0"        # under torchrun, rank 0 alone reports config errors
+    flags = ("-m", "--multirun")                      # anywhere on the line (Hydra's parser wants it first)
+    argv = [a for a in argv if a in flags] + [a for a in argv if a not in flags]
     try:
         check_overrides(argv)
     except ConfigError as e:

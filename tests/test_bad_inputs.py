@@ -3,7 +3,10 @@ traceback, and nothing written (no run directory, no half-made files)."""
 from __future__ import annotations
 
 import gzip
+import json
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -154,3 +157,34 @@ def test_read_only_parent_is_one_line(tmp_path):
 def test_unwritable_sweep_dir_starts_no_job(tmp_path):
     res = run_cli(["train", "-m", "seed=0,1", "hydra.sweep.dir=/proc/x", "trainer.max_steps=2"], tmp_path)
     assert_one_line(res, "hydra.sweep.dir=/proc/x")
+
+
+# --- a failure that is not the input's fault: still one line, the traceback in the run's log -------------------
+
+BOOM = """import sys
+from contnet.registry import MODELS
+MODELS._load()
+def boom(cfg, task):
+    raise RuntimeError("boom in the model builder")
+MODELS._items["mlp"] = boom
+from contnet.cli.main import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_an_unexpected_failure_is_one_line_and_the_traceback_goes_to_the_log(tmp_path):
+    (tmp_path / "boom.py").write_text(BOOM)
+
+    def cli(*args):
+        return subprocess.run([sys.executable, str(tmp_path / "boom.py"), "train", "trainer.max_steps=2", *args],
+                              cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    res = cli(f"hydra.run.dir={tmp_path / 'run'}")
+    assert_one_line(res, "RuntimeError: boom in the model builder", "contnet.log", code=1)
+    assert "Traceback" in (tmp_path / "run" / "contnet.log").read_text()
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["status"] == "failed"
+    sweep = tmp_path / "sweep"
+    res = cli("-m", "seed=0,1", f"hydra.sweep.dir={sweep}")
+    assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr[-2000:]
+    errors = [ln for ln in res.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 3 and errors[-1] == f"error: 2 of 2 jobs did not complete (2 failed); see {sweep}"
+    assert all(json.loads((sweep / str(i) / "summary.json").read_text())["status"] == "failed" for i in (0, 1))
