@@ -104,7 +104,9 @@ RULES: list[tuple[str, Rule]] = [
                              "auto, null or an integer > 0")),
     ("trainer.grad_clip", num(0, nullable=False)),
     ("trainer.device", regex(r"auto|cpu|cuda(:\d+)?", "auto, cpu, cuda or cuda:N")),
-    ("trainer.precision", choice("fp32", "bf16", "fp16")),
+    ("trainer.precision", choice("fp32", "bf16", "fp16", "auto")),
+    ("trainer.channels_last", choice(True, False, "auto")),
+    ("trainer.tf32", choice(True, False, "auto")),
     ("logger.mode", choice("online", "offline", "disabled", nullable=True)),
     ("logger.init_timeout", num(0, lo_open=True, nullable=False)),
     ("optimizer.alpha", num(0, 1)),               # RMSprop smoothing (peft.alpha is LoRA's scale)

@@ -48,7 +48,8 @@ def test_torchvision_tasks_from_local_files(tmp_path, monkeypatch, task, folder,
         monkeypatch.setattr(torchvision.datasets.CIFAR10, "_check_integrity", lambda self: True)
         monkeypatch.setattr(torchvision.datasets.cifar, "check_integrity", lambda *a, **k: True)
         n_train, n_test = 60, 10
-    cfg = compose([f"task={task}", f"task.data_dir={tmp_path}", "task.download=false"])
+    cfg = compose([f"task={task}", f"task.data_dir={tmp_path}", "task.download=false",
+                   "++task.normalize=false"])          # raw [0, 1] pixels (cifar10 normalizes by default)
     t = TASKS.get(task)(cfg.task, 0)
     assert t.meta.input_shape == shape and t.meta.output_dim == 10
     assert t.meta.sizes == {"train": n_train - 6 if folder else 54, "val": 6, "test": n_test}

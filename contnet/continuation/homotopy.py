@@ -1,6 +1,7 @@
 """Homotopy activations σ_λ(v) = (1−λ)·v + λ·σ(v)  (NPACS orientation: λ=0 linear, λ=1 standard)."""
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from .state import LambdaRef, LambdaState
@@ -21,8 +22,8 @@ class HomotopyActivation(LambdaRef, nn.Module):
         self._bind_lambda(lam)
 
     def forward(self, x):
-        lam = self.lam
-        return (1 - lam) * x + lam * self.base(x)
+        # one kernel for (1−λ)·x + λ·σ(x); lerp is exact at both ends (λ=1: σ(x), λ=0: x) and gives ∂/∂λ
+        return torch.lerp(x, self.base(x), self.lam.to(x.dtype))
 
 
 def make_activation(name: str, lam: LambdaState | None = None) -> nn.Module:
@@ -53,5 +54,4 @@ class HomotopySkip(LambdaRef, nn.Module):
     def forward(self, y, residual):
         if not hasattr(self, "_lam_ref"):
             return self.act(y + residual)
-        lam = self.lam
-        return (1 - lam) * self.act(y) + lam * self.act(y + residual)
+        return torch.lerp(self.act(y), self.act(y + residual), self.lam.to(y.dtype))

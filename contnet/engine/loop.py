@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +43,8 @@ def pick_device(name: str) -> torch.device:
 
 
 def autocast_for(precision: str, device: torch.device):
+    if precision == "auto":          # bf16 autocast where the GPU has it, fp32 elsewhere
+        precision = "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
     if precision == "fp32":
         return contextlib.nullcontext, None
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
@@ -51,6 +54,26 @@ def autocast_for(precision: str, device: torch.device):
         raise ConfigError("trainer.precision=fp16 needs CUDA; use bf16 or fp32 on CPU")
     scaler = torch.amp.GradScaler("cuda") if dtype is torch.float16 else None
     return (lambda: torch.autocast(device.type, dtype=dtype)), scaler
+
+
+def device_settings(model, tcfg, device: torch.device) -> None:
+    """Cheap CUDA wins.  trainer.channels_last (auto: CUDA and a model with 2-D convolutions) stores conv
+    weights NHWC, the layout tensor cores want; trainer.tf32 (auto: CUDA unless trainer.deterministic)
+    allows TF32 matmuls and lets cuDNN benchmark its convolution algorithms.  Deterministic CUDA runs get
+    CUBLAS_WORKSPACE_CONFIG, without which cuBLAS is not deterministic."""
+    cuda = device.type == "cuda"
+    deterministic = bool(tcfg.get("deterministic", False))
+    layout = tcfg.get("channels_last", "auto")
+    has_conv = any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
+    if layout is True or (layout == "auto" and cuda and has_conv):
+        model.to(memory_format=torch.channels_last)
+    tf32 = tcfg.get("tf32", "auto")
+    if cuda and (tf32 is True or (tf32 == "auto" and not deterministic)):
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = not deterministic
+    if cuda and deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
 
 def steps_per_epoch(task, tcfg, world_size: int = 1) -> int:
@@ -126,6 +149,7 @@ def fit(*, model, task, optimizer, scheduler, tcfg, run_dir: Path, loggers: list
     ctx = ctx or distributed.context()
     device = pick_device(distributed.device_for(str(tcfg.device), ctx))
     model.to(device)
+    device_settings(model, tcfg, device)
     autocast, scaler = autocast_for(str(tcfg.precision), device)
     compile_ = torch.compile if tcfg.get("compile", False) else (lambda m: m)
     fwd_model = compile_(model)                                   # evaluation: the plain model on every rank

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from contnet.registry import TASK_CHECKS, ConfigError
+from .augment import image_task
 from .common import make_task, register_with_autoencoder, split_indices, subset
 from .image_files import check_torchvision_files
 
@@ -54,7 +55,7 @@ def _image_task(cfg, kind: str, reconstruct: bool):
     idx = split_indices(len(x_tr), float(cfg.val_frac), 0.0, int(cfg.split_seed))
     splits = {"train": (x_tr[idx["train"]], y_tr[idx["train"]]), "val": (x_tr[idx["val"]], y_tr[idx["val"]]),
               "test": (x_te, y_te)}
-    return make_task(cfg, cfg.name, splits, _DATASETS[kind][1], reconstruct)
+    return image_task(cfg, make_task(cfg, cfg.name, splits, _DATASETS[kind][1], reconstruct))   # normalize/augment
 
 
 def _check_task_files(cfg, kind: str) -> None:

@@ -1,0 +1,76 @@
+"""Image classification as users expect it: per-channel normalization and on-device batched augmentation.
+
+`task.normalize`: (x − mean_c) / std_c with the *training* split's per-channel statistics, for every split.
+`task.augment`: each training batch gets a random crop after `augment_pad`-pixel zero padding (zero = the
+channel mean once normalized) and a horizontal flip with probability ½ — the standard CIFAR recipe,
+done as one gather on the batch's device, no per-sample Python.  The offsets and flips of an epoch are
+drawn once from the epoch's generator (seed, epoch), so they are deterministic per seed and a resumed
+run sees the same ones.  Evaluation never augments (it reads the split tensors directly).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from contnet.registry import ConfigError
+from .base import TensorTask
+
+
+def channel_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and std of N×C×H×W images, shaped 1×C×1×1."""
+    dims = [0, 2, 3]
+    return x.mean(dims, keepdim=True), x.std(dims, keepdim=True).clamp_min(1e-8)
+
+
+def normalize_splits(splits: dict, x_train: torch.Tensor) -> dict:
+    mean, std = channel_stats(x_train)
+    return {k: ((x - mean) / std, *rest) for k, (x, *rest) in splits.items()}
+
+
+def crop_flip(x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, flip: torch.Tensor, pad: int) -> torch.Tensor:
+    """x: B×C×H×W; dy, dx ∈ [0, 2·pad] crop offsets into the padded image; flip: B booleans."""
+    b, c, h, w = x.shape
+    padded = F.pad(x, (pad, pad, pad, pad))
+    rows = dy[:, None] + torch.arange(h, device=x.device)                      # B×H
+    cols = torch.arange(w, device=x.device).expand(b, w)
+    cols = torch.where(flip[:, None], w - 1 - cols, cols) + dx[:, None]        # B×W
+    bi = torch.arange(b, device=x.device)[:, None, None, None]
+    ci = torch.arange(c, device=x.device)[None, :, None, None]
+    return padded[bi, ci, rows[:, None, :, None], cols[:, None, None, :]]
+
+
+class AugmentedImageTask(TensorTask):
+    """A TensorTask whose training batches are augmented (crop + flip); evaluation is unchanged."""
+
+    def __init__(self, meta, data, pad: int = 4, flip: bool = True):
+        super().__init__(meta, data)
+        self.pad, self.flip = pad, flip
+
+    def train_batches(self, batch_size, generator, device):
+        x, y = self.tensors("train", device)
+        n = len(x)
+        perm = torch.randperm(n, generator=generator)
+        # one draw per example for the whole epoch (after the order): same numbers when resumed mid-epoch
+        offsets = torch.randint(0, 2 * self.pad + 1, (2, n), generator=generator)
+        flips = torch.rand(n, generator=generator) < 0.5 if self.flip else torch.zeros(n, dtype=torch.bool)
+        perm, offsets, flips = perm.to(x.device), offsets.to(x.device), flips.to(x.device)
+        for i in range(0, n - batch_size + 1 if n >= batch_size else 1, batch_size):
+            idx = perm[i:i + batch_size]
+            yield crop_flip(x[idx], offsets[0, idx], offsets[1, idx], flips[idx], self.pad), y[idx]
+
+
+def image_task(cfg, task: TensorTask) -> TensorTask:
+    """Apply `task.normalize` / `task.augment` (keys absent: off) to an image classification TensorTask."""
+    augment, normalize = bool(cfg.get("augment", False)), bool(cfg.get("normalize", False))
+    if not (augment or normalize) or task.meta.objective != "classify":
+        return task
+    if len(task.meta.input_shape) != 3:
+        raise ConfigError(f"task.augment/task.normalize need (C, H, W) images; task.flatten=true gives vectors "
+                          f"{task.meta.input_shape}; set task.flatten=false or task.augment=false task.normalize=false")
+    data = normalize_splits(task.data, task.data["train"][0]) if normalize else task.data
+    if not augment:
+        return TensorTask(task.meta, data)
+    pad = int(cfg.get("augment_pad", 4))
+    if pad < 0:
+        raise ConfigError(f"task.augment_pad={pad} must be >= 0")
+    return AugmentedImageTask(task.meta, data, pad=pad, flip=bool(cfg.get("augment_flip", True)))
