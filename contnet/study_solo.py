@@ -2,7 +2,10 @@
 
     python -m contnet.study_solo screen  [--root outputs/solo_study] [--only NAME ...] [--dry-run]
     python -m contnet.study_solo confirm NAME ... [--seeds 0,1,2] [--steps 150] [--test-mrs 100]
+    python -m contnet.study_solo confirm --best      # the screen's best row of each method (solo, lora, full)
+    common: [--jobs N] runs N at a time (a GPU holds several); [--set key=value ...] extra overrides for every run
     python -m contnet.study_solo collect            # copy summaries (+ small metrics.jsonl) to docs/results/solo_study
+    python -m contnet.study_solo table DIR          # markdown table of DIR/*/summary.json, seeds (-sN) pooled
 
 Each run lives in <root>/<stage>/<name>[-s<seed>]; a run whose summary.json says `completed` is skipped, any other
 is continued with trainer.resume=auto, so the study can be stopped and restarted (across sessions too).
@@ -65,6 +68,21 @@ def status(run_dir: Path) -> str | None:
         return None
 
 
+def best_rows(root: Path, key: str = "val/loss") -> list[str]:
+    """The completed screen row with the lowest `key` for each method (the row name's prefix)."""
+    best: dict[str, tuple[float, str]] = {}
+    for name in SCREEN:
+        try:
+            summary = json.loads((root / "screen" / name / "summary.json").read_text())
+        except (OSError, ValueError):
+            continue
+        value = summary.get("final", {}).get(key)
+        method = name.split("-")[0]
+        if summary.get("status") == "completed" and value is not None and value < best.get(method, (float("inf"),))[0]:
+            best[method] = (value, name)
+    return [name for _, name in sorted(best.values())]
+
+
 def run_one(run_dir: Path, overrides: list[str], dry: bool, keep: bool) -> int:
     if status(run_dir) == "completed":
         print(f"skip {run_dir} (completed)", flush=True)
@@ -98,10 +116,38 @@ def collect(root: Path, dest: Path) -> int:
     return 0
 
 
+SCORES = ("val/loss", "test/bleu", "test/nist", "test/meteor", "test/rouge_l", "test/cider")
+
+
+def table(root: Path) -> str:
+    """Rows named like the run directories (a trailing -s<seed> pooled): mean ± sample std, best val/loss first."""
+    import re
+    import statistics
+    groups: dict[str, list[dict]] = {}
+    for path in sorted(root.glob("*/summary.json")):
+        summary = json.loads(path.read_text())
+        if summary.get("status") == "completed":
+            groups.setdefault(re.sub(r"-s\d+$", "", path.parent.name), []).append(summary)
+    keys = [k for k in SCORES if any(k in s["final"] for g in groups.values() for s in g)]
+
+    def cell(values: list[float]) -> str:
+        mean = statistics.fmean(values)
+        return f"{mean:.3f}" if len(values) == 1 else f"{mean:.3f} ± {statistics.stdev(values):.3f}"
+
+    lines = ["| run | seeds | trainable | " + " | ".join(keys) + " | wall s |", "|---|---:|---:|" + "---:|" * (len(keys) + 1)]
+    for name, runs in sorted(groups.items(), key=lambda kv: statistics.fmean(r["final"].get("val/loss", 1e9) for r in kv[1])):
+        cells = [cell([r["final"][k] for r in runs if k in r["final"]]) if any(k in r["final"] for r in runs) else ""
+                 for k in keys]
+        lines.append(f"| {name} | {len(runs)} | {runs[0]['trainable_params']:,} | " + " | ".join(cells)
+                     + f" | {statistics.fmean(r['wall_time_s'] for r in runs):.0f} |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m contnet.study_solo", description=__doc__.splitlines()[0])
-    ap.add_argument("stage", choices=["screen", "confirm", "collect"])
-    ap.add_argument("names", nargs="*", help="confirm: screen rows to repeat; screen: a subset (default all)")
+    ap.add_argument("stage", choices=["screen", "confirm", "collect", "table"])
+    ap.add_argument("names", nargs="*", help="confirm: screen rows to repeat; screen: a subset (default all); "
+                    "table: result directories")
     ap.add_argument("--root", type=Path, default=Path("outputs/solo_study"))
     ap.add_argument("--dest", type=Path, default=Path("docs/results/solo_study"))
     ap.add_argument("--seeds", default="0,1,2")
@@ -109,30 +155,44 @@ def main(argv=None) -> int:
     ap.add_argument("--test-mrs", type=int, default=100)
     ap.add_argument("--dry-run", action="store_true")
     ap.add_argument("--keep-checkpoints", action="store_true")
+    ap.add_argument("--best", action="store_true", help="confirm: the screen's best row of each method")
+    ap.add_argument("--jobs", type=int, default=1)
+    ap.add_argument("--set", nargs="*", default=[], dest="extra", help="overrides added to every run")
     a = ap.parse_args(argv)
     if a.stage == "collect":
         return collect(a.root, a.dest)
+    if a.stage == "table":
+        for name in a.names:
+            print(table(Path(name)))
+        return 0
+    if a.best:
+        a.names = a.names + [n for n in best_rows(a.root) if n not in a.names]
+        print("best of the screen:", " ".join(a.names), flush=True)
     unknown = [n for n in a.names if n not in SCREEN]
     if unknown:
         print(f"error: unknown study rows {unknown}; choose from: {', '.join(SCREEN)}", file=sys.stderr)
         return 2
     jobs = []
     if a.stage == "screen":
-        jobs = [(a.root / "screen" / n, SCREEN[n]) for n in (a.names or SCREEN)]
+        jobs = [(a.root / "screen" / n, SCREEN[n] + a.extra) for n in (a.names or SCREEN)]
     else:
         if not a.names:
             print("error: confirm needs the screen rows to repeat, e.g. solo-stride2-lr2e-3 lora-lr2e-3", file=sys.stderr)
             return 2
         extra = CONFIRM + [f"trainer.max_steps={a.steps}", f"scheduler.warmup_steps={max(1, a.steps // 10)}",
                            f"task.test_size={a.test_mrs}"]
-        jobs = [(a.root / "confirm" / f"{n}-s{s}", SCREEN[n] + extra + [f"seed={s}"])
+        jobs = [(a.root / "confirm" / f"{n}-s{s}", SCREEN[n] + extra + a.extra + [f"seed={s}"])
                 for n in a.names for s in a.seeds.split(",")]
-    failed = 0
-    for run_dir, overrides in jobs:
+    def one(job) -> int:
+        run_dir, overrides = job
         if not a.dry_run:
             run_dir.mkdir(parents=True, exist_ok=True)
             (run_dir / "overrides.txt").write_text("\n".join(overrides) + "\n")
-        failed += run_one(run_dir, overrides, a.dry_run, a.keep_checkpoints) != 0
+        return run_one(run_dir, overrides, a.dry_run, a.keep_checkpoints) != 0
+
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(max_workers=max(1, a.jobs)) as pool:     # in the listed order, N at a time
+        failed = sum(pool.map(one, jobs))
     return 1 if failed else 0
 
 

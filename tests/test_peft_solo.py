@@ -99,7 +99,8 @@ def test_external_lambda_scales_the_skip():
 
 def test_placements_and_counts():
     c = solo.connections
-    assert c(solo.SoloConfig(), 24) == [(1, 24)]
+    assert c(solo.SoloConfig(), 6) == [(1, 3), (2, 4), (3, 5), (4, 6)]          # the default: stride 2
+    assert c(solo.SoloConfig(placement="first_last"), 24) == [(1, 24)]
     assert c(solo.SoloConfig(placement="stride", stride=3), 6) == [(1, 4), (2, 5), (3, 6)]
     assert c(solo.SoloConfig(placement="symmetric", source=0), 6) == [(0, 6), (1, 5), (2, 4)]
     assert len(c(solo.SoloConfig(placement="dense", source=0), 4)) == 6      # (0,2)(0,3)(1,3)(0,4)(1,4)(2,4)

@@ -80,3 +80,14 @@ def test_the_ramp_trains_from_the_first_step():
     model(X, labels=X).loss.backward()
     assert get_lambda(model) == pytest.approx(1 / 3)             # the first step already sees the skip
     assert model.solo_connection.maps[0].B.weight.grad.abs().sum() > 0
+
+
+def test_the_adapter_follows_the_models_mode():
+    """Applied to a model in eval mode, the skip's dropout is off (same output twice), and train() turns it on."""
+    model = solo.apply(tiny().eval(), solo.SoloConfig(lambda_mode="fixed", init="small_random", init_std=0.2,
+                                                     dropout=0.5))
+    assert not model.solo_connection.training
+    with torch.no_grad():
+        assert torch.equal(model(X).logits, model(X).logits)
+        model.train()
+        assert model.solo_connection.training and not torch.equal(model(X).logits, model(X).logits)

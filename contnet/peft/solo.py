@@ -6,9 +6,10 @@ linear map, with a homotopy λ taking the added term from the zero vector to the
 
 Block outputs are numbered h_0 (the embeddings, i.e. the input of the first block) … h_L (the last block,
 before the final norm).  Everything the paper leaves open (spec §A3/§A6) is a `SoloConfig` field whose default
-is the spec's best reading: ONE rank-128 map shared by all connections (S1: 2·1024·128 = 262,144 trainable
-parameters on GPT-2 Medium), a single connection first-block → last-block, λ scheduled 0 → 1, A Kaiming-uniform
-and B = 0 (so the adapted model equals the pretrained one at step 0 whatever λ is).
+is the spec's best reading or, where the issue-11 study decided, its winner: ONE rank-128 map shared by all
+connections (S1: 2·1024·128 = 262,144 trainable parameters on GPT-2 Medium), a long skip into every block from
+the block two below it (placement=stride, stride 2: the study's best; a single first → last skip did not learn),
+λ scheduled 0 → 1, A Kaiming-uniform and B = 0 (so the adapted model equals the pretrained one at step 0).
 
 λ modes:
 - scheduled: λ is the model-level `homotopy_lambda` (contnet.continuation.state).  Driver `ramp` (plain
@@ -44,7 +45,7 @@ SKIP_NORMS = ("none", "fan_in", "count")
 
 @dataclass
 class SoloConfig:
-    placement: str = "first_last"      # first_last | stride | symmetric | dense | pairs   (§A3.5; best: first_last)
+    placement: str = "stride"          # stride | first_last | symmetric | dense | pairs (§A3.5; the study's best: stride 2)
     source: int = 1                    # earliest source h_i (0 = embeddings); first_last uses (source, target)
     target: int | None = None          # first_last target h_j; None = the last block
     stride: int = 2                    # stride k: h_j += λ T(h_{j−k}) for every j ≥ source + k
@@ -234,6 +235,7 @@ def apply(model: nn.Module, cfg: SoloConfig | None = None, freeze_base: bool = T
     ref = next(iter(blocks.parameters()))
     # .to(dtype) casts floating tensors only: the long `steps` buffer stays an integer
     solo = SoloConnection(cfg, hidden_size(model), len(blocks), lam).to(device=ref.device, dtype=ref.dtype)
+    solo.train(model.training)              # follow the model's mode (its dropout is off in an eval-mode model)
     setattr(model, ATTR, solo)              # registered: in parameters(), state_dict() and .to(device)
     handles = [blocks[0].register_forward_pre_hook(solo.on_first_block_input, with_kwargs=True)]
     handles += [blocks[k].register_forward_hook(solo.on_block_output(k + 1)) for k in range(len(blocks))
