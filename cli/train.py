@@ -107,6 +107,8 @@ def _task_function(cfg) -> float | None:
         _jobs_here.append(summary["status"])
     elif summary["status"] == "diverged":
         sys.exit(EXIT_DIVERGED)
+    if summary["status"] != "completed":       # a (minimising) sweeper must not rank a diverged job by its last val/loss
+        return float("inf")
     return summary["final"].get("val/loss")
 
 

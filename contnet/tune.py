@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -114,7 +115,8 @@ def tune_arm(experiment: str, arm: str, spec: dict, plan: dict, out: Path, extra
             f"hydra.sweeper.sampler.seed={plan['sampler_seed'] + len(finished(trials))}",
             f"hydra.sweep.dir={d / f'launch{len(trials)}'}"]), d / "tune.log")
         trials = study_trials(db, arm)
-    done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE and t.value == t.value]
+    done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE     # diverged runs return inf
+            and t.value is not None and math.isfinite(t.value)]
     if not done:
         raise RuntimeError(f"arm {arm}: no tuning trial completed; see {d / 'tune.log'}")
     best = min(done, key=lambda t: t.value)
