@@ -26,7 +26,7 @@ def e2e_dir(tmp_path):
     return d
 
 
-@pytest.mark.parametrize("peft", ["solo", "lora"])
+@pytest.mark.parametrize("peft", ["solo", pytest.param("lora", marks=pytest.mark.slow)])   # full: test_adapter_io
 def test_eval_scores_a_saved_run_again(tmp_path, peft):
     run = tmp_path / "run"
     done = run_cli([*TRAIN, f"peft={peft}", f"task.data_dir={e2e_dir(tmp_path)}", f"hydra.run.dir={run}"], tmp_path)

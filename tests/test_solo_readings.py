@@ -2,6 +2,7 @@
 scale switches scale the skip term by exactly what they say."""
 from __future__ import annotations
 
+import copy
 import itertools
 
 import pytest
@@ -23,8 +24,14 @@ LAMBDAS = [dict(lambda_mode="scheduled"), dict(lambda_mode="scheduled", lambda_d
 SCALES = [dict(), dict(alpha=64.0), dict(skip_norm="fan_in"), dict(alpha=16.0, skip_norm="count")]
 
 
+_TINY = []
+
+
 def tiny():
-    return build_gpt2(OmegaConf.create({"name": "tiny-gpt2", "homotopy": False}), None).eval()
+    """A fresh copy of one tiny GPT-2 (copying is much cheaper than building)."""
+    if not _TINY:
+        _TINY.append(build_gpt2(OmegaConf.create({"name": "tiny-gpt2", "homotopy": False}), None).eval())
+    return copy.deepcopy(_TINY[0])
 
 
 @pytest.fixture(scope="module")
