@@ -65,7 +65,13 @@ def shutdown() -> None:
 
 
 def device_for(name: str, ctx: Context) -> str:
-    """Each rank gets its own GPU: `auto`/`cuda` mean cuda:LOCAL_RANK in a data-parallel run."""
+    """Each rank gets its own GPU: `auto`/`cuda` mean cuda:LOCAL_RANK in a data-parallel run.  An explicit
+    cuda:N would put every rank on one GPU (NCCL refuses that): one clear error instead."""
+    if ctx.enabled and name.startswith("cuda:"):
+        from contnet.registry import ConfigError
+        raise ConfigError(f"trainer.device={name} under torchrun with {ctx.world_size} processes would put every "
+                          f"rank on one GPU; use trainer.device=cuda (rank r takes cuda:LOCAL_RANK) and choose the "
+                          f"GPUs with CUDA_VISIBLE_DEVICES")
     if ctx.enabled and name in ("auto", "cuda") and torch.cuda.is_available():
         return f"cuda:{ctx.local_rank}"
     return name
