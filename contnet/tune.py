@@ -77,7 +77,7 @@ def call(cmd: list[str], log: Path) -> None:
         fh.flush()
         rc = subprocess.run(cmd, cwd=REPO, stdout=fh, stderr=subprocess.STDOUT).returncode
     if rc == EXIT_DIVERGED:
-        print(f"[tune] some runs diverged (counted as failed trials / shown in the report); see {log}", flush=True)
+        print(f"[tune] some runs diverged (trials score +inf; seeds show in the report); see {log}", flush=True)
     elif rc != 0:
         raise RuntimeError(f"`{' '.join(cmd[3:6])} …` exited with code {rc}; see {log}")
 
@@ -94,8 +94,10 @@ def study_trials(db: Path, name: str) -> list:
 
 
 def finished(trials: list) -> list:
+    """Trials that count against the budget: complete ones (a diverged run completes with +inf).  A FAIL is
+    a crash or a configuration error, not a result: a rerun asks for a replacement."""
     import optuna
-    return [t for t in trials if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL)]
+    return [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
 
 
 def tune_arm(experiment: str, arm: str, spec: dict, plan: dict, out: Path, extra: Sequence[str]) -> dict:
@@ -122,6 +124,7 @@ def tune_arm(experiment: str, arm: str, spec: dict, plan: dict, out: Path, extra
     best = min(done, key=lambda t: t.value)
     return {"arm": arm, "best": dict(best.params), "best_val": best.value, "trial": best.number,
             "complete": len(done), "failed": len(finished(trials)) - len(done), "budget": plan["trials"],
+            "crashed": len(trials) - len(finished(trials)),
             "space": spec.get("space", {}), "tune_seconds": time.monotonic() - start}
 
 
@@ -158,7 +161,7 @@ def fmt(v) -> str:
 
 
 def tuned_section(experiment: str, plan: dict, tuned: list[dict], timing: dict) -> str:
-    rows = ["| arm | tuned values | best val/loss | trials (complete / failed / budget) | search space |",
+    rows = ["| arm | tuned values | best val/loss | trials (complete / diverged / budget) | search space |",
             "|---|---|---|---|---|"]
     for t in tuned:
         values = ", ".join(f"{k}={fmt(v)}" for k, v in t["best"].items())

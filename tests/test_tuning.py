@@ -77,3 +77,17 @@ def test_unknown_arm_is_one_line_and_exit_2(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "sgd" in proc.stderr and "adam, cadam" in proc.stderr
     assert not (tmp_path / "x").exists()
+
+
+def test_a_diverged_trial_scores_inf_not_its_last_val_loss(tmp_path):
+    """A minimising sweeper must never pick a diverged run for the last finite val/loss it logged."""
+    db = tmp_path / "s.db"
+    cmd = [sys.executable, "-m", "contnet.cli.main", "train", "-m", "task=digits_ae", "hydra/sweeper=tuned",
+           "optimizer.lr=choice(50.0)", "hydra.sweeper.n_trials=1", "hydra.sweeper.study_name=s",
+           f"hydra.sweeper.storage=sqlite:///{db}", f"hydra.sweep.dir={tmp_path / 'sweep'}",
+           "hydra.callbacks.report.enabled=false", "trainer.max_steps=30", "trainer.eval_every=1", "trainer.progress=false"]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    summary = json.loads((tmp_path / "sweep" / "0" / "summary.json").read_text())
+    assert summary["status"] == "diverged", proc.stderr[-1500:]
+    [trial] = study_trials(db, "s")
+    assert trial.value == float("inf")
