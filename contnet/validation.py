@@ -99,6 +99,7 @@ RULES: list[tuple[str, Rule]] = [
     ("trainer.checkpoint_every_s", num(0)),
     ("trainer.print_every", REQUIRED_POSITIVE_INT),
     ("trainer.log_every", REQUIRED_POSITIVE_INT),
+    ("trainer.bn_recalibrate", NON_NEGATIVE_INT),
     ("trainer.diverge_factor", num(1, lo_open=True, nullable=True)),
     ("trainer.threads", Rule(lambda v: v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and v > 0),
                              "auto, null or an integer > 0")),

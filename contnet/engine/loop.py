@@ -13,6 +13,7 @@ first bad step, with no checkpoint).
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import math
 import os
@@ -24,7 +25,7 @@ import torch
 
 from contnet.continuation.state import find_lambda
 from contnet.registry import ConfigError
-from . import checkpoint, distributed
+from . import batchnorm, checkpoint, distributed
 from .plots import plot_curves
 from .progress import ProgressReporter
 from .signals import StopOnSignal
@@ -176,6 +177,7 @@ def fit(*, model, task, optimizer, scheduler, tcfg, run_dir: Path, loggers: list
     log_every = int(tcfg.get("log_every") or 1)
     diverge_factor = float(tcfg.get("diverge_factor") or 0.0)
     pending = PendingSteps()
+    bn_batches = int(tcfg.get("bn_recalibrate") or 0) if batchnorm.batchnorms(model) else 0
 
     def emit(record: dict, t: float | None = None) -> None:
         record["time_s"] = round((time.perf_counter() if t is None else t) - t0, 4)
@@ -218,6 +220,11 @@ def fit(*, model, task, optimizer, scheduler, tcfg, run_dir: Path, loggers: list
     def evaluate(final: bool = False) -> dict:
         nonlocal paused
         t_eval = time.perf_counter()
+        if bn_batches:                # re-estimate BatchNorm statistics under the current weights
+            gen = torch.Generator().manual_seed(seed * 1_000_003 - 1)     # fixed: same batches every time
+            with autocast():
+                batchnorm.recalibrate(model, itertools.islice(task.train_batches(bs, gen, device), bn_batches),
+                                      lambda b: task.loss(fwd_model, b))
         model.eval()
         rec = {"step": st.step}
         splits = ["val", "test"] if final else ["val"]
