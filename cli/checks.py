@@ -86,7 +86,8 @@ def _parse(arg: str):
 
 
 def _combinations(argv: list[str]) -> tuple[list[list[str]], dict[str, str]]:
-    """Override lists to compose: the first value of every sweep, plus one list per other sweep value."""
+    """Override lists to compose: the first value of every sweep, plus one list per other sweep value.
+    (The command line's number of jobs is the product of the sweeps' lengths; see _job_count.)"""
     args = [a for a in argv if not a.startswith("-") and not a.lstrip("+~").startswith("hydra")]
     parsed = [_parse(a) for a in args]
     values = []
@@ -152,6 +153,39 @@ def check_run_dir_holds_no_other_run(cfg, where) -> None:
         logging.disable(logging.NOTSET)
 
 
+def _job_count(argv: list[str]) -> int | None:
+    """Jobs the command line's sweeps make (None when a sweep cannot be expanded here, e.g. glob())."""
+    n = 1
+    for a in argv:
+        if a.startswith("-") or a.lstrip("+~").startswith("hydra"):
+            continue
+        o = _parse(a)
+        if o.is_sweep_override():
+            try:
+                n *= len(list(o.sweep_string_iterator()))
+            except Exception:                  # noqa: BLE001 - glob() needs the config loader
+                return None
+    return n
+
+
+def check_sweep_dir_holds_no_other_runs(cfg, where, subdir, n_jobs: int | None) -> None:
+    """The same rule for a sweep: the job directories it will use (`<sweep dir>/<job number>`, the default
+    subdir; a preset's own sweeper params may add jobs beyond the command line's, unchecked here) must not
+    hold runs of an earlier sweep unless every job resumes (trainer.resume=auto) or starts over
+    (trainer.overwrite=true).  Drivers with their own subdir pattern (contnet.tune) manage their folders."""
+    if cfg.trainer.get("resume") == "auto" or cfg.trainer.get("overwrite", False):
+        return
+    if str(subdir) != "${hydra.job.num}" or not n_jobs:
+        return
+    root = Path(str(where)).expanduser()
+    held = [str(i) for i in range(n_jobs)
+            if (root / str(i) / "metrics.jsonl").exists() or (root / str(i) / "summary.json").exists()]
+    if held:
+        raise ConfigError(f"hydra.sweep.dir={where} already holds runs (jobs {', '.join(held[:5])}"
+                          f"{', ...' if len(held) > 5 else ''}); continue them with trainer.resume=auto, start over "
+                          "with trainer.overwrite=true, or choose another hydra.sweep.dir")
+
+
 def _output_key(argv: list[str]) -> str:
     multirun = any(a in ("-m", "--multirun") for a in argv) or "hydra.mode=MULTIRUN" in argv
     return "hydra.sweep.dir" if multirun else "hydra.run.dir"
@@ -163,6 +197,7 @@ def precheck(argv: list[str], output_dir: bool = True, task_files: bool = True) 
     from hydra import compose, initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
     from hydra.errors import HydraException
+    from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
     from contnet.validation import validate
@@ -193,6 +228,7 @@ def precheck(argv: list[str], output_dir: bool = True, task_files: bool = True) 
                 try:
                     hcfg = compose("config", overrides=[*combos[0], *hydra_args], return_hydra_config=True)
                     where = hcfg.hydra.sweep.dir if key == "hydra.sweep.dir" else hcfg.hydra.run.dir
+                    subdir = OmegaConf.to_container(hcfg.hydra.sweep, resolve=False).get("subdir")
                 except (HydraException, OmegaConfBaseException, ValueError) as e:
                     if full_errors():
                         raise
@@ -200,6 +236,8 @@ def precheck(argv: list[str], output_dir: bool = True, task_files: bool = True) 
                 check_output_dir(where, key)
                 if key == "hydra.run.dir":
                     check_run_dir_holds_no_other_run(cfg, where)
+                else:
+                    check_sweep_dir_holds_no_other_runs(cfg, where, subdir, _job_count(argv))
     finally:
         GlobalHydra.instance().clear()
 

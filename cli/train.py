@@ -49,20 +49,23 @@ def _traceback_to_log_file() -> None:
 
 def _failed_job_summary(cfg, run_dir: Path, error: str) -> dict:
     """summary.json of a sweep job that failed before the engine wrote one, so that `contnet report`
-    counts it as failed (not as still running)."""
+    counts it as failed (not as still running).  A directory that holds run files already (the engine's
+    own failed summary, or another run the engine refused to touch) is left exactly as it is."""
+    import json
+
     from contnet.engine.io import atomic_write_json
-    path = run_dir / "summary.json"
-    try:
-        import json
-        summary = json.loads(path.read_text())
-        if summary.get("status") in ("failed", "diverged", "interrupted"):
-            return summary
-    except (OSError, ValueError):
-        pass
     summary = {"status": "failed", "error": error, "steps": 0, "seed": cfg.get("seed"), "run_dir": str(run_dir),
                "final": {}, "best": {}, "wall_time_s": 0.0,
                **{g: str(cfg[g].get("name")) for g in ("task", "model", "optimizer", "peft", "scheduler")
                   if cfg.get(g) is not None}}
+    path = run_dir / "summary.json"
+    if path.exists() or (run_dir / "metrics.jsonl").exists():
+        try:
+            on_disk = json.loads(path.read_text())
+        except (OSError, ValueError):
+            on_disk = None
+        bad = isinstance(on_disk, dict) and on_disk.get("status") in ("failed", "diverged", "interrupted")
+        return on_disk if bad else summary
     atomic_write_json(path, summary)
     return summary
 

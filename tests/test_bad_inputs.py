@@ -143,6 +143,20 @@ def test_a_run_dir_holding_another_run_is_refused_before_hydra_rewrites_its_conf
     assert {p: p.read_bytes() for p in (tmp_path / "run").rglob("*") if p.is_file()} == before
 
 
+def test_a_sweep_into_a_sweep_dir_holding_runs_is_refused_unless_resuming(tmp_path):
+    sweep = tmp_path / "sweep"
+    args = ["train", "-m", "seed=0,1", f"hydra.sweep.dir={sweep}", "trainer.max_steps=2", "trainer.eval_every=0",
+            "hydra.callbacks.report.enabled=false"]
+    assert run_cli(args, tmp_path).returncode == 0
+    before = {p: p.read_bytes() for p in sweep.rglob("*") if p.is_file()}
+    assert_one_line(run_cli(args, tmp_path), f"hydra.sweep.dir={sweep}", "jobs 0, 1", "trainer.resume=auto")
+    assert {p: p.read_bytes() for p in sweep.rglob("*") if p.is_file()} == before
+    res = run_cli([*args, "trainer.resume=auto"], tmp_path)         # every job already completed: nothing to do
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert {p: p.read_bytes() for p in sweep.rglob("summary.json")} == \
+        {p: b for p, b in before.items() if p.name == "summary.json"}
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into a mode-0 directory")
 def test_read_only_parent_is_one_line(tmp_path):
     ro = tmp_path / "ro"
