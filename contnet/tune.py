@@ -143,6 +143,11 @@ def completed_seeds(d: Path) -> set[int]:
 def final_arm(experiment: str, arm: str, spec: dict, best: dict, plan: dict, out: Path,
               extra: Sequence[str]) -> float:
     d = out / "final" / arm
+    values_file = d / "values.json"               # the values these seeds ran at: a re-tuned arm reruns them
+    if values_file.is_file() and json.loads(values_file.read_text()) != best:
+        shutil.rmtree(d)
+    d.mkdir(parents=True, exist_ok=True)
+    values_file.write_text(json.dumps(best))
     todo = [s for s in plan["seeds"] if s not in completed_seeds(d)]
     start = time.monotonic()
     if todo:
