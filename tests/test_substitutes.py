@@ -3,6 +3,7 @@ valid, scores without Java) are errors outside smoke scale and are marked in sum
 and `contnet report` where they are allowed; `task.generate_splits=[]` turns decoding off."""
 from __future__ import annotations
 
+import csv
 import json
 
 import pytest
@@ -97,6 +98,8 @@ def test_smoke_substitutes_are_marked_in_summary_table_and_report(tmp_path):
     assert "data: synthetic" in rep.stdout and "scores: approximate" in rep.stdout
     md = (tmp_path / "run" / "report.md").read_text()
     assert "completed (data: synthetic, scores: approximate)" in md
+    runs = list(csv.DictReader(open(tmp_path / "run" / "runs.csv", encoding="utf-8")))
+    assert runs[0]["notes"] == "data: synthetic; scores: approximate"
 
 
 def test_train_on_valid_is_marked_and_empty_generate_splits_decodes_nothing(tmp_path):
