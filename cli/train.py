@@ -23,14 +23,13 @@ log = logging.getLogger("contnet")
 EXIT_FAILED, EXIT_CONFIG, EXIT_DIVERGED = 1, 2, 3
 
 
-_HYDRA_FILES = (".hydra", "contnet.log")
 _jobs_here: list[str] = []        # statuses of the sweep jobs this process ran (the basic launcher's)
 
 
 def _discard_if_untouched(run_dir: Path) -> None:
     """A single run that failed its input checks keeps nothing: drop the folder if only Hydra wrote in it."""
     try:
-        if run_dir.is_dir() and all(p.name in _HYDRA_FILES for p in run_dir.iterdir()):
+        if run_dir.is_dir() and all(p.name == ".hydra" or p.suffix == ".log" for p in run_dir.iterdir()):
             import shutil
             shutil.rmtree(run_dir)
     except OSError:
