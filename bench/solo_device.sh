@@ -9,6 +9,9 @@
 #   .devc/data/e2e/      E2E valid.txt and test.txt (CONTNET_DATA)
 #   the SmolLM2 GGUF in two halves (the tool carries at most 64 MiB a call): call 1 copies .devc/a/gguf.part_a
 #   to /tmp (SOLO_DEVICE_STAGE=setup), call 2 brings .devc/b/gguf.part_b and runs the study.
+# Variables: SKIP_SCREEN=1 (confirm only, with .devc/a/study/screen/*/summary.json from an earlier screen),
+# CONFIRM_ROWS="row ..." (instead of --best), SCREEN_S / CONFIRM_S (time limits), SOLO_DEVICE_STAGE=acceptance
+# (experiment=e2e_cpu, solo vs lora at lr 2e-4 and at their tuned lrs, 3 seeds).
 set -u
 REPO=$PWD
 export PYTHONUNBUFFERED=1 PYTHONPATH=/tmp/site:$REPO/.devc/site HF_HUB_OFFLINE=1   # .devc/site: pycocoevalcap's ROUGE-L and CIDEr (.py only; its jars are 100 MB)
