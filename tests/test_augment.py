@@ -123,6 +123,12 @@ def test_device_settings_on_cpu_channels_last_and_precision_auto():
     assert model[0].weight.is_contiguous()                       # auto: NHWC on CUDA only
     device_settings(model, OmegaConf.create({"channels_last": True}), torch.device("cpu"))
     assert model[0].weight.is_contiguous(memory_format=torch.channels_last) and not model[0].weight.is_contiguous()
+    try:
+        device_settings(model, OmegaConf.create({"flush_denormal": True}), torch.device("cpu"))
+        assert float(torch.tensor([1e-40]) * 1.0) == 0.0          # denormals flushed (the Adam-moment slowdown)
+    finally:
+        torch.set_flush_denormal(False)
+    assert float(torch.tensor([1e-40]) * 1.0) > 0.0
     ctx, scaler = autocast_for("auto", torch.device("cpu"))
     with ctx():
         assert not torch.is_autocast_enabled("cpu") and scaler is None      # auto on CPU: fp32
