@@ -180,8 +180,8 @@ def tuned_section(experiment: str, plan: dict, tuned: list[dict], timing: dict) 
         f"then {len(plan['seeds'])} runs (seeds {', '.join(map(str, plan['seeds']))}) at the arm's best values, "
         "scored on the held-out **test** split.", "", *rows, "",
         f"Wall time: {timing.get('total_s', 0):.0f} s (tuning {timing.get('tune_s', 0):.0f} s, final runs "
-        f"{timing.get('final_s', 0):.0f} s); load average at the start {timing.get('load_start', '?')}, "
-        f"at the end {timing.get('load_end', '?')}.", "",
+        f"{timing.get('final_s', 0):.0f} s) over {timing.get('invocations', 1)} invocation(s); load average at "
+        f"the start {timing.get('load_start', '?')}, at the end {timing.get('load_end', '?')}.", "",
         "## Final runs at the tuned values", ""])
 
 
@@ -197,6 +197,20 @@ def report(experiment: str, plan: dict, tuned: list[dict], timing: dict, out: Pa
     path = out / "report.md"
     path.write_text(tuned_section(experiment, plan, tuned, timing) + body, encoding="utf-8")
     return path
+
+
+def add_timing(path: Path, now: dict) -> dict:
+    """Seconds summed over every invocation that worked on this folder (a resumed run adds its own)."""
+    try:
+        before = json.loads(path.read_text())
+    except (OSError, ValueError):
+        before = {}
+    total = dict(now, invocations=int(before.get("invocations", 0)) + 1,
+                 load_start=before.get("load_start", now["load_start"]))
+    for key in ("tune_s", "final_s", "total_s"):
+        total[key] = float(before.get(key, 0.0)) + float(now.get(key, 0.0))
+    path.write_text(json.dumps(total, indent=2))
+    return total
 
 
 def load_avg() -> str:
@@ -259,9 +273,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     timing["total_s"] = time.monotonic() - t0
     timing["load_end"] = load_avg()
-    (out / "timing.json").write_text(json.dumps(timing, indent=2))
+    print(f"[tune] done in {timing['total_s']:.0f} s", flush=True)
+    timing = add_timing(out / "timing.json", timing)
     path = report(experiment, plan, tuned, timing, out)
-    print(f"[tune] wrote {path} in {timing['total_s']:.0f} s", flush=True)
+    print(f"[tune] wrote {path}", flush=True)
     return 0
 
 

@@ -68,6 +68,12 @@ def test_tuning_is_deterministic_resumable_and_reports_on_test(tmp_path):
     report = (a / "report.md").read_text()
     assert "| cadam |" in report and "3 / 0 / 3" in report and "test/loss" in report
     assert (a / "loss_vs_step.png").is_file()
+    first = json.loads((a / "timing.json").read_text())
+    tune(a, "--trials", "3", "--seeds", "0")     # nothing left to do: no new trial, no new seed
+    assert len(trial_values(a)) == 3 and completed_seeds(a / "final" / "cadam") == {0}
+    again = json.loads((a / "timing.json").read_text())
+    assert again["invocations"] == 2 and again["total_s"] >= first["total_s"]
+    assert "over 2 invocation(s)" in (a / "report.md").read_text()
 
 
 def test_unknown_arm_is_one_line_and_exit_2(tmp_path):
