@@ -36,14 +36,17 @@ def sync(device) -> None:
         torch.cuda.synchronize(device)
 
 
-def synthetic_task(kind: str, n: int):
-    """CIFAR-shaped (3×32×32) or digits-shaped (64 features) random classification data, 10 classes."""
+def synthetic_task(kind: str, n: int, augment: bool = False):
+    """CIFAR-shaped (3×32×32) or digits-shaped (64 features) random classification data, 10 classes;
+    `augment`: contnet's on-device crop (pad 4) + flip on the training batches."""
+    from contnet.tasks.augment import AugmentedImageTask
     from contnet.tasks.base import TaskMeta, TensorTask
     shape = (3, 32, 32) if kind == "resnet" else (64,)
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(n, *shape, generator=g), torch.randint(0, 10, (n,), generator=g)
     meta = TaskMeta(name=f"synthetic-{kind}", objective="classify", input_shape=shape, output_dim=10)
-    return TensorTask(meta, {"train": (x, y)})    # no val/test: no evaluation (and no eval-mode recompile)
+    cls = AugmentedImageTask if augment else TensorTask
+    return cls(meta, {"train": (x, y)})    # no val/test: no evaluation (and no eval-mode recompile)
 
 
 def build(kind: str, task, homotopy: bool = False, optimizer: str | None = None):
@@ -146,14 +149,15 @@ def loop_vs_plain(device, emit, rows, repeats):
     emit("| model | precision | compile | batch | plain steps/s | contnet steps/s | images/s (contnet) "
          "| contnet/plain |")
     emit("|---|---|---|---|---|---|---|---|")
-    for kind, precision, compile_ in rows:
+    for kind, precision, compile_, *aug in rows:
+        augment = bool(aug and aug[0])
         cuda = device.type == "cuda"
         batch, n = (128, 128 * 40) if kind == "resnet" else (64, 1437)
         warm, steps = ((50, 200) if kind == "resnet" else (100, 500)) if cuda else \
             ((4, 8) if kind == "resnet" else (50, 200))
         if not cuda and kind == "resnet":
             batch, n = 32, 32 * 12
-        task = synthetic_task(kind, n)
+        task = synthetic_task(kind, n, augment)
         ours, plain, ratios, cl = [], [], [], False
         for r in range(repeats):        # repeat 0 runs contnet first: `cl` (its conv layout) is known after it
             p = plain_rate(kind, task, device, warm, steps, batch, precision, compile_, cl) if r % 2 else None
@@ -166,7 +170,7 @@ def loop_vs_plain(device, emit, rows, repeats):
             plain.append(p)
             ratios.append(o / p)
         o, p = statistics.median(ours), statistics.median(plain)
-        emit(f"| {kind}{' (channels_last)' if cl else ''} | {precision} | {compile_} | {batch} | {p:.1f} | {o:.1f} "
+        emit(f"| {kind}{' (channels_last)' if cl else ''}{' + augment (plain: none)' if augment else ''} | {precision} | {compile_} | {batch} | {p:.1f} | {o:.1f} "
              f"| {o * batch:.0f} | {statistics.median(ratios):.3f} |")
 
 
@@ -278,6 +282,7 @@ def host_syncs(device, out, emit):
 def precision(device, out, emit):
     rows = [(k, p, False) for k in ("resnet", "mlp") for p in ("fp32", "bf16", "fp16")
             if p != "fp16" or device.type == "cuda"]
+    rows.insert(2, ("resnet", "bf16", False, True))          # the cost of the on-device augmentation
     loop_vs_plain(device, emit, rows, repeats=3)
 
 
