@@ -6,7 +6,6 @@ Run as a script under torchrun it is the data-parallel probe of the `torchrun` s
 from __future__ import annotations
 
 import contextlib
-import copy
 import io
 import json
 import os
