@@ -54,4 +54,7 @@ class HomotopySkip(LambdaRef, nn.Module):
     def forward(self, y, residual):
         if not hasattr(self, "_lam_ref"):
             return self.act(y + residual)
-        return torch.lerp(self.act(y), self.act(y + residual), self.lam.to(y.dtype))
+        plain, skipped = self.act(y), self.act(y + residual)
+        if plain.dtype != skipped.dtype:       # mixed precision: lerp needs one dtype (the sum's promotion)
+            plain = plain.to(skipped.dtype)
+        return torch.lerp(plain, skipped, self.lam.to(skipped.dtype))
