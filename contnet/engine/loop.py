@@ -221,6 +221,8 @@ def fit(*, model, task, optimizer, scheduler, tcfg, run_dir: Path, loggers: list
 
     def evaluate(final: bool = False) -> dict:
         nonlocal paused
+        if not ctx.is_main:      # rank 0 evaluates, decodes and writes; evaluation has no collective
+            return {}
         t_eval = time.perf_counter()
         if bn_batches:                # re-estimate BatchNorm statistics under the current weights
             gen = torch.Generator().manual_seed(seed * 1_000_003 - 1)     # fixed: same batches every time
