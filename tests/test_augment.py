@@ -132,3 +132,13 @@ def test_device_settings_on_cpu_channels_last_and_precision_auto():
     ctx, scaler = autocast_for("auto", torch.device("cpu"))
     with ctx():
         assert not torch.is_autocast_enabled("cpu") and scaler is None      # auto on CPU: fp32
+
+
+def test_chunked_augmentation_gives_the_same_batches():
+    """Crops are computed a chunk of batches at a time (fewer GPU launches): the batches do not depend on it."""
+    aug, _ = task_pair()
+    ref = list(aug.train_batches(8, torch.Generator().manual_seed(5), "cpu", chunk=1))
+    for chunk in (2, 3, 16):
+        got = list(aug.train_batches(8, torch.Generator().manual_seed(5), "cpu", chunk=chunk))
+        assert len(got) == len(ref) == 5
+        assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(got, ref))

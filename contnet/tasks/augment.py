@@ -46,17 +46,27 @@ class AugmentedImageTask(TensorTask):
         super().__init__(meta, data)
         self.pad, self.flip = pad, flip
 
-    def train_batches(self, batch_size, generator, device):
+    def train_batches(self, batch_size, generator, device, chunk: int = 16):
+        """Augments `chunk` batches at a time (one crop/flip call per chunk: fewer kernel launches on a GPU);
+        each example's crop and flip are the same whatever the chunking."""
         x, y = self.tensors("train", device)
         n = len(x)
         perm = torch.randperm(n, generator=generator)
         # one draw per example for the whole epoch (after the order): same numbers when resumed mid-epoch
         offsets = torch.randint(0, 2 * self.pad + 1, (2, n), generator=generator)
         flips = torch.rand(n, generator=generator) < 0.5 if self.flip else torch.zeros(n, dtype=torch.bool)
-        perm, offsets, flips = perm.to(x.device), offsets.to(x.device), flips.to(x.device)
-        for i in range(0, n - batch_size + 1 if n >= batch_size else 1, batch_size):
-            idx = perm[i:i + batch_size]
-            yield crop_flip(x[idx], offsets[0, idx], offsets[1, idx], flips[idx], self.pad), y[idx]
+        draws = torch.stack([perm, offsets[0], offsets[1], flips.long()])
+        draws = draws.pin_memory().to(x.device, non_blocking=True) if x.is_cuda else draws.to(x.device)
+        perm, dy, dx, flips = draws[0], draws[1], draws[2], draws[3].bool()
+        stop = n - batch_size + 1 if n >= batch_size else 1
+        starts = list(range(0, stop, batch_size))
+        for c in range(0, len(starts), chunk):
+            first, last = starts[c], min(starts[min(c + chunk, len(starts)) - 1] + batch_size, n)
+            idx = perm[first:last]
+            xs = crop_flip(x[idx], dy[idx], dx[idx], flips[idx], self.pad)
+            ys = y[idx]
+            for i in starts[c:c + chunk]:
+                yield xs[i - first:i - first + batch_size], ys[i - first:i - first + batch_size]
 
 
 def image_task(cfg, task: TensorTask) -> TensorTask:

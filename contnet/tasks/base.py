@@ -74,7 +74,8 @@ class TensorTask(Task):
     def train_batches(self, batch_size, generator, device):
         ts = self.tensors("train", device)
         n = len(ts[0])
-        perm = torch.randperm(n, generator=generator).to(ts[0].device)
+        perm = torch.randperm(n, generator=generator)     # pinned + non_blocking: no host sync on CUDA
+        perm = perm.pin_memory().to(ts[0].device, non_blocking=True) if ts[0].is_cuda else perm.to(ts[0].device)
         for i in range(0, n - batch_size + 1 if n >= batch_size else 1, batch_size):
             idx = perm[i:i + batch_size]
             yield tuple(t[idx] for t in ts)
