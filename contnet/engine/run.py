@@ -60,8 +60,10 @@ def resolve_auto(cfg: DictConfig) -> None:
     with open_dict(cfg):
         if cfg.model.get("homotopy", False) == "auto":
             cfg.model.homotopy = bool(cfg.optimizer.get("homotopy", False))
-        if cfg.task.get("center") == "auto":
-            cfg.task.center = cfg.model.get("init") == "pca"
+        if cfg.task.get("center") == "auto":      # before init=auto resolves: every optimizer sees the same data
+            cfg.task.center = cfg.model.get("init") in ("pca", "auto")
+        if cfg.model.get("init") == "auto" and not cfg.optimizer.get("homotopy", False):
+            cfg.model.init = "default"             # the closed-form λ=0 start is a continuation optimizer's (models/common.py)
 
 
 RUN_FILES = ("metrics.jsonl", "summary.json", "checkpoints", "curves.png", "tensorboard")
