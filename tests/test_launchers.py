@@ -134,7 +134,6 @@ def _assert_two_completed_runs(sweep: Path):
     assert {json.loads(p.read_text())["seed"] for p in summaries} == {0, 1}
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("launcher", ["slurm_local", "joblib_local"])
 def test_two_job_sweep_through_launcher(tmp_path, launcher):
     """`contnet train -m` through a launcher preset, then the report callback on the sweep."""

@@ -93,7 +93,6 @@ def test_wandb_with_key_but_no_server_runs_offline_within_20s_extra(tmp_path, mo
     assert took - baseline < 20
 
 
-@pytest.mark.slow
 def test_wandb_server_that_never_answers_falls_back_within_20s_extra(tmp_path, monkeypatch, caplog):
     """A listener that accepts connections and never replies: only init_timeout can end the wait."""
     srv = socket.socket()
