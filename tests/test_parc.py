@@ -136,9 +136,11 @@ def test_orthogonal_perturbation_and_omega_rule():
     assert corrector_omega(2, 10) == 6.0 and corrector_omega(20, 10) == 0.5 and corrector_omega(10_000, 10) == 0.05
 
 
-def test_parc_reaches_one_then_is_the_inner_optimizer_and_round_trips():
+@pytest.mark.parametrize("check", ["fixed", "loss"])
+def test_parc_reaches_one_then_is_the_inner_optimizer_and_round_trips(check):
     c = OmegaConf.create(dict(name="parc", delta_s=0.1, min_arc_len=0.05, max_arc_len=0.2, corrector_steps=5,
-                              sphere_radius_m=0.5, **ADAM))
+                              sphere_radius_m=0.5, corrector_check=check, corrector_min_steps=2, ma_window=1,
+                              **ADAM))
     model = Small(seed=3)
     opt = OPTIMIZERS.get("parc")(c, model)
     batches = data(200)
@@ -161,7 +163,59 @@ def test_parc_reaches_one_then_is_the_inner_optimizer_and_round_trips():
     assert opt.driver.k == opt2.driver.k and opt.driver.ds == opt2.driver.ds
 
 
-def test_config_rejects_unknown_constraint():
+def test_config_rejects_unknown_constraint_and_corrector_check():
     from contnet.registry import ConfigError
     with pytest.raises(ConfigError):
         PARCConfig.from_cfg(OmegaConf.create({"constraint": "exact"}))
+    with pytest.raises(ConfigError, match="corrector_check"):
+        PARCConfig.from_cfg(OmegaConf.create({"corrector_check": "early"}))
+
+
+def corrector_lengths(check):
+    """Iterations of each finished corrector (j just before it ended) on the Small regression."""
+    c = OmegaConf.create(dict(name="parc", delta_s=0.1, min_arc_len=0.05, max_arc_len=0.2, corrector_steps=8,
+                              corrector_min_steps=2, ma_window=1, loss_tol=0.5, corrector_check=check, **ADAM))
+    model = Small(seed=3)
+    opt = OPTIMIZERS.get("parc")(c, model)
+    lengths = []
+    for batch in data(80):
+        j, k = opt.driver.j, opt.driver.k
+        small_run(model, opt, [batch])
+        if opt.driver.k > k:
+            lengths.append(j + 1)
+        if not opt.driver.active:
+            break
+    return lengths
+
+
+def test_fixed_corrector_runs_corrector_steps_and_loss_check_can_end_earlier():
+    fixed, loss = corrector_lengths("fixed"), corrector_lengths("loss")
+    assert fixed and set(fixed) == {8}
+    assert loss and min(loss) < 8 and all(2 <= j <= 8 for j in loss)
+
+
+def test_step_keeps_lambda_and_its_gradient_on_the_device():
+    """No conversion inside a corrector iteration: λ, ∂L/∂λ, the projection and the residual are tensors."""
+    from contnet.engine.hostsync import count_host_syncs
+    c = OmegaConf.create(dict(name="parc", delta_s=0.1, min_arc_len=0.05, max_arc_len=0.2, corrector_steps=4,
+                              **ADAM))
+    model = Small(seed=3)
+    opt = OPTIMIZERS.get("parc")(c, model)
+    batches = data(12)
+    small_run(model, opt, batches[:5])                  # past the natural corrector: arclength phase
+    assert opt.driver.phase == "arclength" and opt.driver.j == 1
+    with count_host_syncs() as counter:
+        small_run(model, opt, batches[5:7])             # iterations j = 2, 3 of a 4-step corrector
+        r = opt.driver.residual()
+    assert counter.total == 0 and isinstance(r, torch.Tensor) and abs(float(r)) < 1e-5
+    with count_host_syncs() as counter:
+        small_run(model, opt, batches[7:8])             # j = 4 ends it: one λ read for the finish test
+    assert counter.total == 1 and opt.driver.j == 0
+
+
+def test_paper_arms_keep_the_authors_early_stop():
+    from tests.conftest import compose
+    for arm in ("parc_mnist_ae_parc", "parc_mnist_parc"):
+        cfg = compose(["experiment=parc_paper", f"experiment/arm={arm}"])
+        assert cfg.optimizer.corrector_check == "loss" and cfg.optimizer.corrector_steps == 300
+    assert compose(["optimizer=parc"]).optimizer.corrector_check == "fixed"

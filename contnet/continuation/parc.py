@@ -10,8 +10,10 @@ fills ∂L/∂λ, and λ moves with θ.  The path is walked in arclength steps �
               textbook: z is projected onto the hyperplane N(z) = ⟨z − z_k, ż⟩ − Δs = 0 (exact
               equality constraint, reference z_k); authors: the gradient of the fixed-μ penalty
               μ·(⟨z − z_pred, v⟩ − Δs) is added instead (reference z_pred, no projection).
-              A corrector ends after `corrector_steps` iterations or earlier when the running mean
-              of the loss stops moving (C2's ma_loss test, relative tolerance here).
+              A corrector ends after `corrector_steps` iterations (`corrector_check=fixed`, the
+              default: no host read inside a corrector) or, with `corrector_check=loss`, earlier when
+              the running mean of the loss stops moving (C2's ma_loss test, relative tolerance here;
+              it reads the losses on the host every iteration).
   Δs update   C2's corrector_omega rule from the iterations used j: ω = 1 + G/j if j ≤ G else
               max(G/j, 0.05); Δs ← clip(ω·Δs, min_arc_len, max_arc_len).
   start       C2's natural start: from (θ0, λ_init) one unconstrained corrector at λ_init +
@@ -19,6 +21,10 @@ fills ∂L/∂λ, and λ moves with θ.  The path is walked in arclength steps �
 
 λ is clipped to [0, 1].  When a corrector ends with λ ≥ 1 − `finish_tol`, λ is set to exactly 1, the
 buffers are freed, and the optimizer continues as its inner optimizer.
+
+Host transfers: θ, λ, ∂L/∂λ, the projection and the secant stay on the device; with the fixed
+corrector a corrector iteration reads nothing, and each corrector end reads λ once (the λ ≥ 1 − tol
+decision); Δs depends only on j, known on the host.
 
 The inner product on z weights θ by κ² (`theta_scale`; "rms": κ = 1/√n, so θ is measured as an RMS
 change and one unit of λ weighs as much as moving every weight by one unit).  With κ = 1 it is the
@@ -35,6 +41,7 @@ import torch
 from .state import LambdaState
 
 CONSTRAINTS = ("textbook", "authors")
+CORRECTOR_CHECKS = ("fixed", "loss")
 
 
 @dataclass
@@ -55,6 +62,7 @@ class PARCConfig:
     theta_scale: str | float = "rms"  # κ of the z inner product (see module doc)
     sphere_radius_m: float = 0.0   # orthogonal perturbation radius / Δs (C2: 0.5; 0 = none)
     finish_tol: float = 1e-6
+    corrector_check: str = "fixed"  # fixed: corrector_steps iterations (no host read); loss: C2's early stop
     max_continuation_steps: int | None = None  # then λ jumps to 1 (None: no limit)
 
     @classmethod
@@ -68,6 +76,9 @@ class PARCConfig:
         from contnet.registry import ConfigError
         if self.constraint not in CONSTRAINTS:
             raise ConfigError(f"optimizer.constraint='{self.constraint}'; choose one of {', '.join(CONSTRAINTS)}")
+        if self.corrector_check not in CORRECTOR_CHECKS:
+            raise ConfigError(f"optimizer.corrector_check='{self.corrector_check}'; choose one of "
+                              f"{', '.join(CORRECTOR_CHECKS)}")
         if not 0 < self.min_arc_len <= self.max_arc_len:
             raise ConfigError("optimizer.min_arc_len must be > 0 and ≤ optimizer.max_arc_len")
         if not 0.0 <= self.lambda_init < 1.0:
@@ -81,18 +92,21 @@ def corrector_omega(j: int, guess: int) -> float:
     return 1.0 + guess / j if j <= guess else max(guess / j, 0.05)
 
 
-def _dot(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
-    return float(sum(torch.sum(x * y) for x, y in zip(a, b))) if a else 0.0
+def _dot(a: list[torch.Tensor], b: list[torch.Tensor]) -> torch.Tensor:
+    """Σ ⟨a_i, b_i⟩ as a 0-dim tensor on the tensors' device (no host read)."""
+    return sum(torch.sum(x * y) for x, y in zip(a, b)) if a else torch.zeros(())
 
 
-def orthogonal_direction(t_theta, t_lam: float, kappa: float, generator=None):
-    """A random unit direction d (in the κ-weighted metric) with ⟨d, ż⟩ = 0 for the unit ż = (t_θ, t_λ)."""
+def orthogonal_direction(t_theta, t_lam, kappa: float, generator=None):
+    """A random unit direction d (in the κ-weighted metric) with ⟨d, ż⟩ = 0 for the unit ż = (t_θ, t_λ).
+    d_λ comes back as a 0-dim tensor on t_θ's device; nothing is read on the host."""
     d = [torch.randn(t.shape, generator=generator, dtype=t.dtype).to(t.device) for t in t_theta]
-    d_lam = float(torch.randn((), generator=generator))
+    ref = t_theta[0]
+    d_lam = torch.randn((), generator=generator, dtype=ref.dtype).to(ref.device)
     c = kappa ** 2 * _dot(d, t_theta) + d_lam * t_lam
-    torch._foreach_add_(d, t_theta, alpha=-c)
-    d_lam -= c * t_lam
-    norm = math.sqrt(kappa ** 2 * _dot(d, d) + d_lam ** 2)
+    torch._foreach_sub_(d, torch._foreach_mul(t_theta, c))
+    d_lam = d_lam - c * t_lam
+    norm = torch.sqrt(kappa ** 2 * _dot(d, d) + d_lam ** 2)
     torch._foreach_div_(d, norm)
     return d, d_lam / norm
 
@@ -105,17 +119,21 @@ class PARCDriver:
         self.lambda_lr = lr if cfg.lambda_lr is None else float(cfg.lambda_lr)
         self.ds, self.ds_prev = cfg.delta_s, cfg.delta_s
         self.phase = "natural"            # natural → arclength → done
-        self.j, self.losses = 0, []       # corrector iterations and losses of the current corrector
+        self.j, self.losses = 0, []       # corrector iterations; losses of the current corrector (check=loss)
         self.k = 0                        # continuation steps finished
         self.steps = 0                    # engine steps taken while active
         self.generator = torch.Generator().manual_seed(0)
         with torch.no_grad():
             self.theta_ref = [p.detach().clone() for p in params]   # z_k (θ part)
-        self.lam_ref = cfg.lambda_init
+        self.lam_ref = self._scalar(cfg.lambda_init)               # z_k (λ part), on λ's device
         self.tangent: list[torch.Tensor] | None = None   # textbook: unit ż θ part; authors: v_θ
-        self.t_lam = 0.0
+        self.t_lam = self._scalar(0.0)
         lam.set(min(cfg.lambda_init + cfg.natural_step, 1.0))
         lam.value.requires_grad_(True)
+
+    def _scalar(self, x) -> torch.Tensor:
+        v = self.lam.value
+        return torch.as_tensor(x, dtype=v.dtype).to(v.device)
 
     @property
     def active(self) -> bool:
@@ -131,78 +149,83 @@ class PARCDriver:
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        g_lam = self.lam.value.grad
-        g_lam = 0.0 if g_lam is None else float(g_lam)
-        if self.phase == "arclength" and self.cfg.constraint == "authors":
-            mu = self.cfg.lagrange_mu
-            for p, v in zip(self.params, self.tangent):     # ∇(μ·N) = μ·v
-                if p.grad is not None:
-                    p.grad.add_(v, alpha=mu)
-            g_lam += mu * self.t_lam
-        inner.step()
-        lam = self.lam.get()
-        if self.phase == "arclength":
-            lam -= self.lambda_lr * g_lam
-            lam = self._project(lam) if self.cfg.constraint == "textbook" else lam
-        self.lam.set(min(max(lam, 0.0), 1.0))
+        with torch.no_grad():
+            grad = self.lam.value.grad
+            g_lam = torch.zeros_like(self.lam.tensor()) if grad is None else grad.detach()
+            if self.phase == "arclength" and self.cfg.constraint == "authors":
+                mu = self.cfg.lagrange_mu
+                for p, v in zip(self.params, self.tangent):     # ∇(μ·N) = μ·v
+                    if p.grad is not None:
+                        p.grad.add_(v, alpha=mu)
+                g_lam = g_lam + mu * self.t_lam
+            inner.step()
+            if self.phase == "arclength":
+                lam = self.lam.tensor() - self.lambda_lr * g_lam
+                lam = self._project(lam) if self.cfg.constraint == "textbook" else lam
+                self.lam.set_tensor(lam)                         # clamp to [0, 1] on the device
         self.steps += 1
         self.j += 1
-        if loss is not None:
-            self.losses.append(float(loss.detach()))
+        if loss is not None and self.cfg.corrector_check == "loss":
+            self.losses.append(loss.detach().double())
         if self._corrector_done():
             self._end_corrector(inner)
         return loss
 
     @torch.no_grad()
-    def residual(self, lam: float | None = None) -> float:
-        """Textbook N(z) = ⟨z − z_k, ż⟩ − Δs (κ-weighted)."""
-        lam = self.lam.get() if lam is None else lam
+    def residual(self, lam: torch.Tensor | None = None) -> torch.Tensor:
+        """Textbook N(z) = ⟨z − z_k, ż⟩ − Δs (κ-weighted), a 0-dim tensor on λ's device."""
+        lam = self.lam.tensor() if lam is None else lam
         diff = torch._foreach_sub(self.params, self.theta_ref)
         return self.kappa ** 2 * _dot(diff, self.tangent) + (lam - self.lam_ref) * self.t_lam - self.ds
 
     @torch.no_grad()
-    def _project(self, lam: float) -> float:
+    def _project(self, lam: torch.Tensor) -> torch.Tensor:
         n = self.residual(lam)
-        torch._foreach_add_(self.params, self.tangent, alpha=-n)
+        torch._foreach_sub_(self.params, torch._foreach_mul(self.tangent, n))
         return lam - n * self.t_lam
 
     def _corrector_done(self) -> bool:
         c = self.cfg
         if self.j >= c.corrector_steps:
             return True
+        if c.corrector_check == "fixed":
+            return False
         if self.j < max(c.corrector_min_steps, c.ma_window + 1) or len(self.losses) < c.ma_window + 1:
             return False
         w = c.ma_window
-        now, before = sum(self.losses[-w:]) / w, sum(self.losses[-w - 1:-1]) / w
+        recent = torch.stack(self.losses[-w - 1:]).tolist()             # one transfer per iteration
+        now, before = sum(recent[1:]) / w, sum(recent[:-1]) / w
         return abs(now - before) <= c.loss_tol * max(abs(before), 1e-12)
 
     # ---- end of a corrector: Δs update, new secant, predictor ----------------------------------------
     @torch.no_grad()
     def _end_corrector(self, inner) -> None:
-        c, lam = self.cfg, self.lam.get()
+        c = self.cfg
         if self.phase == "arclength":
             self.ds_prev = self.ds
             self.ds = min(max(corrector_omega(self.j, c.guess_steps) * self.ds, c.min_arc_len), c.max_arc_len)
         self.k += 1
         self.j, self.losses = 0, []
         limit = c.max_continuation_steps is not None and self.k >= c.max_continuation_steps
-        if lam >= 1.0 - c.finish_tol or limit:
+        if limit or self.lam.get() >= 1.0 - c.finish_tol:     # the one host read of a corrector
             return self._finish()
+        lam = self.lam.tensor().clone()
         d_theta = torch._foreach_sub(self.params, self.theta_ref)
         d_lam = lam - self.lam_ref
         torch._foreach_copy_(self.theta_ref, self.params)
         self.lam_ref = lam
         if c.constraint == "textbook":
-            norm = math.sqrt(self.kappa ** 2 * _dot(d_theta, d_theta) + d_lam ** 2)
-            if norm == 0.0:
-                d_theta, d_lam, norm = [torch.zeros_like(p) for p in self.params], 1.0, 1.0
+            norm = torch.sqrt(self.kappa ** 2 * _dot(d_theta, d_theta) + d_lam ** 2)
+            still = norm == 0.0                                  # no move: ż = (0, 1)
+            torch._foreach_mul_(d_theta, (~still).to(norm.dtype))
+            d_lam, norm = torch.where(still, 1.0, d_lam), torch.where(still, 1.0, norm)
             torch._foreach_div_(d_theta, norm)
             self.tangent, self.t_lam = d_theta, d_lam / norm
             step_theta, step_lam = self.tangent, self.t_lam
             scale = self.ds
         else:
-            norm_theta = math.sqrt(_dot(d_theta, d_theta))
-            torch._foreach_mul_(d_theta, self.ds / norm_theta if norm_theta > 0 else 0.0)
+            norm_theta = torch.sqrt(_dot(d_theta, d_theta))
+            torch._foreach_mul_(d_theta, torch.where(norm_theta > 0, self.ds / norm_theta, 0.0))
             self.tangent = d_theta
             self.t_lam = self.ds / self.ds_prev * d_lam
             step_theta, step_lam, scale = self.tangent, self.t_lam, 1.0
@@ -213,12 +236,12 @@ class PARCDriver:
             d, d_lam_o = orthogonal_direction(unit[0], unit[1], self.kappa, self.generator)
             r = c.sphere_radius_m * self.ds
             torch._foreach_add_(self.params, [x.to(p.device) for x, p in zip(d, self.params)], alpha=r)
-            lam_pred += r * d_lam_o
-        self.lam.set(min(max(lam_pred, 0.0), 1.0))
+            lam_pred = lam_pred + r * d_lam_o.to(lam_pred.device)
+        self.lam.set_tensor(lam_pred)
         self.phase = "arclength"
 
     def _unit_tangent(self):
-        norm = math.sqrt(self.kappa ** 2 * _dot(self.tangent, self.tangent) + self.t_lam ** 2)
+        norm = torch.sqrt(self.kappa ** 2 * _dot(self.tangent, self.tangent) + self.t_lam ** 2)
         return [t / norm for t in self.tangent], self.t_lam / norm
 
     def _finish(self) -> None:
@@ -228,18 +251,22 @@ class PARCDriver:
         self.lam.set(1.0)
         self.theta_ref, self.tangent = [], None
 
-    # ---- checkpoints -------------------------------------------------------------------------------
+    # ---- checkpoints (host floats: the layout of earlier checkpoints) --------------------------------
     def state_dict(self) -> dict:
+        losses = torch.stack(self.losses).tolist() if self.losses else []
         return {"kind": "parc", "config": asdict(self.cfg), "lambda": self.lam.get(), "phase": self.phase,
-                "ds": self.ds, "ds_prev": self.ds_prev, "j": self.j, "losses": list(self.losses), "k": self.k,
-                "steps": self.steps, "theta_ref": [t.clone() for t in self.theta_ref], "lam_ref": self.lam_ref,
+                "ds": self.ds, "ds_prev": self.ds_prev, "j": self.j, "losses": losses, "k": self.k,
+                "steps": self.steps, "theta_ref": [t.clone() for t in self.theta_ref],
+                "lam_ref": float(self.lam_ref),
                 "tangent": None if self.tangent is None else [t.clone() for t in self.tangent],
-                "t_lam": self.t_lam, "generator": self.generator.get_state()}
+                "t_lam": float(self.t_lam), "generator": self.generator.get_state()}
 
     def load_state_dict(self, sd: dict) -> None:
-        for key in ("phase", "ds", "ds_prev", "j", "k", "steps", "lam_ref", "t_lam"):
+        for key in ("phase", "ds", "ds_prev", "j", "k", "steps"):
             setattr(self, key, sd[key])
-        self.losses = list(sd["losses"])
+        self.lam_ref, self.t_lam = self._scalar(sd["lam_ref"]), self._scalar(sd["t_lam"])
+        self.losses = [torch.tensor(float(x), dtype=torch.float64, device=self.lam.value.device)
+                       for x in sd["losses"]]
         dev = [p.device for p in self.params]
         self.theta_ref = [t.clone().to(d) for t, d in zip(sd["theta_ref"], dev)]
         self.tangent = None if sd["tangent"] is None else [t.clone().to(d) for t, d in zip(sd["tangent"], dev)]

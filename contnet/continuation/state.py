@@ -25,6 +25,16 @@ class LambdaState(nn.Module):
         with torch.no_grad():
             self.value.fill_(float(value))
 
+    # device-side accessors: no host transfer (use these in per-step code; get()/set() read/write floats)
+    def tensor(self) -> torch.Tensor:
+        """λ as a detached 0-dim tensor on the buffer's device (a view: it follows later in-place sets)."""
+        return self.value.detach()
+
+    def set_tensor(self, value: torch.Tensor, low: float = 0.0, high: float = 1.0) -> None:
+        """λ ← clamp(value, low, high), computed on the device (no host read)."""
+        with torch.no_grad():
+            self.value.copy_(torch.clamp(value.detach(), low, high))
+
     def extra_repr(self) -> str:
         return f"value={self.get():.4g}"
 
