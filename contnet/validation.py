@@ -108,6 +108,7 @@ RULES: list[tuple[str, Rule]] = [
     ("trainer.precision", choice("fp32", "bf16", "fp16", "auto")),
     ("trainer.channels_last", choice(True, False, "auto")),
     ("trainer.tf32", choice(True, False, "auto")),
+    ("trainer.find_unused_parameters", choice(True, False, "auto")),
     ("trainer.flush_denormal", choice(True, False)),
     ("logger.mode", choice("online", "offline", "disabled", nullable=True)),
     ("logger.init_timeout", num(0, lo_open=True, nullable=False)),

@@ -70,3 +70,88 @@ def test_explicit_gpu_index_under_data_parallel_is_one_clear_error():
         device_for("cuda:1", Context(rank=1, world_size=2, local_rank=1))
     assert device_for("cuda:1", Context()) == "cuda:1"              # a single process keeps its choice
     assert device_for("cpu", Context(rank=1, world_size=2, local_rank=1)) == "cpu"
+
+
+def torchrun(cwd, args: list[str]) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CONTNET_DIST_BACKEND": "gloo"}
+    res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                          "-m", "contnet.cli.main", "train", *args], cwd=cwd, capture_output=True, text=True,
+                         timeout=400, env=env)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return res
+
+
+def test_checkpoint_keeps_every_ranks_rng_and_resumes_with_two_or_one_process(tmp_path, caplog):
+    """A 2-rank checkpoint holds both ranks' RNG states; resuming it with 2 ranks, and with 1 process (a warning,
+    no IndexError), both end where an uninterrupted single process with the global batch ends."""
+    import shutil
+
+    import torch
+    cut = tmp_path / "cut"
+    base = ["trainer.batch_size=32", *COMMON[1:], "trainer.eval_every=0", "trainer.eval_train=false"]
+    torchrun(tmp_path, [f"hydra.run.dir={cut}", "trainer.max_steps=15", *base])
+    ckpt = torch.load(cut / "checkpoints" / "last.pt", weights_only=False)
+    assert ckpt["progress"]["step"] == 15 and len(ckpt["rng_ranks"]) == 2
+    assert all(set(r) >= {"torch", "python", "numpy"} for r in ckpt["rng_ranks"])
+    one = tmp_path / "one"
+    shutil.copytree(cut, one)
+
+    torchrun(tmp_path, [f"hydra.run.dir={cut}", "trainer.max_steps=30", f"trainer.resume={cut}", *base])
+    single = [f"trainer.max_steps={STEPS}", "trainer.batch_size=64", *base[1:]]
+    with caplog.at_level("WARNING", logger="contnet"):
+        run_inprocess([*single, f"trainer.resume={one}"], one)
+    assert "written by 2 process(es), this run has 1" in caplog.text
+    run_inprocess(single, tmp_path / "ref")
+    ref = [r["train/loss"] for r in read_metrics(tmp_path / "ref") if "train/loss" in r]
+    for run_dir in (cut, one):
+        got = [r for r in read_metrics(run_dir) if "train/loss" in r]
+        assert [r["step"] for r in got] == list(range(1, STEPS + 1))
+        assert [r["train/loss"] for r in got] == pytest.approx(ref, rel=1e-5)
+
+
+DEAD_CELL = ["model=seq2d", "model.pattern=grid", "model.grid.sizes=[in,16,16,out]",   # slot 2 never reaches the output
+             "model.grid.layout=[[I,null,null,null],[W,null,null,null],[W,null,null,null],[null,W,null,null]]"]
+
+
+def test_seq2d_grid_with_a_dead_cell_trains_under_two_processes(tmp_path):
+    """A grid cell whose slot never reaches the output gets no gradient; DistributedDataParallel then raises
+    (find_unused_parameters off) unless trainer.find_unused_parameters=auto turns it on from a probe step.
+    The probe leaves no trace: the run still matches one process with the global batch."""
+    assert ddp_vs_single(tmp_path, DEAD_CELL) < 1e-5
+
+
+def test_find_unused_probe_names_the_dead_cell_and_leaves_no_trace():
+    import torch
+
+    from contnet.engine.distributed import Context, find_unused, unused_parameters
+    from contnet.engine.run import build, resolve_auto, validate
+    from tests.conftest import compose
+    cfg = compose([*DEAD_CELL, "trainer.device=cpu", "trainer.max_steps=2"])
+    validate(cfg)
+    resolve_auto(cfg)
+    task, model, *_ = build(cfg, 0, None, torch.device("cpu"), Context())
+    batch = next(iter(task.train_batches(8, torch.Generator().manual_seed(0), torch.device("cpu"))))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    rng = torch.get_rng_state()
+    assert unused_parameters(model, lambda: task.loss(model, batch)) == ["map.blocks.2,0.weight", "map.biases.2"]
+    assert all(p.grad is None for p in model.parameters()) and torch.equal(torch.get_rng_state(), rng)
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    assert find_unused("auto", model, lambda: task.loss(model, batch), Context()) is True
+    assert find_unused(False, model, lambda: task.loss(model, batch), Context()) is False
+
+
+def test_text_task_loss_is_the_global_token_mean_under_two_processes(tmp_path):
+    """tiny-gpt2 + LoRA (adapter dropout off: its draws depend on the shard shape) on E2E: completions differ in length, so the ranks' shards hold different token counts;
+    the loss is weighted by each rank's share of the global token count, and 2 processes × 4 sequences step
+    like 1 process × 8 (a mean of the ranks' per-token means would not)."""
+    pytest.importorskip("peft")
+    from tests.test_nlg_e2e import e2e_dir
+    args = ["task=e2e", "model=tiny-gpt2", "peft=lora", "peft.dropout=0.0", f"task.data_dir={e2e_dir(tmp_path)}", "task.train_size=32",
+            "task.meteor=false", "task.download=false", "trainer.max_steps=6", "trainer.eval_every=0",
+            "trainer.eval_train=false", "task.generation.max_new_tokens=4", "trainer.device=cpu", "seed=3",
+            "trainer.log_every=1"]
+    torchrun(tmp_path, [f"hydra.run.dir={tmp_path / 'two'}", "trainer.batch_size=4", *args])
+    run_inprocess(["trainer.batch_size=8", *args], tmp_path / "one")
+    two, one = ([r["train/loss"] for r in read_metrics(tmp_path / d) if "train/loss" in r] for d in ("two", "one"))
+    assert len(two) == len(one) == 6
+    assert two == pytest.approx(one, rel=1e-5)

@@ -8,7 +8,8 @@ Contract (docs/reliability.md):
   step exactly like 1 process with batch N·B (DistributedDataParallel averages the gradients).
 - Rank 0 owns the run directory: metrics, checkpoints, summary.json, plots, W&B. Other ranks write
   nothing. The run directory is decided by rank 0 and broadcast before Hydra starts.
-- All ranks share one RNG stream (same seed), so a checkpoint's RNG state is every rank's.
+- All ranks share one seed; a checkpoint holds every rank's RNG state (gathered on rank 0, `rng_ranks`)
+  and each rank restores its own; resuming with another number of ranks warns and continues from rank 0's.
 """
 from __future__ import annotations
 
@@ -91,25 +92,82 @@ def shard(batch, ctx: Context):
     return batch
 
 
-def wrap_model(model, ctx: Context, device: torch.device):
+def unused_parameters(model, loss) -> list[str]:
+    """Names of the trainable parameters that one forward/backward (`loss()`, a scalar of `model`) leaves
+    without a gradient, e.g. a Sequential2D grid cell whose slot never reaches the output.  The probe
+    leaves no trace: RNG states, buffers (BatchNorm statistics, λ) and every .grad are put back."""
+    from . import checkpoint
+    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    device = params[0][1].device if params else torch.device("cpu")
+    rng = checkpoint.rank_rng_state(device)
+    buffers = [b.detach().clone() for b in model.buffers()]
+    grads = [p.grad for _, p in params]
+    for _, p in params:
+        p.grad = None
+    try:
+        loss().backward()
+        return [n for n, p in params if p.grad is None]
+    finally:
+        for (_, p), g in zip(params, grads):
+            p.grad = g
+        with torch.no_grad():
+            for b, saved in zip(model.buffers(), buffers):
+                b.copy_(saved)
+        checkpoint.set_rng_state(rng, device)
+
+
+def find_unused(setting, model, loss, ctx: Context) -> bool:
+    """trainer.find_unused_parameters: true | false | auto (probe one step; on when some parameter gets no
+    gradient: DistributedDataParallel otherwise waits forever for its gradient, or errors).  Ranks agree
+    (one all_reduce), so that every rank builds the same reducer."""
+    if setting in (True, False):
+        return setting
+    unused = unused_parameters(model, loss)
+    flag = torch.tensor([float(len(unused))])
+    if ctx.enabled:
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    if flag.item() > 0 and ctx.is_main:
+        import logging
+        logging.getLogger("contnet").info(
+            "trainer.find_unused_parameters=auto: %d parameter(s) get no gradient (%s): DistributedDataParallel "
+            "runs with find_unused_parameters=True", len(unused), ", ".join(unused[:3]) + (", …" if len(unused) > 3 else ""))
+    return flag.item() > 0
+
+
+def wrap_model(model, ctx: Context, device: torch.device, find_unused_parameters: bool = False):
     if not ctx.enabled:
         return model
     from torch.nn.parallel import DistributedDataParallel
     ids = [device.index] if device.type == "cuda" else None
-    return DistributedDataParallel(model, device_ids=ids)
+    return DistributedDataParallel(model, device_ids=ids, find_unused_parameters=find_unused_parameters)
 
 
-def reduce_values(values: torch.Tensor, stop: bool, ctx: Context) -> tuple[list[list[float]], bool]:
-    """Rows of per-step values (loss, λ) averaged over ranks, and whether any rank asked to stop: one
-    collective and one device→host transfer per flush, so that every rank logs the same values and
-    stops at the same step (a signal, a NaN on one shard)."""
+def reduce_values(values: torch.Tensor, stop: bool, ctx: Context,
+                  ckpt_due: bool = False) -> tuple[list[list[float]], bool, bool]:
+    """Rows of per-step values (loss, λ) averaged over ranks, whether any rank asked to stop and whether
+    any rank's checkpoint clock ran out: one collective and one device→host transfer per flush, so that
+    every rank logs the same values, stops at the same step (a signal, a NaN on one shard) and saves a
+    checkpoint at the same step (the RNG states are gathered then)."""
     if not ctx.enabled:
-        return values.tolist(), stop
-    flat = torch.cat([values.reshape(-1), torch.tensor([float(stop)], device=values.device)])
+        return values.tolist(), stop, ckpt_due
+    flags = torch.tensor([float(stop), float(ckpt_due)], device=values.device)
+    flat = torch.cat([values.reshape(-1).float(), flags])
     dist.all_reduce(flat)
     out = (flat / ctx.world_size).tolist()
     width = values.shape[1]
-    return [out[i:i + width] for i in range(0, len(out) - 1, width)], out[-1] > 0
+    return [out[i:i + width] for i in range(0, len(out) - 2, width)], out[-2] > 0, out[-1] > 0
+
+
+def global_token_mean(total: torch.Tensor, count: torch.Tensor, ctx: Context) -> torch.Tensor:
+    """Σ total / Σ count over every rank's tokens, as this rank's share: DistributedDataParallel averages the
+    ranks' gradients (÷ world size), so rank r returns total_r · world / Σ count (one all_reduce of the
+    count); the mean of these over ranks, which the logs show, is the global token mean too.  Without
+    this, ranks with few tokens would weigh as much as ranks with many."""
+    if not ctx.enabled:
+        return total / count.clamp(min=1)
+    n = count.detach().to(total.dtype).clone()
+    dist.all_reduce(n)
+    return total * ctx.world_size / n.clamp(min=1)
 
 
 def barrier(ctx: Context) -> None:

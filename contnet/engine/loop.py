@@ -156,11 +156,17 @@ def fit(*, model, task, optimizer, scheduler, tcfg, run_dir: Path, loggers: list
     autocast, scaler = autocast_for(str(tcfg.precision), device)
     compile_ = torch.compile if tcfg.get("compile", False) else (lambda m: m)
     fwd_model = compile_(model)                                   # evaluation: the plain model on every rank
-    train_model = compile_(distributed.wrap_model(model, ctx, device)) if ctx.enabled else fwd_model
     bs = int(tcfg.batch_size)
     if bs <= 0:
         raise ConfigError(f"trainer.batch_size={bs}: must be an integer > 0")
     global_bs = bs * ctx.world_size
+    train_model = fwd_model
+    if ctx.enabled:
+        def probe_loss():            # the first global batch's shard (a fixed generator; RNG put back)
+            probe = next(iter(task.train_batches(global_bs, torch.Generator().manual_seed(seed), device)))
+            return task.loss(model, distributed.shard(probe, ctx))
+        unused = distributed.find_unused(tcfg.get("find_unused_parameters", "auto"), model, probe_loss, ctx)
+        train_model = compile_(distributed.wrap_model(model, ctx, device, find_unused_parameters=unused))
     n_steps = total_steps(tcfg, steps_per_epoch(task, tcfg, ctx.world_size))
     eval_every = int(tcfg.eval_every) if tcfg.get("eval_every") else 0
     ckpt_every = int(tcfg.get("checkpoint_every") or 0)
@@ -170,7 +176,8 @@ def fit(*, model, task, optimizer, scheduler, tcfg, run_dir: Path, loggers: list
     ckpt_path = Path(run_dir) / "checkpoints" / "last.pt"
     st = RunState()
     if resume_from is not None:
-        prog = checkpoint.load(resume_from, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler)
+        prog = checkpoint.load(resume_from, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
+                               ctx=ctx, device=device)
         st = RunState(**{k: prog[k] for k in ("step", "epoch", "batch_in_epoch", "elapsed_s", "train_time_s", "best", "last")},
                       first_loss=prog.get("first_loss"))
         log.info("resumed in %s at step %d", run_dir, st.step)
@@ -194,13 +201,15 @@ def fit(*, model, task, optimizer, scheduler, tcfg, run_dir: Path, loggers: list
             v > diverge_factor * st.first_loss
 
     def flush(stop: bool = False) -> bool:
-        """Pending steps → loggers: one device→host transfer (one collective under DDP, where `stop` is
-        or-ed over ranks); raises _Stop on a non-finite or diverged loss.  Returns the stop decision."""
-        nonlocal status
+        """Pending steps → loggers: one device→host transfer (one collective under DDP, where `stop` and
+        "a timed checkpoint is due" are or-ed over ranks, so that every rank saves at the same step);
+        raises _Stop on a non-finite or diverged loss.  Returns the stop decision."""
+        nonlocal status, timed_ckpt
         if not pending:
             return stop
         steps, values, lrs, times = pending.take()
-        values, stop = distributed.reduce_values(values, stop, ctx)
+        due = bool(ckpt_every_s) and time.perf_counter() >= next_ckpt_t
+        values, stop, timed_ckpt = distributed.reduce_values(values, stop, ctx, due)
         for step, vals, lr, t in zip(steps, values, lrs, times):
             loss = vals[0]
             if st.first_loss is None and math.isfinite(loss):
@@ -249,14 +258,17 @@ def fit(*, model, task, optimizer, scheduler, tcfg, run_dir: Path, loggers: list
         return rec
 
     def save_checkpoint() -> None:
-        nonlocal paused, next_ckpt_t
+        nonlocal paused, next_ckpt_t, timed_ckpt
+        timed_ckpt = False
+        rng_ranks = checkpoint.gather_rng(ctx, device)     # under DDP a collective: every rank calls this
         if not ctx.is_main:
             return
         t_ckpt = time.perf_counter()
         for lg in loggers:      # metrics up to this step are on disk before the checkpoint says so
             if hasattr(lg, "flush"):
                 lg.flush()
-        checkpoint.save(ckpt_path, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler, progress={
+        checkpoint.save(ckpt_path, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
+                        rng_ranks=rng_ranks, progress={
             "step": st.step, "epoch": st.epoch, "batch_in_epoch": st.batch_in_epoch,
             "elapsed_s": time.perf_counter() - t0, "train_time_s": st.train_time_s,
             "best": st.best, "last": st.last, "first_loss": st.first_loss})
@@ -269,6 +281,7 @@ def fit(*, model, task, optimizer, scheduler, tcfg, run_dir: Path, loggers: list
     reporter = ProgressReporter(n_steps, bool(tcfg.get("progress", True)), int(tcfg.get("print_every", 100)), st.step)
     model.train()
     paused = 0.0
+    timed_ckpt = False
     # SIGINT/SIGTERM: finish the current step, save a checkpoint, mark the run interrupted
     signals = StopOnSignal().__enter__()
     try:
@@ -315,7 +328,7 @@ def fit(*, model, task, optimizer, scheduler, tcfg, run_dir: Path, loggers: list
                     stop = flush(signals.requested)
                 if evaluating:
                     reporter.update(st.step, {**st.last, **evaluate()})
-                if ckpt_due or (ckpt_every_s and not pending and time.perf_counter() >= next_ckpt_t):
+                if ckpt_due or (timed_ckpt and not pending):
                     save_checkpoint()
                 if stop:
                     status = "interrupted"

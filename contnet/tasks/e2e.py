@@ -195,6 +195,9 @@ class NLGTask(Task):
         """(1−ε)·NLL + ε·mean_v(−log p_v), averaged over the batch's completion tokens (LoRA's loss)."""
         self._ensure_tokenizer(model)
         total, count = self._token_losses(model, batch, self.label_smoothing)
+        if torch.is_grad_enabled():      # a training step: under torchrun the global token mean (one all_reduce)
+            from contnet.engine.distributed import context, global_token_mean
+            return global_token_mean(total, count, context())
         return total / count.clamp(min=1)
 
     @torch.no_grad()
