@@ -71,10 +71,11 @@ def test_cadam_converts_only_at_flushes_and_at_its_adaptive_lambda_updates(tmp_p
 
 
 def test_parc_corrector_iterations_make_no_conversion_only_corrector_ends_read_lambda(tmp_path, monkeypatch):
-    """PARC (optimizer.corrector_check=fixed, the default): ∂L/∂λ, the λ step, the projection and the
+    """PARC with optimizer.corrector_check=fixed (the sync-free switch): ∂L/∂λ, the λ step, the projection and the
     secant stay on the device; the only read outside the flushes is λ once per corrector end (the
     λ ≥ 1 − tol decision), i.e. once every corrector_steps (= 10 by default) steps."""
-    events = window_events(monkeypatch, ["task=digits_ae", "optimizer=parc", "model.width=16"], tmp_path / "r")
+    events = window_events(monkeypatch, ["task=digits_ae", "optimizer=parc", "model.width=16",
+                                         "optimizer.corrector_check=fixed"], tmp_path / "r")
     corrector_ends = (STEPS - FLUSH) // 10
     assert events.count(f"{FLUSH_SITE} tolist") == FLUSHES_IN_WINDOW
     assert events.count("state.py __float__") == corrector_ends
@@ -82,7 +83,7 @@ def test_parc_corrector_iterations_make_no_conversion_only_corrector_ends_read_l
 
 
 def test_parc_loss_check_reads_the_losses_every_iteration(tmp_path, monkeypatch):
-    """The switch back to C2's early stop: its running-mean test needs one transfer per iteration once
+    """The default, C2's early stop: its running-mean test needs one transfer per iteration once
     j ≥ max(corrector_min_steps, ma_window + 1)."""
     events = window_events(monkeypatch, ["task=digits_ae", "optimizer=parc", "model.width=16",
                                          "optimizer.corrector_check=loss"], tmp_path / "r")

@@ -198,7 +198,7 @@ def test_step_keeps_lambda_and_its_gradient_on_the_device():
     """No conversion inside a corrector iteration: λ, ∂L/∂λ, the projection and the residual are tensors."""
     from contnet.engine.hostsync import count_host_syncs
     c = OmegaConf.create(dict(name="parc", delta_s=0.1, min_arc_len=0.05, max_arc_len=0.2, corrector_steps=4,
-                              **ADAM))
+                              corrector_check="fixed", **ADAM))
     model = Small(seed=3)
     opt = OPTIMIZERS.get("parc")(c, model)
     batches = data(12)
@@ -218,4 +218,4 @@ def test_paper_arms_keep_the_authors_early_stop():
     for arm in ("parc_mnist_ae_parc", "parc_mnist_parc"):
         cfg = compose(["experiment=parc_paper", f"experiment/arm={arm}"])
         assert cfg.optimizer.corrector_check == "loss" and cfg.optimizer.corrector_steps == 300
-    assert compose(["optimizer=parc"]).optimizer.corrector_check == "fixed"
+    assert compose(["optimizer=parc"]).optimizer.corrector_check == "loss"

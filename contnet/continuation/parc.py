@@ -10,10 +10,10 @@ fills ∂L/∂λ, and λ moves with θ.  The path is walked in arclength steps �
               textbook: z is projected onto the hyperplane N(z) = ⟨z − z_k, ż⟩ − Δs = 0 (exact
               equality constraint, reference z_k); authors: the gradient of the fixed-μ penalty
               μ·(⟨z − z_pred, v⟩ − Δs) is added instead (reference z_pred, no projection).
-              A corrector ends after `corrector_steps` iterations (`corrector_check=fixed`, the
-              default: no host read inside a corrector) or, with `corrector_check=loss`, earlier when
-              the running mean of the loss stops moving (C2's ma_loss test, relative tolerance here;
-              it reads the losses on the host every iteration).
+              A corrector ends after at most `corrector_steps` iterations; with `corrector_check=loss`
+              (the default) earlier when the running mean of the loss stops moving (C2's ma_loss
+              test, relative tolerance here; it reads the losses on the host every iteration); with
+              `corrector_check=fixed` always after `corrector_steps` (no host read inside a corrector).
   Δs update   C2's corrector_omega rule from the iterations used j: ω = 1 + G/j if j ≤ G else
               max(G/j, 0.05); Δs ← clip(ω·Δs, min_arc_len, max_arc_len).
   start       C2's natural start: from (θ0, λ_init) one unconstrained corrector at λ_init +
@@ -62,7 +62,7 @@ class PARCConfig:
     theta_scale: str | float = "rms"  # κ of the z inner product (see module doc)
     sphere_radius_m: float = 0.0   # orthogonal perturbation radius / Δs (C2: 0.5; 0 = none)
     finish_tol: float = 1e-6
-    corrector_check: str = "fixed"  # fixed: corrector_steps iterations (no host read); loss: C2's early stop
+    corrector_check: str = "loss"   # loss: C2's early stop (default, studied); fixed: corrector_steps iterations (no host read)
     max_continuation_steps: int | None = None  # then λ jumps to 1 (None: no limit)
 
     @classmethod
