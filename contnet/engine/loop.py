@@ -243,7 +243,9 @@ def fit(*, model, task, optimizer, scheduler, tcfg, run_dir: Path, loggers: list
         splits = ["val", "test"] if final else ["val"]
         if tcfg.get("eval_train", True) and "train" in task.splits():
             splits.insert(0, "train")
-        with autocast():
+        # inference_mode (lighter than no_grad: no version counters, no autograd metadata) unless the task
+        # opts out with `eval_inference_mode = False`; BatchNorm recalibration above runs outside it
+        with autocast(), torch.inference_mode(getattr(task, "eval_inference_mode", True)):
             for split in splits:
                 if split not in task.splits():
                     continue

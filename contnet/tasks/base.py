@@ -65,7 +65,8 @@ class TensorTask(Task):
             return self.data[split]
         key = (split, str(device))
         if key not in self._device_cache:
-            self._device_cache[key] = tuple(t.to(device) for t in self.data[split])
+            with torch.inference_mode(False):    # first use may be an evaluation: training needs normal tensors
+                self._device_cache[key] = tuple(t.to(device) for t in self.data[split])
         return self._device_cache[key]
 
     def num_train(self) -> int:
