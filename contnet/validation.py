@@ -109,6 +109,7 @@ RULES: list[tuple[str, Rule]] = [
     ("trainer.channels_last", choice(True, False, "auto")),
     ("trainer.tf32", choice(True, False, "auto")),
     ("trainer.find_unused_parameters", choice(True, False, "auto")),
+    ("trainer.sync_bn", choice(True, False, "auto")),
     ("trainer.flush_denormal", choice(True, False)),
     ("logger.mode", choice("online", "offline", "disabled", nullable=True)),
     ("logger.init_timeout", num(0, lo_open=True, nullable=False)),

@@ -155,3 +155,40 @@ def test_text_task_loss_is_the_global_token_mean_under_two_processes(tmp_path):
     two, one = ([r["train/loss"] for r in read_metrics(tmp_path / d) if "train/loss" in r] for d in ("two", "one"))
     assert len(two) == len(one) == 6
     assert two == pytest.approx(one, rel=1e-5)
+
+
+def test_sync_bn_converts_batchnorm_in_place_for_data_parallel_cuda_runs_only():
+    """trainer.sync_bn=auto: BatchNorm → SyncBatchNorm (global-batch statistics) for a data-parallel CUDA run; the
+    same parameter tensors (the optimizer keeps them) and state_dict keys (checkpoints keep loading).  torch's
+    SyncBatchNorm has no CPU kernel, so CPU runs keep BatchNorm and sync_bn=true there is one clear error.  (The
+    conversion needs no GPU; a CUDA run of it is not measured here.)"""
+    import torch
+    from torch import nn
+
+    from contnet.engine.distributed import Context, sync_batchnorm
+    from contnet.registry import ConfigError
+
+    def net():
+        return nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.LazyLinear(2))
+    two, cuda, cpu = Context(rank=0, world_size=2), torch.device("cuda", 0), torch.device("cpu")
+    model = net()
+    params, keys = list(model.parameters()), list(model.state_dict())
+    assert sync_batchnorm("auto", model, two, cuda) is True
+    assert isinstance(model[1], nn.SyncBatchNorm) and not any(type(m) is nn.BatchNorm2d for m in model.modules())
+    assert all(a is b for a, b in zip(model.parameters(), params)) and list(model.state_dict()) == keys
+    for setting, ctx, device in (("auto", two, cpu), (False, two, cuda), ("auto", Context(), cuda), (True, Context(), cpu)):
+        untouched = net()
+        assert sync_batchnorm(setting, untouched, ctx, device) is False and type(untouched[1]) is nn.BatchNorm2d
+    with pytest.raises(ConfigError, match="trainer.sync_bn=true needs CUDA"):
+        sync_batchnorm(True, net(), two, cpu)
+
+
+def test_batchnorm_model_recalibrates_on_every_rank_and_completes(tmp_path):
+    """ResNet-8 (BatchNorm) under 2 gloo processes: the pre-evaluation BatchNorm recalibration runs on every rank
+    (with SyncBatchNorm on CUDA it is a collective; rank 0 alone would hang) and the run completes."""
+    import json
+    torchrun(tmp_path, [f"hydra.run.dir={tmp_path / 'bn'}", "trainer.batch_size=16", "trainer.max_steps=6",
+                        "trainer.eval_every=3", "trainer.eval_train=false", "trainer.device=cpu", "model=resnet",
+                        "model.depth=8", "trainer.progress=false"])
+    assert json.loads((tmp_path / "bn" / "summary.json").read_text())["status"] == "completed"
+    assert len([r for r in read_metrics(tmp_path / "bn") if "val/acc" in r]) == 3        # steps 0, 3 and the end

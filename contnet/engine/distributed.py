@@ -134,6 +134,25 @@ def find_unused(setting, model, loss, ctx: Context) -> bool:
     return flag.item() > 0
 
 
+def sync_batchnorm(setting, model, ctx: Context, device: torch.device) -> bool:
+    """trainer.sync_bn: auto (on for a data-parallel CUDA run of a model with BatchNorm) | true | false.
+    On: every BatchNorm becomes a SyncBatchNorm (in place; the same parameter and buffer tensors, so the
+    optimizer and checkpoints are unaffected), whose batch statistics cover the global batch, as in one
+    process.  torch has no CPU SyncBatchNorm: true on CPU under torchrun is one clear error."""
+    from .batchnorm import batchnorms
+    if not ctx.enabled or setting is False or not batchnorms(model):
+        return False
+    if device.type != "cuda":
+        if setting is True:
+            from contnet.registry import ConfigError
+            raise ConfigError("trainer.sync_bn=true needs CUDA (torch's SyncBatchNorm has no CPU kernel); use "
+                              "trainer.sync_bn=auto or false on CPU, where each rank normalizes with its shard's statistics")
+        return False
+    converted = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    assert converted is model, "a bare BatchNorm as the whole model cannot be converted in place"
+    return True
+
+
 def wrap_model(model, ctx: Context, device: torch.device, find_unused_parameters: bool = False):
     if not ctx.enabled:
         return model

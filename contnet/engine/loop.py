@@ -162,6 +162,8 @@ def fit(*, model, task, optimizer, scheduler, tcfg, run_dir: Path, loggers: list
     global_bs = bs * ctx.world_size
     train_model = fwd_model
     if ctx.enabled:
+        distributed.sync_batchnorm(tcfg.get("sync_bn", "auto"), model, ctx, device)
+
         def probe_loss():            # the first global batch's shard (a fixed generator; RNG put back)
             probe = next(iter(task.train_batches(global_bs, torch.Generator().manual_seed(seed), device)))
             return task.loss(model, distributed.shard(probe, ctx))
@@ -230,14 +232,15 @@ def fit(*, model, task, optimizer, scheduler, tcfg, run_dir: Path, loggers: list
 
     def evaluate(final: bool = False) -> dict:
         nonlocal paused
-        if not ctx.is_main:      # rank 0 evaluates, decodes and writes; evaluation has no collective
-            return {}
         t_eval = time.perf_counter()
-        if bn_batches:                # re-estimate BatchNorm statistics under the current weights
-            gen = torch.Generator().manual_seed(seed * 1_000_003 - 1)     # fixed: same batches every time
+        if bn_batches:                # re-estimate BatchNorm statistics under the current weights; every rank
+            gen = torch.Generator().manual_seed(seed * 1_000_003 - 1)     # (SyncBatchNorm: a collective)
             with autocast():
                 batchnorm.recalibrate(model, itertools.islice(task.train_batches(bs, gen, device), bn_batches),
                                       lambda b: task.loss(fwd_model, b))
+        if not ctx.is_main:      # rank 0 evaluates, decodes and writes; the evaluation has no collective
+            paused += time.perf_counter() - t_eval
+            return {}
         model.eval()
         rec = {"step": st.step}
         splits = ["val", "test"] if final else ["val"]
