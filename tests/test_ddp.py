@@ -192,3 +192,15 @@ def test_batchnorm_model_recalibrates_on_every_rank_and_completes(tmp_path):
                         "model.depth=8", "trainer.progress=false"])
     assert json.loads((tmp_path / "bn" / "summary.json").read_text())["status"] == "completed"
     assert len([r for r in read_metrics(tmp_path / "bn") if "val/acc" in r]) == 3        # steps 0, 3 and the end
+
+
+def test_timed_checkpoints_are_taken_at_the_same_step_on_every_rank(tmp_path):
+    """Checkpoints gather every rank's RNG state (a collective), so the wall-clock checkpoint decision is or-ed
+    over ranks at the flush (a rank deciding alone would hang the run).  Here a save is due at every flush on
+    both ranks: the timed path runs under DDP; a disagreement between the ranks' clocks is not forced."""
+    import torch
+    torchrun(tmp_path, [f"hydra.run.dir={tmp_path / 'timed'}", "trainer.batch_size=16", "trainer.max_steps=20",
+                        "trainer.log_every=4", "trainer.checkpoint_every_s=1e-9", "trainer.eval_every=0",
+                        "trainer.device=cpu", "model.width=16", "trainer.progress=false"])
+    ckpt = torch.load(tmp_path / "timed" / "checkpoints" / "last.pt", weights_only=False)
+    assert ckpt["progress"]["step"] == 20 and len(ckpt["rng_ranks"]) == 2
