@@ -31,6 +31,7 @@ from .progress import ProgressReporter
 from .signals import StopOnSignal
 
 log = logging.getLogger("contnet")
+CUDNN_TF32_DEFAULT = torch.backends.cudnn.allow_tf32     # torch's own value, before any run changes it
 
 
 def pick_device(name: str) -> torch.device:
@@ -68,15 +69,18 @@ def device_settings(model, tcfg, device: torch.device) -> None:
     has_conv = any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
     if layout is True or (layout == "auto" and cuda and has_conv):
         model.to(memory_format=torch.channels_last)
+    # Every switch below is process-wide: set it both ways on every run (off = torch's default), so a job of
+    # an in-process sweep never inherits an earlier job's setting.
     tf32 = tcfg.get("tf32", "auto")
-    if cuda and (tf32 is True or (tf32 == "auto" and not deterministic)):
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-        torch.backends.cudnn.benchmark = not deterministic
+    if cuda:
+        on = tf32 is True or (tf32 == "auto" and not deterministic)
+        torch.backends.cuda.matmul.allow_tf32 = on
+        torch.backends.cudnn.allow_tf32 = True if on else CUDNN_TF32_DEFAULT
+        torch.backends.cudnn.benchmark = on and not deterministic
     if cuda and deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    if device.type == "cpu" and tcfg.get("flush_denormal", False):
-        torch.set_flush_denormal(True)       # x86: arithmetic on denormals is ~10x slower (bench_continuation)
+    if device.type == "cpu":                 # x86: arithmetic on denormals is ~10x slower (bench_continuation)
+        torch.set_flush_denormal(bool(tcfg.get("flush_denormal", False)))
 
 
 def steps_per_epoch(task, tcfg, world_size: int = 1) -> int:
