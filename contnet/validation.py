@@ -23,7 +23,8 @@ from typing import Any, Callable
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from contnet.registry import MODELS, OPTIMIZERS, PEFTS, SCHEDULERS, TASKS, ConfigError
+from contnet.registry import ALL, MODELS, OPTIMIZERS, PEFTS, SCHEDULERS, TASKS, ConfigError
+from contnet.schema import typed
 
 GROUPS = ("task", "model", "optimizer", "scheduler", "peft", "trainer", "logger")
 REQUIRED_GROUPS = ("task", "model", "optimizer", "trainer")
@@ -35,6 +36,11 @@ def _registry_names(group: str) -> list[str] | None:
     if group == "logger":
         return list(LOGGER_NAMES)
     return regs[group].names() if group in regs else None
+
+
+def _config_class(group: str, name: str):
+    reg = next((r for r in ALL if r.group == group), None)
+    return reg.config(name) if reg is not None and name in reg else None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -280,6 +286,13 @@ def problems(cfg: DictConfig) -> list[str]:
         names = _registry_names(group)
         if names is not None and name not in names:
             out.append(f"{group}.name={fmt(name)}: unknown {group}; choose one of: {', '.join(names)}")
+            continue
+        cls = _config_class(group, str(name))
+        if cls is not None:                        # a typed option: its schema holds keys, types and rules
+            try:
+                typed(cls, value)
+            except ConfigError as e:
+                out.append(str(e))
             continue
         raw = option_defaults(group, str(name))
         _check_node(group, raw, value, f"{group}={name}", out)

@@ -1,0 +1,159 @@
+"""Typed configs: one dataclass per registered option is the single source of its defaults.
+
+Each registry entry (`@OPTIMIZERS.register("cadam", config=CAdamConfig)`) names an `Options` dataclass.
+That class is
+  - the Hydra ConfigStore schema of its YAML: `store()` puts it at `schema/<group>/<name>` and
+    `conf/<group>/<name>.yaml` starts with `defaults: [/schema/<group>/<name>@_here_, _self_]`, so
+    OmegaConf rejects an unknown key or a value of the wrong type while composing;
+  - what its builder receives: `Registry.register` wraps the builder so that its first argument (a
+    DictConfig, a dict, or the dataclass itself) is turned into a checked instance by `typed()`;
+  - the library's default: `CAdamConfig()` equals `contnet train optimizer=cadam`'s `optimizer` node
+    (tests/test_schema.py checks every option).
+Ranges and choices are declared next to the field (`opt(1e-3, gt=0)`, `opt("frozen", choices=...)`) and
+checked by `Options.check()`; a rule that spans fields goes in the subclass's `check()` (call super()).
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import typing
+from dataclasses import MISSING, dataclass
+from typing import Any, ClassVar
+
+from contnet.errors import ConfigError, fmt
+
+
+def opt(default: Any = MISSING, *, ge=None, gt=None, le=None, lt=None, choices=None, integer: bool = False,
+        doc: str = "") -> Any:
+    """A dataclass field with its rule: numeric bounds (ge/gt/le/lt), `choices`, and a one-line doc."""
+    meta = {k: v for k, v in dict(ge=ge, gt=gt, le=le, lt=lt, choices=choices, doc=doc).items() if v not in (None, "")}
+    if isinstance(default, (list, dict)):
+        value = default
+        return dataclasses.field(default_factory=lambda: type(value)(value), metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def _num(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def rule_words(meta: dict) -> str | None:
+    """What a field's rule allows, in words (None: no rule)."""
+    if "choices" in meta:
+        return "one of " + ", ".join(fmt(c) for c in meta["choices"])
+    lo = ("[", meta["ge"]) if "ge" in meta else ("(", meta["gt"]) if "gt" in meta else None
+    hi = ("]", meta["le"]) if "le" in meta else (")", meta["lt"]) if "lt" in meta else None
+    if lo and hi:
+        return f"a number in {lo[0]}{lo[1]}, {hi[1]}{hi[0]}"
+    if lo:
+        return f"a number {'>=' if lo[0] == '[' else '>'} {lo[1]}"
+    if hi:
+        return f"a number {'<=' if hi[0] == ']' else '<'} {hi[1]}"
+    return None
+
+
+def rule_ok(meta: dict, v) -> bool:
+    if "choices" in meta:
+        return v in meta["choices"]
+    if not any(k in meta for k in ("ge", "gt", "le", "lt")):
+        return True
+    if not _num(v) or v != v:
+        return False
+    return not (("ge" in meta and v < meta["ge"]) or ("gt" in meta and v <= meta["gt"])
+                or ("le" in meta and v > meta["le"]) or ("lt" in meta and v >= meta["lt"]))
+
+
+@dataclass
+class Options:
+    """Base of every option's typed config.  `group` and `option` are set by `Registry.register`."""
+    group: ClassVar[str] = ""
+    option: ClassVar[str] = ""
+
+    def check(self) -> None:
+        """Field rules (from `opt(...)`); subclasses add cross-field rules and call super().check()."""
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if v is None or not f.metadata:
+                continue
+            if not rule_ok(f.metadata, v):
+                raise self.error(f.name, f"must be {rule_words(f.metadata)}")
+
+    def error(self, key: str, why: str) -> ConfigError:
+        """`<group>.<key>=<value>: <why>` as a ConfigError (one line)."""
+        value = getattr(self, key.split(".")[0], None) if "." not in key else None
+        return ConfigError(f"{self.group}.{key}={fmt(value)}: {why}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def field_names(cls) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls)]
+
+
+def typed(cls: type[Options], node) -> Options:
+    """`node` (a DictConfig, a mapping, None or an instance) as a checked `cls` instance: missing keys take
+    the class defaults; an unknown key, a wrong type or a value outside its rule is a ConfigError."""
+    from omegaconf import DictConfig, OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+    if isinstance(node, cls):
+        node.check()
+        return node
+    if isinstance(node, Options):
+        node = dataclasses.asdict(node)
+    where = f"{cls.group}={cls.option}" if cls.option else cls.group
+    if node is None:
+        node = {}
+    elif isinstance(node, DictConfig):
+        try:
+            node = OmegaConf.to_container(node, resolve=True)
+        except OmegaConfBaseException as e:
+            raise ConfigError(f"{cls.group}: cannot resolve the config ({' '.join(str(e).split())})") from None
+    names = field_names(cls)
+    for key in node:
+        if key not in names:
+            raise ConfigError(f"{cls.group}.{key}={fmt(node[key])}: unknown key for {where}; "
+                              f"its keys are: {', '.join(names)}")
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(cls), node)
+        out = OmegaConf.to_object(merged)
+    except OmegaConfBaseException as e:
+        key = getattr(e, "key", None) or ""
+        raise ConfigError(type_message(cls, str(key), node.get(key) if isinstance(key, str) else None)) from None
+    out.check()
+    return out
+
+
+def type_words(cls, key: str) -> str:
+    """The type of field `key` of `cls`, in words."""
+    hints = typing.get_type_hints(cls)
+    t = hints.get(key, Any)
+    args = [a for a in typing.get_args(t) if a is not type(None)]
+    nullable = type(None) in typing.get_args(t)
+    base = args[0] if nullable and len(args) == 1 else t
+    origin = typing.get_origin(base) or base
+    words = {bool: "true or false", int: "an integer", float: "a number", str: "a string",
+             list: "a list, e.g. [a,b]", dict: "a mapping of keys"}.get(origin, "a value")
+    return words + (" or null" if nullable else "")
+
+
+def type_message(cls, key: str, value) -> str:
+    default = next((f for f in dataclasses.fields(cls) if f.name == key), None)
+    dv = None
+    if default is not None:
+        dv = default.default if default.default is not MISSING else default.default_factory()
+    return f"{cls.group}.{key}={fmt(value)}: must be {type_words(cls, key)} (default {fmt(dv)})"
+
+
+@functools.lru_cache(maxsize=None)
+def store() -> None:
+    """Put every registered option's class into Hydra's ConfigStore at `schema/<group>/<name>` (once)."""
+    from hydra.core.config_store import ConfigStore
+
+    from contnet.registry import ALL
+    cs = ConfigStore.instance()
+    for reg in ALL:
+        for name in reg.names():
+            cls = reg.config(name)
+            if cls is not None:
+                cs.store(group=f"schema/{reg.group}", name=name, node=cls)
