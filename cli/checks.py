@@ -1,8 +1,10 @@
 """Checks run before Hydra starts, so that a bad input writes nothing: `contnet train` and `contnet params`
 share them.  Each failure is a ConfigError whose message is one line naming the input and the fix.
 
-- the overrides parse and name existing groups/options/keys (Hydra's multi-line errors become one line);
-- every job of a sweep composes and passes contnet.validation.validate;
+- the overrides parse and name existing groups/options (Hydra's multi-line errors become one line);
+- every job of a sweep (the command line's and the preset's `hydra.sweeper.params`, expanded by Hydra's
+  own basic sweeper) composes against the typed schemas (contnet/schema.py) and passes
+  contnet.validation.validate; an unknown key or a wrong type is explained from the schema;
 - the task's input files are there and readable (contnet.registry.TASK_CHECKS; missing files that
   `task.download=true` will fetch are left to the job);
 - the run (or sweep) directory is not empty and can be created (probed with a temporary directory
@@ -12,15 +14,15 @@ share them.  Each failure is a ConfigError whose message is one line naming the 
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import tempfile
 from pathlib import Path
 
-from contnet.registry import ConfigError
+from contnet.errors import ConfigError
 
 INFO_FLAGS = ("-h", "--help", "--hydra-help", "--info", "-i", "--cfg", "-c", "--shell-completion", "-sc",
               "--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd", "--resolve", "--package", "-p")
+MULTIRUN_FLAGS = ("-m", "--multirun")
 
 
 def full_errors() -> bool:
@@ -48,31 +50,6 @@ def check_group_choices(argv: list[str]) -> str | None:
     return None
 
 
-def _hydra_message(e: Exception, arg_of: dict[str, str], compose_without) -> str:
-    """Hydra's multi-line composition errors as one line naming the override and what is allowed."""
-    msg = str(e)
-    cause = str(e.__cause__ or "")
-    m = re.search(r"Could not override '([^']+)'", msg)
-    if m and "not in struct" in (msg + cause):
-        key = m.group(1)
-        arg = arg_of.get(key, key)
-        parent, _, leaf = key.rpartition(".")
-        known = ""
-        try:                                   # the keys that do exist there, from the config without this override
-            from omegaconf import OmegaConf
-            node = compose_without(arg)
-            node = OmegaConf.select(node, parent) if parent else node
-            known = "; keys there: " + ", ".join(map(str, node.keys()))
-        except Exception:                      # noqa: BLE001 - the listing is a courtesy
-            pass
-        return f"{arg}: unknown key{f' in {parent}' if parent else ''}{known} (a new key needs +{arg})"
-    m = re.search(r"Could not append to config. An item is already at '([^']+)'", msg)
-    if m:
-        arg = arg_of.get(m.group(1), m.group(1))
-        return f"{arg}: {m.group(1)} already exists; override it without the leading +"
-    return f"cannot compose the config: {one_line(msg)}"
-
-
 def _parse(arg: str):
     from hydra.core.override_parser.overrides_parser import OverridesParser
     try:
@@ -85,27 +62,82 @@ def _parse(arg: str):
     return o
 
 
-def _combinations(argv: list[str]) -> tuple[list[list[str]], dict[str, str]]:
-    """Override lists to compose: the first value of every sweep, plus one list per other sweep value.
-    (The command line's number of jobs is the product of the sweeps' lengths; see _job_count.)"""
-    args = [a for a in argv if not a.startswith("-") and not a.lstrip("+~").startswith("hydra")]
+def _is_hydra(arg: str) -> bool:
+    return arg.lstrip("+~").startswith("hydra")
+
+
+def sweep_jobs(args: list[str]) -> list[list[str]]:
+    """Every job's override list, expanded by Hydra's basic sweeper itself (`split_arguments`: the product
+    of the sweeps, a later override of a key replacing an earlier one).  A sweep it cannot expand (glob(),
+    a tuning sweeper's ranges) leaves the rest of the line, which Hydra checks when it runs."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.errors import HydraException
     parsed = [_parse(a) for a in args]
-    values = []
-    for a, o in zip(args, parsed):
-        if o.is_sweep_override():
+    try:
+        return BasicSweeper.split_arguments(parsed, None)[0] or [[]]
+    except (HydraException, ValueError):
+        return [[a for a, o in zip(args, parsed) if not o.is_sweep_override()]]
+
+
+def _schema_of(node):
+    """The Options class behind a composed node (None for a plain mapping)."""
+    from omegaconf import OmegaConf
+
+    from contnet.schema import Options
+    try:
+        t = OmegaConf.get_type(node)
+    except Exception:  # noqa: BLE001 - not a config node
+        return None
+    return t if isinstance(t, type) and issubclass(t, Options) else None
+
+
+def explain(e: Exception, overrides: list[str], compose) -> str:
+    """A composition failure as one line naming the override and what is allowed.  The words come from
+    the schema (the failing node's Options class: its fields and their types) and from the exception's
+    own fields (`full_key`, `object_type`), not from Hydra's message text."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
+
+    from contnet.schema import field_names, type_message
+    cause = e.__cause__ if e.__cause__ is not None else e
+    full_key = str(getattr(cause, "full_key", "") or "")
+    arg_of = {_parse(a).get_key_element().lstrip("+~"): a for a in overrides}
+    arg = arg_of.get(full_key)
+    if full_key and arg is not None:
+        parent_key, _, leaf = full_key.rpartition(".")
+        value = arg.split("=", 1)[1] if "=" in arg else None
+        if isinstance(cause, (ConfigAttributeError, ConfigKeyError)):
             try:
-                values.append([f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()])
-            except Exception:     # glob(): needs the config loader; Hydra checks it when it runs
-                values.append([])
-        else:
-            values.append([a])
-    base = [v[0] for v in values if v]
-    combos = [base]
-    for i, vs in enumerate(values):
-        for v in vs[1:]:
-            combos.append([*[x[0] for x in values[:i] if x], v, *[x[0] for x in values[i + 1:] if x]])
-    arg_of = {o.key_or_group: a for a, o in zip(args, parsed)}
-    return combos, arg_of
+                base = compose([o for o in overrides if o != arg])
+                parent = OmegaConf.select(base, parent_key) if parent_key else base
+            except Exception:  # noqa: BLE001 - without the listing the line still names the key
+                parent = None
+            cls = _schema_of(parent) if parent is not None else None
+            if cls is not None:
+                return (f"{full_key}={value}: unknown key for {cls.group}={cls.option}; its keys are: "
+                        f"{', '.join(field_names(cls))}")
+            keys = f"; keys there: {', '.join(map(str, parent.keys()))}" if parent is not None else ""
+            return f"{arg}: unknown key{f' in {parent_key}' if parent_key else ''}{keys} (a new key needs +{arg})"
+        cls = getattr(cause, "object_type", None)
+        if isinstance(cause, ValidationError) and isinstance(cls, type) and leaf in field_names(cls):
+            return type_message(cls, leaf, value)
+    return f"cannot compose the config: {one_line(e)}"
+
+
+_ABSENT = object()
+
+
+def check_appends(overrides: list[str], compose) -> None:
+    """`+key=value` adds a key; on a key the config already has, Hydra answers with a paragraph: one line here."""
+    from omegaconf import OmegaConf
+    adds = [a for a in overrides if a.startswith("+") and not a.startswith("++") and "=" in a]
+    if not adds:
+        return
+    base = compose([o for o in overrides if o not in adds])
+    for arg in adds:
+        key = arg[1:].split("=", 1)[0]
+        if "/" not in key and OmegaConf.select(base, key, default=_ABSENT) is not _ABSENT:
+            raise ConfigError(f"{arg}: {key} already exists; override it without the leading +")
 
 
 def check_task_files(task_cfg) -> None:
@@ -153,22 +185,9 @@ def check_run_dir_holds_no_other_run(cfg, where) -> None:
         logging.disable(logging.NOTSET)
 
 
-def _job_count(argv: list[str]) -> int | None:
-    """Jobs the command line's sweeps make (None when a sweep cannot be expanded here, e.g. glob())."""
-    n = 1
-    for a in argv:
-        if a.startswith("-") or a.lstrip("+~").startswith("hydra"):
-            continue
-        o = _parse(a)
-        if o.is_sweep_override():
-            try:
-                n *= len(list(o.sweep_string_iterator()))
-            except Exception:                  # noqa: BLE001 - glob() needs the config loader
-                return None
-    return n
 
 
-def check_sweep_dir_holds_no_other_runs(cfg, where, subdir, n_jobs: int | None) -> None:
+def check_sweep_dir_holds_no_other_runs(cfg, where, subdir, n_jobs: int) -> None:
     """The same rule for a sweep: the job directories it will use (`<sweep dir>/<job number>`, the default
     subdir; a preset's own sweeper params may add jobs beyond the command line's, unchecked here) must not
     hold runs of an earlier sweep unless every job resumes (trainer.resume=auto) or starts over
@@ -191,10 +210,27 @@ def _output_key(argv: list[str]) -> str:
     return "hydra.sweep.dir" if multirun else "hydra.run.dir"
 
 
+
+def _output_key(argv: list[str]) -> str:
+    multirun = any(a in MULTIRUN_FLAGS for a in argv) or "hydra.mode=MULTIRUN" in argv
+    return "hydra.sweep.dir" if multirun else "hydra.run.dir"
+
+
+def _preset_sweep(hcfg) -> list[str]:
+    """`hydra.sweeper.params` of the composed config (an experiment preset's sweep) as overrides, when the
+    basic sweeper runs it; other sweepers (Optuna, contnet.tune) choose their own values."""
+    from omegaconf import OmegaConf
+    sweeper = OmegaConf.select(hcfg, "hydra.sweeper")
+    if sweeper is None or "BasicSweeper" not in str(sweeper.get("_target_", "")):
+        return []
+    params = OmegaConf.to_container(sweeper, resolve=False).get("params") or {}
+    return [f"{k}={v}" for k, v in params.items()]
+
+
 def precheck(argv: list[str], output_dir: bool = True, task_files: bool = True) -> None:
     """Compose and validate every job's config, check the task files and the output directory, before
     Hydra starts (nothing is written on failure)."""
-    from hydra import compose, initialize_config_module
+    from hydra import compose as hydra_compose, initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
     from hydra.errors import HydraException
     from omegaconf import OmegaConf
@@ -203,33 +239,45 @@ def precheck(argv: list[str], output_dir: bool = True, task_files: bool = True) 
     from contnet.validation import validate
     if any(a.split("=")[0] in INFO_FLAGS for a in argv):
         return
-    combos, arg_of = _combinations(argv)
-    hydra_args = [a for a in argv if not a.startswith("-") and a.lstrip("+~").startswith("hydra")]
+    args = [a for a in argv if not a.startswith("-") and not _is_hydra(a)]
+    hydra_args = [a for a in argv if not a.startswith("-") and _is_hydra(a)]
+    key = _output_key(argv)
+    failures = (HydraException, OmegaConfBaseException, ValueError)
+
+    def compose(overrides: list[str], hydra_config: bool = False):
+        return hydra_compose("config", overrides=[*overrides, *(hydra_args if hydra_config else [])],
+                             return_hydra_config=hydra_config)
+
+    def composed(overrides: list[str], hydra_config: bool = False):
+        try:
+            return compose(overrides, hydra_config)
+        except failures as e:
+            if full_errors():
+                raise
+            raise ConfigError(explain(e, overrides, compose)) from None
+
     GlobalHydra.instance().clear()
     try:
         with initialize_config_module(config_module="contnet.conf", version_base="1.3"):
+            jobs = sweep_jobs(args)
+            check_appends(jobs[0], compose)
+            hcfg = composed(jobs[0], hydra_config=True)
+            if key == "hydra.sweep.dir":
+                preset = _preset_sweep(hcfg)
+                if preset:
+                    jobs = sweep_jobs([*preset, *args])
             checked_tasks: list = []
-            for overrides in combos:
-                try:
-                    cfg = compose("config", overrides=overrides)
-                except (HydraException, OmegaConfBaseException, ValueError) as e:
-                    if full_errors():
-                        raise
-
-                    def compose_without(arg, overrides=overrides):
-                        return compose("config", overrides=[o for o in overrides if o != arg])
-                    raise ConfigError(_hydra_message(e, arg_of, compose_without)) from None
+            for overrides in jobs:
+                cfg = composed(overrides)
                 validate(cfg)
                 if task_files and cfg.task not in checked_tasks:          # a sweep over seeds checks the files once
                     check_task_files(cfg.task)
                     checked_tasks.append(cfg.task)
             if output_dir:
-                key = _output_key(argv)
                 try:
-                    hcfg = compose("config", overrides=[*combos[0], *hydra_args], return_hydra_config=True)
                     where = hcfg.hydra.sweep.dir if key == "hydra.sweep.dir" else hcfg.hydra.run.dir
                     subdir = OmegaConf.to_container(hcfg.hydra.sweep, resolve=False).get("subdir")
-                except (HydraException, OmegaConfBaseException, ValueError) as e:
+                except failures as e:
                     if full_errors():
                         raise
                     raise ConfigError(f"cannot compose the hydra settings: {one_line(e)}") from None
@@ -237,7 +285,7 @@ def precheck(argv: list[str], output_dir: bool = True, task_files: bool = True) 
                 if key == "hydra.run.dir":
                     check_run_dir_holds_no_other_run(cfg, where)
                 else:
-                    check_sweep_dir_holds_no_other_runs(cfg, where, subdir, _job_count(argv))
+                    check_sweep_dir_holds_no_other_runs(cfg, where, subdir, len(jobs))
     finally:
         GlobalHydra.instance().clear()
 
