@@ -36,6 +36,8 @@ def one_line(text) -> str:
 def check_group_choices(argv: list[str]) -> str | None:
     """One-line message for `group=option` overrides naming an option that does not exist."""
     from contnet.cli.main import config_groups
+    if any(a.startswith("hydra.searchpath=") for a in argv):
+        return None                            # options outside the packaged tree: composition checks them
     groups = config_groups()
     for arg in argv:
         if arg.startswith("-") or "=" not in arg:
@@ -245,8 +247,7 @@ def precheck(argv: list[str], output_dir: bool = True, task_files: bool = True) 
     failures = (HydraException, OmegaConfBaseException, ValueError)
 
     def compose(overrides: list[str], hydra_config: bool = False):
-        return hydra_compose("config", overrides=[*overrides, *(hydra_args if hydra_config else [])],
-                             return_hydra_config=hydra_config)
+        return hydra_compose("config", overrides=[*overrides, *hydra_args], return_hydra_config=hydra_config)
 
     def composed(overrides: list[str], hydra_config: bool = False):
         try:

@@ -1,0 +1,96 @@
+"""One source of truth for configuration (issue 12): every option of every group has a typed config that
+is the Hydra schema of its YAML, the library default of the option, and what its builder receives."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import pytest
+from omegaconf import OmegaConf
+
+from contnet.errors import ConfigError
+from contnet.registry import ALL, OPTIMIZERS, Registry
+from contnet.schema import Options, opt, typed
+
+from conftest import compose, run_cli
+
+OPTIONS = [(reg.group, name) for reg in ALL for name in reg.names()]
+
+
+def _registry(group: str) -> Registry:
+    return next(r for r in ALL if r.group == group)
+
+
+@pytest.mark.parametrize("group,name", OPTIONS, ids=[f"{g}={n}" for g, n in OPTIONS])
+def test_every_option_composes_to_its_typed_config_and_equals_the_library_default(group, name):
+    cls = _registry(group).config(name)
+    assert cls is not None and issubclass(cls, Options), f"{group}={name} has no typed config"
+    node = compose([f"{group}={name}"])[group]
+    assert OmegaConf.get_type(node) is cls, f"conf/{group}/{name}.yaml does not use schema/{group}/{name}"
+    assert OmegaConf.to_object(node) == cls(), f"{group}={name}: the YAML sets values that differ from {cls.__name__}()"
+    assert cls().name == name
+
+
+def test_the_builder_receives_its_typed_config_whatever_it_is_given():
+    reg = Registry("thing", "contnet.optim")
+    reg._loaded = True                          # a toy registry: nothing to import
+
+    @dataclass
+    class ThingConfig(Options):
+        name: str = "thing"
+        size: int = opt(3, gt=0)
+
+    seen = []
+
+    @reg.register("thing", config=ThingConfig)
+    def build(cfg, extra):
+        seen.append((cfg, extra))
+        return cfg.size
+
+    assert build(OmegaConf.create({"size": 5}), "x") == 5
+    assert build({"size": 7}, "y") == 7 and build(None, "z") == 3
+    assert all(isinstance(c, ThingConfig) for c, _ in seen)
+    with pytest.raises(ConfigError, match=r"^thing.size=0: must be a number > 0$"):
+        build({"size": 0}, None)
+    with pytest.raises(ConfigError, match=r"^thing.colour=red: unknown key for thing=thing; its keys are: name, size$"):
+        build({"colour": "red"}, None)
+    with pytest.raises(ConfigError, match=r"^thing.size=big: must be an integer \(default 3\)$"):
+        build({"size": "big"}, None)
+
+
+def test_typed_rejects_unknown_keys_added_with_plus():
+    cfg = compose(["+optimizer.bogus=1"])        # `+` opens the node; the schema check still refuses it
+    cls = OPTIMIZERS.config(cfg.optimizer.name)
+    with pytest.raises(ConfigError, match=r"^optimizer.bogus=1: unknown key for optimizer=adam"):
+        typed(cls, cfg.optimizer)
+
+
+def test_one_npacs_node_serves_every_npacs_optimizer():
+    from contnet.continuation.npacs import NPACSOptions
+    npacs = [n for n in OPTIMIZERS.names() if issubclass(OPTIMIZERS.config(n), NPACSOptions)]
+    assert sorted(npacs) == ["cadam", "continuation", "crmsprop"]
+    keys = [f.name for f in dataclasses.fields(NPACSOptions)]
+    authors = [OmegaConf.to_container(compose([f"optimizer={n}", "optimizer/npacs=authors"]).optimizer) for n in npacs]
+    default = OmegaConf.to_container(compose(["optimizer=cadam"]).optimizer)
+    assert all({k: a[k] for k in keys} == {k: authors[0][k] for k in keys} for a in authors)
+    assert authors[0]["delta_l"] != default["delta_l"]       # the preset changes the shared block
+
+
+def test_an_unknown_key_in_a_preset_is_rejected(tmp_path):
+    (tmp_path / "experiment").mkdir()
+    (tmp_path / "experiment" / "typo.yaml").write_text("# @package _global_\noptimizer:\n  lrr: 0.1\n")
+    res = run_cli(["train", f"hydra.searchpath=[file://{tmp_path}]", "experiment=typo",
+                   f"hydra.run.dir={tmp_path / 'r'}"], tmp_path)
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.strip().splitlines() == [res.stderr.strip()] and "Traceback" not in res.stderr
+    assert "optimizer.lrr" in res.stderr and "lr" in res.stderr
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_wrong_type_in_one_job_of_a_sweep_stops_every_job(tmp_path):
+    sweep = tmp_path / "s"
+    res = run_cli(["train", "-m", f"hydra.sweep.dir={sweep}", "trainer.max_steps=3", "optimizer.lr=1e-3,fast"],
+                  tmp_path)
+    assert res.returncode == 2
+    assert res.stderr.strip() == "error: optimizer.lr=fast: must be a number (default 0.001)"
+    assert not sweep.exists()
