@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from contnet.models import seq2d_builders as B
+from contnet.models import seq2d as B
 
 SIZES = {  # name: (layer sizes, batch)
     "small  (digits-like)": ([64, 128, 128, 10], 64),

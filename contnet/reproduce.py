@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from contnet.models.seq2d.equivalence import equivalence_check  # noqa: F401  (claim (c); reproduce.equivalence_check)
 from contnet.reproduce_claims import CLAIMS, Claim, Sweep
 from contnet.reproduce_report import ClaimResult, analyse, write_report
 
@@ -167,48 +168,6 @@ def schedule(runs: list[SweepRun], jobs: int, env: dict, timeout: float | None) 
         return
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         list(pool.map(lambda r: execute(r, env, timeout), todo))
-
-
-def equivalence_check() -> dict:
-    """Claim (c)'s exact part: the CLI's MLP (model=mlp on digits) and its Sequential2D form sharing the same
-    weights, in fp64: forward outputs, input gradients, parameter gradients and weights after one Adam step."""
-    import copy
-
-    import torch
-    from omegaconf import OmegaConf
-
-    from contnet.models.seq2d_builders import from_sequential
-    from contnet.registry import MODELS, TASKS
-
-    torch.manual_seed(0)
-    task = TASKS.get("digits")(OmegaConf.create({"name": "digits", "val_frac": 0.15, "test_frac": 0.15,
-                                                 "split_seed": 0}), 0)
-    mcfg = OmegaConf.create({"name": "mlp", "depth": 2, "width": 128, "widths": None, "activation": "relu",
-                             "homotopy": False, "init": "default", "output_activation": False})
-    ref = MODELS.get("mlp")(mcfg, task).double()
-    twin = copy.deepcopy(ref)
-    seq2d = from_sequential(twin.net)
-    x, y = task.tensors("val")
-    x = x.double().flatten(1)
-    diffs = []
-    outs = []
-    for model, fwd in ((ref, lambda v: ref(v)), (twin, lambda v: seq2d(v))):
-        xi = x.clone().requires_grad_(True)
-        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-        out = fwd(xi)
-        loss = torch.nn.functional.cross_entropy(out, y)
-        loss.backward()
-        grads = [p.grad.clone() for p in model.parameters()]
-        opt.step()
-        outs.append((out.detach(), xi.grad.clone(), grads, [p.detach().clone() for p in model.parameters()]))
-    (o1, g1, pg1, w1), (o2, g2, pg2, w2) = outs
-    diffs.append((o1 - o2).abs().max().item())
-    diffs.append((g1 - g2).abs().max().item())
-    diffs += [(a - b).abs().max().item() for a, b in zip(pg1, pg2)]
-    diffs += [(a - b).abs().max().item() for a, b in zip(w1, w2)]
-    n_ref = sum(p.numel() for p in ref.parameters())
-    n_seq = sum(p.numel() for p in seq2d.parameters() if p.requires_grad)
-    return {"max_abs_diff": max(diffs), "params_mlp": n_ref, "params_seq2d": n_seq, "samples": len(x)}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,10 +5,9 @@ import pytest
 import torch
 from torch import nn
 
-from contnet.models.seq2d import Sequential2D, transpose_grid
-from contnet.models.seq2d_iterated import IteratedSequential2D
-from contnet.models.seq2d_blocks import Identity, MaskedLinear, Scale
-from contnet.models import seq2d_builders as B
+from contnet.models import seq2d as B
+from contnet.models.seq2d import (Identity, IteratedSequential2D, MaskedLinear, Scale, Sequential2D,
+                                  transpose_grid)
 
 
 def _random_grid(sizes_in, sizes_out, seed=0, p_empty=0.3):

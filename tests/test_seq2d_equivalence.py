@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from contnet.models import seq2d_builders as B
-from contnet.models.seq2d_blocks import MaskedLinear
+from contnet.models import seq2d as B
+from contnet.models.seq2d import MaskedLinear
 
 TOL = {torch.float64: dict(atol=0.0, rtol=0.0), torch.float32: dict(atol=1e-6, rtol=1e-6)}
 

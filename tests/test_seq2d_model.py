@@ -1,24 +1,23 @@
 """`model=seq2d` in the registry: every pattern builds from task sizes; homotopy; config errors."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 import torch
 from omegaconf import OmegaConf
 
 from contnet.continuation.state import find_lambda, set_lambda
+from contnet.models.mlp import MLPConfig
+from contnet.models.seq2d.model import Seq2DConfig
 from contnet.registry import MODELS, ConfigError
 from contnet.tasks.base import TaskMeta, TensorTask
 
-CONF = Path(__file__).resolve().parents[1] / "conf" / "model" / "seq2d.yaml"
-
 
 def _cfg(**overrides):
-    cfg = OmegaConf.load(CONF)
+    cfg = OmegaConf.structured(Seq2DConfig)
     cfg.homotopy = False  # the runner resolves `auto` before building
     for key, value in overrides.items():
-        OmegaConf.update(cfg, key, value, force_add=True)
+        OmegaConf.update(cfg, key, value)
     return cfg
 
 
@@ -32,8 +31,8 @@ def _task(objective="classify", d=12, classes=3, n=60):
     return TensorTask(meta, data)
 
 
-def test_yaml_names_the_registry_key():
-    assert OmegaConf.load(CONF).name == "seq2d"
+def test_the_typed_config_names_the_registry_key():
+    assert Seq2DConfig().name == "seq2d" and MODELS.config("seq2d") is Seq2DConfig
 
 
 @pytest.mark.parametrize("pattern", ["mlp", "resnet", "dense", "rnn"])
@@ -89,13 +88,18 @@ def test_a_few_adam_steps_reduce_the_loss():
 
 
 @pytest.mark.parametrize("overrides, message", [
-    ({"pattern": "hexagon"}, "model.pattern='hexagon' is unknown"),
-    ({"pattern": "grid"}, "needs model.grid.layout"),
+    ({"pattern": "hexagon"}, "model.pattern=hexagon: must be one of mlp, resnet"),
+    ({"pattern": "grid"}, "model.pattern=grid: needs model.grid.layout"),
+    ({"pattern": "grid", "grid.sizes": ["in", 0], "grid.layout": [["I", None], ["W", None]]},
+     "model.grid.sizes=.*entry 0 must be a positive integer"),
+    ({"density": 0.0}, r"model.density=0.0: must be a number in \(0, 1\]"),
+    ({"widths": [8, -1]}, r"model.widths=\[8,-1\]: must be a list of positive integers"),
+    ({"rnn.nonlinearity": "gelu", "pattern": "rnn"}, "model.rnn.nonlinearity=gelu: must be one of tanh, relu"),
     ({"pattern": "grid", "grid.sizes": ["in", "bogus"], "grid.layout": [["I", None], ["W", None]]},
-     "sizes entry 'bogus'"),
+     r"model.grid.sizes=\[in,bogus\]: entry 'bogus' must be"),
     ({"pattern": "grid", "grid.sizes": ["in", "out"], "grid.layout": [["I", None], ["Q", None]]},
      "layout cell 'Q'"),
-    ({"resnet.skip": "cubic", "pattern": "resnet"}, "skip must be one of"),
+    ({"resnet.skip": "cubic", "pattern": "resnet"}, "model.resnet.skip=cubic: must be one of identity"),
 ])
 def test_config_errors_are_one_line_config_errors(overrides, message):
     with pytest.raises(ConfigError, match=message):
@@ -103,8 +107,7 @@ def test_config_errors_are_one_line_config_errors(overrides, message):
 
 
 def test_seq2d_mlp_and_model_mlp_are_the_same_network_for_the_same_seed():
-    cfg_mlp = OmegaConf.load(CONF.parent / "mlp.yaml")
-    cfg_mlp.homotopy = False
+    cfg_mlp = MLPConfig(homotopy=False)
     task = _task()
     torch.manual_seed(7)
     reference = MODELS.get("mlp")(cfg_mlp, task)

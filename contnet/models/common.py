@@ -1,20 +1,46 @@
-"""Helpers shared by the model builders: λ creation, sizes from the task, weight init."""
+"""What the model builders share: the base of their typed configs, λ creation, sizes from the task, weight init."""
 from __future__ import annotations
 
 import logging
 import math
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from torch import nn
 
 from contnet.continuation.state import LambdaState, attach_lambda
 from contnet.registry import ConfigError
+from contnet.schema import Options, opt
 
 log = logging.getLogger("contnet")
+
+ACTIVATIONS = ("relu", "sigmoid", "tanh", "gelu")
+
+
+@dataclass
+class ModelConfig(Options):
+    """Base of every model option's typed config (conf/model/<name>.yaml)."""
+    # shapes come from the task's metadata (False: the model carries its own shipped shapes, e.g. a
+    # language model, so `contnet params` need not build the task)
+    needs_task: ClassVar[bool] = True
+
+    name: str = ""
+    # a model-level λ (homotopy points read it) when the optimizer is a continuation method; auto: the runner
+    # sets it from optimizer.homotopy (engine/run.py resolve_auto); called directly, auto = the standard network
+    homotopy: Any = opt("auto", choices=("auto", True, False))
+
+    def check_widths(self, *keys: str) -> None:
+        """Each of `keys` is null or a list of positive integers (hidden widths)."""
+        for key in keys:
+            widths = getattr(self, key)
+            if isinstance(widths, (list, tuple)) and not all(
+                    isinstance(w, int) and not isinstance(w, bool) and w > 0 for w in widths):
+                raise self.error(key, "must be a list of positive integers, e.g. [200,100,50]")
 
 
 def new_lambda(cfg) -> LambdaState | None:
     """One λ per model when the (already resolved) `model.homotopy` is true; λ=1 = standard network."""
-    homotopy = cfg.get("homotopy", False)
+    homotopy = cfg.homotopy
     if homotopy == "auto":        # the runner resolves auto from the optimizer; called directly: standard network
         homotopy = False
     return LambdaState(1.0) if bool(homotopy) else None
@@ -32,10 +58,7 @@ def in_features(task) -> int:
 
 def hidden_widths(cfg) -> list[int]:
     """`model.widths` (explicit list) wins; otherwise `depth` copies of `width`."""
-    widths = cfg.get("widths")
-    widths = list(widths) if widths else [int(cfg.width)] * int(cfg.depth)
-    if any(int(w) <= 0 for w in widths):
-        raise ConfigError(f"model widths {widths} must all be positive integers")
+    widths = list(cfg.widths) if cfg.widths else [int(cfg.width)] * int(cfg.depth)
     return [int(w) for w in widths]
 
 
@@ -44,16 +67,13 @@ def autoencoder_widths(cfg, d: int) -> list[int]:
     (depth × width, as for classifiers) or auto = narrow towards the code as in the continuation papers:
     [200, 100, 50] for inputs wider than 200 (MNIST, Fashion-MNIST, CIFAR-10), else [32, 16, 8]
     (digits 64, mnist1d 40), so the closed-form λ=0 start (widths ≤ input, non-growing) applies."""
-    if cfg.get("widths"):
+    if cfg.widths:
         return hidden_widths(cfg)
-    ae = cfg.get("ae_widths", None)
+    ae = cfg.ae_widths
     if ae == "auto":
         return [200, 100, 50] if d > 200 else [32, 16, 8]
     if ae:
-        widths = [int(w) for w in ae]
-        if any(w <= 0 for w in widths):
-            raise ConfigError(f"model.ae_widths={widths} must all be positive integers")
-        return widths
+        return [int(w) for w in ae]
     return hidden_widths(cfg)
 
 
@@ -72,7 +92,7 @@ def resolve_init(cfg, task, lam, widths: list[int]) -> str:
     """`model.init`, with auto resolved: the closed-form λ=0 (PCA) start exactly when a continuation
     optimizer drives λ (the model has λ; the runner resolves auto to default for plain optimizers),
     the task is a reconstruction and the autoencoder's widths allow it; the standard init otherwise."""
-    init = str(cfg.get("init", "default"))
+    init = str(cfg.init)
     if init != "auto":
         return init
     if lam is None or task.meta.objective != "reconstruct":

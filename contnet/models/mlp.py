@@ -5,12 +5,43 @@ activation on every hidden layer and linear code and output layers.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any, List, Optional
+
 from torch import nn
 
 from contnet.continuation.homotopy import make_activation
 from contnet.registry import MODELS, ConfigError
-from .common import (autoencoder_widths, finish, hidden_widths, in_features, init_weights, new_lambda,
-                     resolve_init)
+from contnet.schema import opt
+from .common import (ACTIVATIONS, ModelConfig, autoencoder_widths, finish, hidden_widths, in_features,
+                     init_weights, new_lambda, resolve_init)
+
+
+@dataclass
+class MLPConfig(ModelConfig):
+    """`model=mlp`: fully connected; an autoencoder d–widths–code–reversed(widths)–d on *_ae tasks."""
+    name: str = "mlp"
+    depth: int = opt(2, gt=0)            # hidden layers (used when widths is null)
+    width: int = opt(128, gt=0)
+    # explicit hidden widths, e.g. [200, 100, 50] (the papers' depth-8 AE); wins over depth and width
+    widths: Optional[List[int]] = None
+    # autoencoder widths when widths is null: auto = narrow towards the code as the papers do, [200, 100, 50]
+    # for inputs > 200 (MNIST, Fashion-MNIST, CIFAR-10), else [32, 16, 8] (digits, mnist1d); a list; or
+    # null = depth × width like a classifier
+    ae_widths: Any = "auto"
+    activation: str = opt("relu", choices=ACTIVATIONS)
+    # homotopy (inherited): homotopy activations σ_λ; auto: on when the optimizer is a continuation method
+    # auto = pca exactly when a continuation optimizer trains a reconstruction task and the widths allow it
+    # (d ≥ w1 ≥ … ≥ code; logged), else default (torch).  pca: the closed-form PCA start of an autoencoder.
+    # Comparisons set pca for all arms.
+    init: str = opt("auto", choices=("auto", "default", "xavier", "orthogonal", "pca"))
+    output_activation: bool = False      # also put the (homotopy) activation on the output layer (the papers' parity MLP)
+
+    def check(self) -> None:
+        super().check()
+        if not (self.ae_widths in (None, "auto") or isinstance(self.ae_widths, (list, tuple))):
+            raise self.error("ae_widths", "must be auto, null or a list of positive integers")
+        self.check_widths("widths", "ae_widths")
 
 
 def _stack(sizes: list[int], act: str, lam, last_linear: bool = True) -> nn.Sequential:
@@ -45,7 +76,7 @@ class MLPAutoencoder(nn.Module):
         return self.decoder(self.encoder(x.flatten(1)))
 
 
-@MODELS.register("mlp")
+@MODELS.register("mlp", config=MLPConfig)
 def build_mlp(cfg, task):
     lam = new_lambda(cfg)
     d = in_features(task)
@@ -55,7 +86,7 @@ def build_mlp(cfg, task):
     elif task.meta.objective == "classify":
         widths = hidden_widths(cfg)
         model = MLP([d, *widths, task.meta.output_dim], cfg.activation, lam,
-                    output_activation=bool(cfg.get("output_activation", False)))
+                    output_activation=cfg.output_activation)
     else:
         raise ConfigError(f"model=mlp cannot serve task objective '{task.meta.objective}'; use a language model")
     init = resolve_init(cfg, task, lam, widths)

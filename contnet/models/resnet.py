@@ -6,12 +6,32 @@ skip, λ=1 is exactly the standard residual block.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch.nn.functional as F
 from torch import nn
 
 from contnet.continuation.homotopy import HomotopySkip, make_activation
 from contnet.registry import MODELS, ConfigError
-from .common import finish, in_features, init_weights, new_lambda
+from contnet.schema import opt
+from .common import ACTIVATIONS, ModelConfig, finish, in_features, init_weights, new_lambda
+
+
+@dataclass
+class ResNetConfig(ModelConfig):
+    """`model=resnet`: a residual classifier; homotopy (inherited): auto = on under a continuation optimizer."""
+    name: str = "resnet"
+    # auto: fc for vectors, cifar for images ≤ 64 px, resnet18 (torchvision) above
+    variant: str = opt("auto", choices=("auto", "fc", "cifar", "resnet18"))
+    depth: int = opt(20, gt=0)           # cifar: 6n+2 (20, 32, 44, 56, 110)
+    width_mult: int = opt(1, gt=0)       # cifar: channels 16k/32k/64k
+    width: int = opt(128, gt=0)          # fc: hidden width
+    blocks: int = opt(3, ge=0)           # fc: residual blocks
+    activation: str = opt("relu", choices=ACTIVATIONS)
+    skip_homotopy: bool = True           # with homotopy: out = (1−λ)·act(y) + λ·act(y + skip)  (λ=0: no skip)
+    # auto: the standard init (a residual net has no closed-form start; the runner resolves auto)
+    init: str = opt("default", choices=("auto", "default", "xavier", "orthogonal"))
+    # (depth: 6n+2 is checked by CifarResNet itself, once the variant is resolved)
 
 
 class FCBlock(nn.Module):
@@ -84,7 +104,7 @@ def _torchvision_resnet18(in_ch: int, classes: int) -> nn.Module:
     return m
 
 
-@MODELS.register("resnet")
+@MODELS.register("resnet", config=ResNetConfig)
 def build_resnet(cfg, task):
     if task.meta.objective != "classify":
         raise ConfigError("model=resnet is a classifier; for autoencoder tasks use model=mlp or model=seq2d")
@@ -93,18 +113,16 @@ def build_resnet(cfg, task):
     if variant == "auto":
         variant = "fc" if len(shape) == 1 else ("cifar" if shape[-1] <= 64 else "resnet18")
     lam = new_lambda(cfg)
-    skip_h = bool(cfg.get("skip_homotopy", True)) and lam is not None
+    skip_h = cfg.skip_homotopy and lam is not None
     if variant == "fc":
         model = FCResNet(in_features(task), classes, int(cfg.width), int(cfg.blocks), cfg.activation, lam, skip_h)
     elif variant in ("cifar", "resnet18") and len(shape) != 3:
         raise ConfigError(f"model.variant={variant} needs image inputs (C, H, W); task gives {shape}; use model.variant=fc")
     elif variant == "cifar":
         model = CifarResNet(shape[0], classes, int(cfg.depth), int(cfg.width_mult), cfg.activation, lam, skip_h)
-    elif variant == "resnet18":
+    else:                                  # resnet18 (the schema admits no other variant)
         if lam is not None:
             raise ConfigError("model.variant=resnet18 (torchvision) has no homotopy points; use variant=cifar or fc")
         model = _torchvision_resnet18(shape[0], classes)
-    else:
-        raise ConfigError(f"model.variant='{variant}' is unknown; choose auto, fc, cifar or resnet18")
-    init_weights(model, cfg.get("init", "default"))
+    init_weights(model, cfg.init)
     return finish(model, lam)

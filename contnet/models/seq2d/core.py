@@ -11,7 +11,7 @@ Conventions (spec sequential2d.md §4.1):
   the zero-vector reading, spec §5-A6);
 - inputs are never written to: every sum is out of place.
 
-The iterated map (T applications, the topological fast path, sequences) is in seq2d_iterated.py.
+The iterated map (T applications, the topological fast path, sequences) is in iterated.py.
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .seq2d_blocks import IDENTITY, LINEAR, block_features, block_kind, linear_parts
+from .blocks import IDENTITY, LINEAR, block_features, block_kind, linear_parts
 
 Slots = list  # list[Tensor | None]
 
@@ -240,7 +240,7 @@ class Sequential2D(nn.Module):
     @torch.no_grad()
     def to_dense(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(W, b) with W (Σout, Σin), for maps whose cells are linear, identity or Scale blocks."""
-        from .seq2d_blocks import Scale
+        from .blocks import Scale
         ref = next(iter(self.parameters()), torch.zeros(()))
         W = ref.new_zeros(self.out_features, self.in_features)
         b = ref.new_zeros(self.out_features)
@@ -269,5 +269,5 @@ class Sequential2D(nn.Module):
 
 def count_trainable(model: nn.Module) -> int:
     """Trainable degrees of freedom (masked entries excluded, tied cells once): see count_parameters."""
-    from .common import count_parameters
+    from ..common import count_parameters
     return count_parameters(model)[0]

@@ -12,8 +12,8 @@ from typing import Literal, Sequence
 import torch
 from torch import nn
 
-from .seq2d import Sequential2D, Slots, count_trainable
-from .seq2d_blocks import IDENTITY
+from .core import Sequential2D, Slots, count_trainable
+from .blocks import IDENTITY
 
 
 class IteratedSequential2D(nn.Module):
