@@ -26,7 +26,8 @@ from contnet.errors import ConfigError, fmt
 def opt(default: Any = MISSING, *, ge=None, gt=None, le=None, lt=None, choices=None, integer: bool = False,
         doc: str = "") -> Any:
     """A dataclass field with its rule: numeric bounds (ge/gt/le/lt), `choices`, and a one-line doc."""
-    meta = {k: v for k, v in dict(ge=ge, gt=gt, le=le, lt=lt, choices=choices, doc=doc).items() if v not in (None, "")}
+    meta = {k: v for k, v in dict(ge=ge, gt=gt, le=le, lt=lt, choices=choices, doc=doc,
+                                  integer=integer or None).items() if v not in (None, "")}
     if isinstance(default, (list, dict)):
         value = default
         return dataclasses.field(default_factory=lambda: type(value)(value), metadata=meta)
@@ -43,12 +44,13 @@ def rule_words(meta: dict) -> str | None:
         return "one of " + ", ".join(fmt(c) for c in meta["choices"])
     lo = ("[", meta["ge"]) if "ge" in meta else ("(", meta["gt"]) if "gt" in meta else None
     hi = ("]", meta["le"]) if "le" in meta else (")", meta["lt"]) if "lt" in meta else None
+    kind = "an integer" if meta.get("integer") else "a number"     # opt(..., integer=True)
     if lo and hi:
-        return f"a number in {lo[0]}{lo[1]}, {hi[1]}{hi[0]}"
+        return f"{kind} in {lo[0]}{lo[1]}, {hi[1]}{hi[0]}"
     if lo:
-        return f"a number {'>=' if lo[0] == '[' else '>'} {lo[1]}"
+        return f"{kind} {'>=' if lo[0] == '[' else '>'} {lo[1]}"
     if hi:
-        return f"a number {'<=' if hi[0] == ']' else '<'} {hi[1]}"
+        return f"{kind} {'<=' if hi[0] == ']' else '<'} {hi[1]}"
     return None
 
 

@@ -9,11 +9,25 @@ run sees the same ones.  Evaluation never augments (it reads the split tensors d
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 
 from contnet.registry import ConfigError
+from contnet.schema import Options, opt, typed
 from .base import TensorTask
+
+
+@dataclass
+class AugmentOptions(Options):
+    """The image-classification keys (contnet/tasks/images.py's classification tasks inherit them)."""
+    group: ClassVar[str] = "task"
+    normalize: bool = False      # per-channel (x − mean) / std with the training split's statistics, every split
+    augment: bool = False        # training batches only: random crop after zero padding + horizontal flip, on the device
+    augment_pad: int = opt(4, ge=0, integer=True)   # padding of the random crop (pixels)
+    augment_flip: bool = True    # with augment: horizontal flip with probability 1/2
 
 
 def channel_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -70,8 +84,10 @@ class AugmentedImageTask(TensorTask):
 
 
 def image_task(cfg, task: TensorTask) -> TensorTask:
-    """Apply `task.normalize` / `task.augment` (keys absent: off) to an image classification TensorTask."""
-    augment, normalize = bool(cfg.get("augment", False)), bool(cfg.get("normalize", False))
+    """Apply `task.normalize` / `task.augment` to an image classification TensorTask (`cfg`: an AugmentOptions,
+    or a mapping of its keys; keys absent: off)."""
+    cfg = typed(AugmentOptions, cfg)
+    augment, normalize = cfg.augment, cfg.normalize
     if not (augment or normalize) or task.meta.objective != "classify":
         return task
     if len(task.meta.input_shape) != 3:
@@ -80,7 +96,4 @@ def image_task(cfg, task: TensorTask) -> TensorTask:
     data = normalize_splits(task.data, task.data["train"][0]) if normalize else task.data
     if not augment:
         return TensorTask(task.meta, data)
-    pad = int(cfg.get("augment_pad", 4))
-    if pad < 0:
-        raise ConfigError(f"task.augment_pad={pad} must be >= 0")
-    return AugmentedImageTask(task.meta, data, pad=pad, flip=bool(cfg.get("augment_flip", True)))
+    return AugmentedImageTask(task.meta, data, pad=cfg.augment_pad, flip=cfg.augment_flip)

@@ -12,9 +12,11 @@ pick `model.tokenizer` up when nothing was bound (library use).
 
 `task.scale` (full | cpu | smoke | auto) fills every size/length/beam key left null: full = the paper setup,
 cpu = a 2-core budget, smoke = seconds (auto: smoke for tiny-gpt2, else full).  Explicit keys always win.
+The keys, defaults and rules: contnet/tasks/nlg_options.py (E2EConfig, WebNLGConfig, DARTConfig).
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 import time
@@ -25,9 +27,11 @@ import torch.nn.functional as F
 
 from contnet.metrics.coco import java_available
 from contnet.registry import TASK_CHECKS, TASKS, ConfigError
+from contnet.schema import typed
 from .base import Task, TaskMeta
 from .e2e_data import LOADERS, expected_files, synthetic_e2e
 from .e2e_generate import GenerationSettings, generate
+from .nlg_options import CONFIGS, NLGOptions
 
 log = logging.getLogger("contnet")
 
@@ -41,8 +45,8 @@ SCALES = {   # sizes: train/val in pairs, test in distinct MRs; holdout_mrs = va
 }
 
 
-def pick(cfg, key, scale):
-    value = cfg.get(key)
+def pick(cfg: NLGOptions, key, scale):
+    value = getattr(cfg, key)
     return SCALES[scale][key] if value is None else value
 
 
@@ -68,17 +72,18 @@ def sample_mrs(pairs, n, rng) -> list:
 
 class NLGTask(Task):
     def __init__(self, cfg, seed: int, dataset: str = "e2e"):
+        cfg = typed(CONFIGS[dataset], cfg)             # the registered builder already passes the typed config
         self.cfg, self.dataset = cfg, dataset
         self.run_dir: Path | None = None
         self.scale = scale = resolve_scale(cfg)
         self.max_len = int(pick(cfg, "max_len", scale))
-        g = dict(SCALES[scale]["generation"], **{k: v for k, v in dict(cfg.get("generation") or {}).items()
+        g = dict(SCALES[scale]["generation"], **{k: v for k, v in dataclasses.asdict(cfg.generation).items()
                                                  if v is not None})
         self.gen = GenerationSettings(**g)
-        self.label_smoothing = float(cfg.get("label_smoothing", 0.1))
+        self.label_smoothing = cfg.label_smoothing
         self.provenance: dict[str, str] = {}       # merged into summary.json: where the numbers come from
         self.data = self._load_splits(cfg, scale)
-        gen = ["test"] if cfg.get("generate_splits") is None else [str(x) for x in cfg.generate_splits]
+        gen = ["test"] if cfg.generate_splits is None else [str(x) for x in cfg.generate_splits]
         unknown = [x for x in gen if x not in (*self.data, "none")]
         if unknown:
             raise ConfigError(f"task.generate_splits={unknown[0]}: unknown split; list some of {', '.join(self.data)} "
@@ -98,9 +103,9 @@ class NLGTask(Task):
                  sizes["val"], self.meta.extra["test_mrs"])
 
     # ---- data ----------------------------------------------------------------------------------------------
-    def _load_splits(self, cfg, scale) -> dict[str, list]:
-        raw, train_split, self.provenance = load_raw(cfg, self.dataset, scale, bool(cfg.get("download", False)))
-        rng = random.Random(int(cfg.get("split_seed", 0)))          # subsets fixed across run seeds
+    def _load_splits(self, cfg: NLGOptions, scale) -> dict[str, list]:
+        raw, train_split, self.provenance = load_raw(cfg, self.dataset, scale, cfg.download)
+        rng = random.Random(cfg.split_seed)          # subsets fixed across run seeds
         if train_split == "valid":             # disjoint MRs: the val split is carved out of valid
             mrs = list(dict.fromkeys(m for m, _ in raw["valid"]))
             if len(mrs) < 2:
@@ -208,7 +213,7 @@ class NLGTask(Task):
         try:
             items = self.encoded(split)
             total, count = 0.0, 0
-            bs = max(int(batch_size), int(self.cfg.get("eval_batch_size") or 0))
+            bs = max(int(batch_size), self.cfg.eval_batch_size or 0)
             for i in range(0, len(items), bs):
                 t, c = self._token_losses(model, self.collate(items[i:i + bs], device), 0.0)
                 total, count = total + float(t), count + int(c)
@@ -230,20 +235,19 @@ class NLGTask(Task):
         if self.run_dir is not None:
             write_e2e_files(self.run_dir, split, hyps, refs)
             (Path(self.run_dir) / f"{split}_mrs.txt").write_text("".join(m + "\n" for m in mrs), encoding="utf-8")
-        meteor = self.cfg.get("meteor", "auto")
+        meteor = self.cfg.meteor
         return score_e2e(hyps, refs, meteor=None if meteor == "auto" else bool(meteor))
 
 
-def resolve_scale(cfg) -> str:
-    scale = str(cfg.get("scale", "auto"))
-    if scale == "auto":
-        scale = "smoke" if str(cfg.get("model_name")) == "tiny-gpt2" else "full"
-    if scale not in SCALES:
-        raise ConfigError(f"task.scale='{scale}' is unknown; choose auto, full, cpu or smoke")
-    return scale
+def resolve_scale(cfg: NLGOptions) -> str:
+    """task.scale, with auto read as smoke for tiny-gpt2 (task.model_name), else full."""
+    if cfg.scale == "auto":
+        return "smoke" if cfg.model_name == "tiny-gpt2" else "full"
+    return cfg.scale
 
 
-def load_raw(cfg, dataset: str, scale: str, download: bool, missing_ok: bool = False, quiet: bool = False):
+def load_raw(cfg: NLGOptions, dataset: str, scale: str, download: bool, missing_ok: bool = False,
+             quiet: bool = False):
     """(splits {train, valid, test} as read, the split trained on, provenance) for one NLG dataset.
 
     Substitutes never pass for the real thing: generated lines (task.synthetic) and training on valid
@@ -253,11 +257,9 @@ def load_raw(cfg, dataset: str, scale: str, download: bool, missing_ok: bool = F
     CLI's check before a run that will download); `quiet`: no log lines (the run says it).
     """
     loader = LOADERS[dataset]
-    data_dir = Path(str(cfg.get("data_dir", f"data/{dataset}"))).expanduser()
-    fmt = str(cfg.get("format", "auto"))
-    raw = {s: loader(data_dir, s, fmt, download) for s in ("valid", "test")}
-    synthetic = cfg.get("synthetic", "auto")
-    synthetic = {True: "true", False: "false"}.get(synthetic, str(synthetic))
+    data_dir = cfg.root()
+    raw = {s: loader(data_dir, s, cfg.format, download) for s in ("valid", "test")}
+    synthetic = {True: "true", False: "false"}.get(cfg.synthetic, str(cfg.synthetic))
     missing = [s for s in ("valid", "test") if raw[s] is None]
     provenance = {"data": str(data_dir)}
     if synthetic == "true" or (synthetic == "auto" and missing and scale == "smoke"):
@@ -277,11 +279,9 @@ def load_raw(cfg, dataset: str, scale: str, download: bool, missing_ok: bool = F
             fix += ("" if download else ", or set task.download=true to fetch them") + \
                 ", or task.synthetic=true for generated test lines (marked data: synthetic)"
         raise ConfigError(f"task={dataset}: data not found: {files}; {fix}")
-    train_split = str(cfg.get("train_split", "auto"))
-    if train_split not in ("auto", "train", "valid"):
-        raise ConfigError(f"task.train_split='{train_split}' is unknown; choose auto, train or valid")
+    train_split = cfg.train_split
     if "train" not in raw and train_split in ("auto", "train"):
-        raw["train"] = loader(data_dir, "train", fmt, download)
+        raw["train"] = loader(data_dir, "train", cfg.format, download)
     if train_split == "auto":
         if raw.get("train"):
             train_split = "train"
@@ -303,11 +303,10 @@ def load_raw(cfg, dataset: str, scale: str, download: bool, missing_ok: bool = F
     return raw, train_split, provenance
 
 
-def check_files(cfg, dataset: str) -> None:
+def check_files(cfg: NLGOptions, dataset: str) -> None:
     """Before a run: the data files parse and the splits exist (missing files are left to the run
     when task.download=true, which may fetch them)."""
-    download = bool(cfg.get("download", False))
-    load_raw(cfg, dataset, resolve_scale(cfg), download=False, missing_ok=download, quiet=True)
+    load_raw(cfg, dataset, resolve_scale(cfg), download=False, missing_ok=cfg.download, quiet=True)
 
 
 def _builder(dataset):
@@ -316,6 +315,6 @@ def _builder(dataset):
     return build
 
 
-for _name in ("e2e", "webnlg", "dart"):
-    TASKS.register(_name)(_builder(_name))
-    TASK_CHECKS.register(_name)(lambda cfg, name=_name: check_files(cfg, name))
+for _name, _config in CONFIGS.items():
+    TASKS.register(_name, config=_config)(_builder(_name))
+    TASK_CHECKS.register(_name, config=_config)(lambda cfg, name=_name: check_files(cfg, name))

@@ -5,27 +5,94 @@ users who are online.  Missing files offline fail with one line naming the path 
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
 
-from contnet.registry import TASK_CHECKS, ConfigError
-from .augment import image_task
-from .common import make_task, register_with_autoencoder, split_indices, subset
+from contnet.registry import ConfigError
+from contnet.schema import opt
+from .augment import AugmentOptions, image_task
+from .common import ReconstructOptions, TaskOptions, data_root, make_task, register_with_autoencoder, split_indices, subset
 from .image_files import check_torchvision_files
 
-_DATASETS = {  # name -> (torchvision class name, number of classes)
-    "mnist": ("MNIST", 10),
-    "fashion_mnist": ("FashionMNIST", 10),
-    "cifar10": ("CIFAR10", 10),
+
+@dataclass
+class ImageOptions(TaskOptions):
+    """Keys of every torchvision task."""
+    data_dir: Optional[str] = None   # torchvision on-disk layout; null: $CONTNET_DATA, else ~/.cache/contnet/data
+    download: bool = True            # fetch when missing (needs network); false: fail with a clear message
+    n_train: Optional[int] = opt(None, gt=0, integer=True)   # subset of the official training set (null: all)
+    n_test: Optional[int] = opt(None, gt=0, integer=True)    # subset of the official test set (null: all)
+    flatten: bool = False            # give vectors instead of (C, H, W) images
+    val_frac: float = opt(0.1, ge=0, lt=1)                   # carved from the training set with split_seed
+    split_seed: int = 0
+
+    def root(self) -> Path:
+        return Path(self.data_dir).expanduser() if self.data_dir else data_root()
+
+
+@dataclass
+class ImageClassifyOptions(AugmentOptions, ImageOptions):
+    """A torchvision classification task: ImageOptions plus normalization and augmentation."""
+
+    def check(self) -> None:
+        super().check()
+        if self.flatten and (self.augment or self.normalize):
+            raise self.error("flatten", "task.augment and task.normalize need (C, H, W) images; set "
+                                        "task.flatten=false, or task.augment=false task.normalize=false")
+
+
+@dataclass
+class MNISTConfig(ImageClassifyOptions):
+    """torchvision mnist; downloaded into data_dir.  augment stays off: flips are wrong for digits."""
+    name: str = "mnist"
+
+
+@dataclass
+class FashionMNISTConfig(ImageClassifyOptions):
+    """torchvision fashion_mnist; downloaded into data_dir."""
+    name: str = "fashion_mnist"
+
+
+@dataclass
+class CIFAR10Config(ImageClassifyOptions):
+    """torchvision cifar10; downloaded into data_dir; normalized and augmented (the standard CIFAR recipe)."""
+    name: str = "cifar10"
+    normalize: bool = True
+    augment: bool = True
+
+
+@dataclass
+class MNISTAEConfig(ReconstructOptions, ImageOptions):
+    """torchvision mnist as an autoencoder task (never normalized or augmented)."""
+    name: str = "mnist_ae"
+
+
+@dataclass
+class FashionMNISTAEConfig(ReconstructOptions, ImageOptions):
+    """torchvision fashion_mnist as an autoencoder task."""
+    name: str = "fashion_mnist_ae"
+
+
+@dataclass
+class CIFAR10AEConfig(ReconstructOptions, ImageOptions):
+    """torchvision cifar10 as an autoencoder task."""
+    name: str = "cifar10_ae"
+
+
+_DATASETS = {  # name -> (torchvision class name, number of classes, config, autoencoder config)
+    "mnist": ("MNIST", 10, MNISTConfig, MNISTAEConfig),
+    "fashion_mnist": ("FashionMNIST", 10, FashionMNISTConfig, FashionMNISTAEConfig),
+    "cifar10": ("CIFAR10", 10, CIFAR10Config, CIFAR10AEConfig),
 }
 
 
-def _load(kind: str, data_dir: str, train: bool, download: bool):
+def _load(kind: str, root: Path, train: bool, download: bool):
     import torchvision
     cls = getattr(torchvision.datasets, _DATASETS[kind][0])
-    root = Path(data_dir).expanduser()
     problem = check_torchvision_files(_DATASETS[kind][0], root, download, unpack=True)
     if problem:                          # missing offline, or corrupt: name the exact file
         raise ConfigError(problem)
@@ -44,27 +111,27 @@ def _load(kind: str, data_dir: str, train: bool, download: bool):
     return x.contiguous(), y
 
 
-def _image_task(cfg, kind: str, reconstruct: bool):
-    x_tr, y_tr = _load(kind, cfg.data_dir, True, bool(cfg.download))
-    x_te, y_te = _load(kind, cfg.data_dir, False, bool(cfg.download))
-    if cfg.get("flatten", False):
+def _image_task(cfg: ImageOptions, kind: str, reconstruct: bool):
+    x_tr, y_tr = _load(kind, cfg.root(), True, cfg.download)
+    x_te, y_te = _load(kind, cfg.root(), False, cfg.download)
+    if cfg.flatten:
         x_tr, x_te = x_tr.flatten(1), x_te.flatten(1)
-    x_tr, y_tr = subset(x_tr, y_tr, cfg.get("n_train"), int(cfg.split_seed))
-    x_te, y_te = subset(x_te, y_te, cfg.get("n_test"), int(cfg.split_seed))
+    x_tr, y_tr = subset(x_tr, y_tr, cfg.n_train, cfg.split_seed)
+    x_te, y_te = subset(x_te, y_te, cfg.n_test, cfg.split_seed)
     # validation is carved from the training set with a fixed seed; the official test set stays test
-    idx = split_indices(len(x_tr), float(cfg.val_frac), 0.0, int(cfg.split_seed))
+    idx = split_indices(len(x_tr), cfg.val_frac, 0.0, cfg.split_seed)
     splits = {"train": (x_tr[idx["train"]], y_tr[idx["train"]]), "val": (x_tr[idx["val"]], y_tr[idx["val"]]),
               "test": (x_te, y_te)}
-    return image_task(cfg, make_task(cfg, cfg.name, splits, _DATASETS[kind][1], reconstruct))   # normalize/augment
+    task = make_task(cfg, splits, _DATASETS[kind][1], reconstruct)
+    return task if reconstruct else image_task(cfg, task)            # normalize/augment: classification only
 
 
-def _check_task_files(cfg, kind: str) -> None:
-    problem = check_torchvision_files(_DATASETS[kind][0], cfg.data_dir, bool(cfg.download))
+def _check_task_files(cfg: ImageOptions, kind: str) -> None:
+    problem = check_torchvision_files(_DATASETS[kind][0], cfg.root(), cfg.download)
     if problem:
         raise ConfigError(problem)
 
 
-for _kind in _DATASETS:
-    register_with_autoencoder(_kind, lambda cfg, reconstruct, kind=_kind: _image_task(cfg, kind, reconstruct))
-    for _name in (_kind, f"{_kind}_ae"):
-        TASK_CHECKS.register(_name)(lambda cfg, kind=_kind: _check_task_files(cfg, kind))
+for _kind, (_, _, _config, _ae_config) in _DATASETS.items():
+    register_with_autoencoder(_kind, lambda cfg, reconstruct, kind=_kind: _image_task(cfg, kind, reconstruct),
+                              _config, _ae_config, check=lambda cfg, kind=_kind: _check_task_files(cfg, kind))

@@ -2,28 +2,71 @@
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from contnet.registry import TASKS, ConfigError
-from .common import make_task, register_with_autoencoder, split_indices
+from contnet.registry import TASKS
+from contnet.schema import opt
+from .common import ReconstructOptions, SplitOptions, make_task, register_with_autoencoder, split_indices
 
 
-def _split(cfg, x: torch.Tensor, y: torch.Tensor):
-    idx = split_indices(len(x), float(cfg.val_frac), float(cfg.test_frac), int(cfg.split_seed))
+@dataclass
+class DigitsConfig(SplitOptions):
+    """scikit-learn's bundled 8×8 digits (1,797 images, 10 classes); no download."""
+    name: str = "digits"
+
+
+@dataclass
+class DigitsAEConfig(ReconstructOptions, DigitsConfig):
+    """digits as an autoencoder task (MSE reconstruction through a code layer)."""
+    name: str = "digits_ae"
+
+
+@dataclass
+class MNIST1DConfig(SplitOptions):
+    """The mnist1d package: 40-sample 1-D digits, generated procedurally (no download)."""
+    name: str = "mnist1d"
+    num_samples: int = opt(5000, gt=0, integer=True)
+    data_seed: int = 42          # the generator's seed (42 is the package's reference dataset)
+
+    def check(self) -> None:
+        super().check()
+        if self.num_samples < 10:
+            raise self.error("num_samples", "must be at least 10")
+
+
+@dataclass
+class MNIST1DAEConfig(ReconstructOptions, MNIST1DConfig):
+    """mnist1d as an autoencoder task."""
+    name: str = "mnist1d_ae"
+
+
+@dataclass
+class ParityConfig(SplitOptions):
+    """n-bit parity of uniform random bit vectors (synthetic); 2 classes."""
+    name: str = "parity"
+    n_bits: int = opt(10, gt=0, integer=True)   # the continuation paper's hard setting is 40 bits (with 200k samples)
+    num_samples: int = opt(6000, gt=0, integer=True)
+    signed: bool = True          # inputs as ±1 (false: 0/1)
+    data_seed: int = 0
+
+
+def _split(cfg: SplitOptions, x: torch.Tensor, y: torch.Tensor):
+    idx = split_indices(len(x), cfg.val_frac, cfg.test_frac, cfg.split_seed)
     return {k: (x[i], y[i]) for k, i in idx.items()}
 
 
-def _digits(cfg, reconstruct: bool):
+def _digits(cfg: DigitsConfig, reconstruct: bool):
     from sklearn.datasets import load_digits
     d = load_digits()
     x = torch.tensor(d.data, dtype=torch.float32) / 16.0       # pixels 0..16 -> [0, 1]
     y = torch.tensor(d.target, dtype=torch.long)
-    return make_task(cfg, cfg.name, _split(cfg, x, y), 10, reconstruct)
+    return make_task(cfg, _split(cfg, x, y), 10, reconstruct)
 
 
-register_with_autoencoder("digits", _digits)
+register_with_autoencoder("digits", _digits, DigitsConfig, DigitsAEConfig)
 
 
 @functools.lru_cache(maxsize=4)
@@ -36,25 +79,20 @@ def mnist1d_arrays(num_samples: int, data_seed: int) -> tuple[np.ndarray, np.nda
     return np.concatenate([d["x"], d["x_test"]]), np.concatenate([d["y"], d["y_test"]])
 
 
-def _mnist1d(cfg, reconstruct: bool):
-    if int(cfg.num_samples) < 10:
-        raise ConfigError(f"task.num_samples={cfg.num_samples} is too small; use at least 10")
-    xs, ys = mnist1d_arrays(int(cfg.num_samples), int(cfg.data_seed))
+def _mnist1d(cfg: MNIST1DConfig, reconstruct: bool):
+    xs, ys = mnist1d_arrays(cfg.num_samples, cfg.data_seed)
     x, y = torch.tensor(xs, dtype=torch.float32), torch.tensor(ys, dtype=torch.long)
-    return make_task(cfg, cfg.name, _split(cfg, x, y), 10, reconstruct)
+    return make_task(cfg, _split(cfg, x, y), 10, reconstruct)
 
 
-register_with_autoencoder("mnist1d", _mnist1d)
+register_with_autoencoder("mnist1d", _mnist1d, MNIST1DConfig, MNIST1DAEConfig)
 
 
-@TASKS.register("parity")
-def parity(cfg, seed):
+@TASKS.register("parity", config=ParityConfig)
+def parity(cfg: ParityConfig, seed):
     """n-bit parity: uniform random bit vectors (as ±1 or 0/1), label = number of ones mod 2."""
-    n_bits, n = int(cfg.n_bits), int(cfg.num_samples)
-    if n_bits <= 0 or n <= 0:
-        raise ConfigError(f"task.n_bits={n_bits} and task.num_samples={n} must be positive integers")
-    g = torch.Generator().manual_seed(int(cfg.data_seed))
-    bits = torch.randint(0, 2, (n, n_bits), generator=g)
+    g = torch.Generator().manual_seed(cfg.data_seed)
+    bits = torch.randint(0, 2, (cfg.num_samples, cfg.n_bits), generator=g)
     y = bits.sum(1) % 2
-    x = bits.float() * 2 - 1 if cfg.get("signed", True) else bits.float()
-    return make_task(cfg, cfg.name, _split(cfg, x, y.long()), 2, reconstruct=False)
+    x = bits.float() * 2 - 1 if cfg.signed else bits.float()
+    return make_task(cfg, _split(cfg, x, y.long()), 2, reconstruct=False)
