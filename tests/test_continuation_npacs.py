@@ -8,18 +8,27 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from contnet.continuation.homotopy import make_activation
-from contnet.continuation.npacs import NPACSConfig, NPACSDriver, SecantPredictor, adapt_delta_lambda
+from contnet.continuation.npacs import NPACSDriver, NPACSOptions, SecantPredictor, adapt_delta_lambda
 from contnet.continuation.state import LambdaState, attach_lambda, get_lambda
 from contnet.registry import OPTIMIZERS, ConfigError
 from tests.conftest import train_mse
 
 ADAM = dict(lr=1e-2, betas=[0.9, 0.999], eps=1e-8, weight_decay=0.0)
 RMS = dict(lr=1e-3, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0)
+# The spec's readings these tests were written for (the former NPACSConfig() defaults): Δλ 0.008 in
+# [8e-4, 0.02], T = 100, the secant predictor with the intended ratio (A4).  optimizer=cadam's own defaults are
+# budget-scaled (NPACSOptions), the authors' are optimizer/npacs=authors (tests/test_optim_schema.py).
+SPEC = dict(l_init=0.0, delta_l=0.008, delta_l_prev=0.02, delta_l_min=8e-4, delta_l_max=0.02, window=100,
+            adaptive_start=100, secant=True, ratio_mode="intended")
 
 
 def cfg(name, **over):
     base = {"cadam": ADAM, "crmsprop": RMS, "continuation": {**RMS, **ADAM, "inner": "adam"}}[name]
-    return OmegaConf.create({"name": name, **base, **over})
+    return OmegaConf.create({"name": name, **SPEC, **base, **over})
+
+
+def spec(**over) -> NPACSOptions:
+    return NPACSOptions(**{**SPEC, **over})
 
 
 class TinyNet(nn.Module):
@@ -52,7 +61,7 @@ def params_equal(a, b):
 
 
 # ---- Δλ rule (§2.4) ----------------------------------------------------------------------------
-RULE = NPACSConfig(window=10)
+RULE = spec(window=10)
 
 
 def seq(prev, cur, T=10):
@@ -115,7 +124,7 @@ def test_driver_secant_exact_on_linear_path_intended_and_frozen():
     a, b = torch.randn(4, dtype=torch.float64), torch.randn(4, dtype=torch.float64)
     p = nn.Parameter(a.clone())
     lam = LambdaState(0.0).double()
-    c = NPACSConfig(adaptive=False, delta_l=0.01)
+    c = spec(adaptive=False, delta_l=0.01)
     drv = NPACSDriver(c, lam, [p])
     drv.update()                                          # natural first step: remember θ(0)
     for dl in (0.02, 0.005, 0.017, 0.3, 0.9):             # the last one is clipped at λ=1
@@ -127,7 +136,7 @@ def test_driver_secant_exact_on_linear_path_intended_and_frozen():
     assert lam.get() == 1.0 and drv.predictor.prev is None
     # frozen ratio (the authors' TF graph): the step is delta_l/delta_l_prev = 0.4 times the secant
     p2 = nn.Parameter(a.clone())
-    drv2 = NPACSDriver(NPACSConfig(adaptive=False, ratio_mode="frozen"), LambdaState(0.0).double(), [p2])
+    drv2 = NPACSDriver(spec(adaptive=False, ratio_mode="frozen"), LambdaState(0.0).double(), [p2])
     drv2.update()
     with torch.no_grad():
         p2.copy_(a + b)

@@ -8,12 +8,19 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from contnet.continuation.parc import PARCConfig, corrector_omega, orthogonal_direction
+from contnet.continuation.parc import corrector_omega, orthogonal_direction
 from contnet.continuation.state import LambdaState, attach_lambda, get_lambda
 from contnet.registry import OPTIMIZERS
 from tests.conftest import train_mse
 
 SGD = dict(momentum=0.0, weight_decay=0.0, nesterov=False, inner="sgd")
+# The spec-side values these tests were written for (the former PARCConfig() defaults); optimizer=parc's own
+# defaults are budget-scaled (conf/optimizer/parc.yaml), C2's are optimizer/arclength=authors.
+SPEC_ARC = dict(delta_s=0.05, min_arc_len=0.008, max_arc_len=0.02, corrector_steps=20, guess_steps=10)
+
+
+def parc_cfg(**over):
+    return OmegaConf.create({"name": "parc", **SPEC_ARC, **over})
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -44,8 +51,8 @@ def fold_step(model, opt):
 
 def test_parc_passes_the_fold_where_natural_continuation_stalls():
     model = Fold()
-    c = OmegaConf.create(dict(name="parc", lr=0.2, delta_s=0.2, min_arc_len=0.05, max_arc_len=0.2,
-                              corrector_steps=30, theta_scale=1.0, loss_tol=1e-4, **SGD))
+    c = parc_cfg(lr=0.2, delta_s=0.2, min_arc_len=0.05, max_arc_len=0.2,
+                 corrector_steps=30, theta_scale=1.0, loss_tol=1e-4, **SGD)
     opt = OPTIMIZERS.get("parc")(c, model)
     lams, residuals, arcs = [], [], []
     for _ in range(5000):
@@ -103,8 +110,8 @@ ADAM = dict(lr=1e-2, betas=[0.9, 0.999], eps=1e-8, weight_decay=0.0, inner="adam
 
 def test_authors_predictor_length_and_penalty_reference():
     model = Small()
-    c = OmegaConf.create(dict(name="parc", constraint="authors", delta_s=0.03, min_arc_len=0.01,
-                              max_arc_len=0.05, corrector_steps=6, **ADAM))
+    c = parc_cfg(constraint="authors", delta_s=0.03, min_arc_len=0.01,
+                 max_arc_len=0.05, corrector_steps=6, **ADAM)
     opt = OPTIMIZERS.get("parc")(c, model)
     drv = opt.driver
     checked = 0
@@ -138,9 +145,9 @@ def test_orthogonal_perturbation_and_omega_rule():
 
 @pytest.mark.parametrize("check", ["fixed", "loss"])
 def test_parc_reaches_one_then_is_the_inner_optimizer_and_round_trips(check):
-    c = OmegaConf.create(dict(name="parc", delta_s=0.1, min_arc_len=0.05, max_arc_len=0.2, corrector_steps=5,
-                              sphere_radius_m=0.5, corrector_check=check, corrector_min_steps=2, ma_window=1,
-                              **ADAM))
+    c = parc_cfg(delta_s=0.1, min_arc_len=0.05, max_arc_len=0.2, corrector_steps=5,
+                 sphere_radius_m=0.5, corrector_check=check, corrector_min_steps=2, ma_window=1,
+                 **ADAM)
     model = Small(seed=3)
     opt = OPTIMIZERS.get("parc")(c, model)
     batches = data(200)
@@ -166,15 +173,15 @@ def test_parc_reaches_one_then_is_the_inner_optimizer_and_round_trips(check):
 def test_config_rejects_unknown_constraint_and_corrector_check():
     from contnet.registry import ConfigError
     with pytest.raises(ConfigError):
-        PARCConfig.from_cfg(OmegaConf.create({"constraint": "exact"}))
+        OPTIMIZERS.get("parc")(parc_cfg(constraint="exact"), Small())
     with pytest.raises(ConfigError, match="corrector_check"):
-        PARCConfig.from_cfg(OmegaConf.create({"corrector_check": "early"}))
+        OPTIMIZERS.get("parc")(parc_cfg(corrector_check="early"), Small())
 
 
 def corrector_lengths(check):
     """Iterations of each finished corrector (j just before it ended) on the Small regression."""
-    c = OmegaConf.create(dict(name="parc", delta_s=0.1, min_arc_len=0.05, max_arc_len=0.2, corrector_steps=8,
-                              corrector_min_steps=2, ma_window=1, loss_tol=0.5, corrector_check=check, **ADAM))
+    c = parc_cfg(delta_s=0.1, min_arc_len=0.05, max_arc_len=0.2, corrector_steps=8,
+                 corrector_min_steps=2, ma_window=1, loss_tol=0.5, corrector_check=check, **ADAM)
     model = Small(seed=3)
     opt = OPTIMIZERS.get("parc")(c, model)
     lengths = []
@@ -197,8 +204,8 @@ def test_fixed_corrector_runs_corrector_steps_and_loss_check_can_end_earlier():
 def test_step_keeps_lambda_and_its_gradient_on_the_device():
     """No conversion inside a corrector iteration: λ, ∂L/∂λ, the projection and the residual are tensors."""
     from contnet.engine.hostsync import count_host_syncs
-    c = OmegaConf.create(dict(name="parc", delta_s=0.1, min_arc_len=0.05, max_arc_len=0.2, corrector_steps=4,
-                              corrector_check="fixed", **ADAM))
+    c = parc_cfg(delta_s=0.1, min_arc_len=0.05, max_arc_len=0.2, corrector_steps=4,
+                 corrector_check="fixed", **ADAM)
     model = Small(seed=3)
     opt = OPTIMIZERS.get("parc")(c, model)
     batches = data(12)

@@ -34,9 +34,12 @@ one engine step has one closure; `sphere_radius_m` > 0 perturbs the single predi
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
+from typing import Any, Optional
 
 import torch
+
+from contnet.schema import Options, opt
 
 from .state import LambdaState
 
@@ -45,46 +48,53 @@ CORRECTOR_CHECKS = ("fixed", "loss")
 
 
 @dataclass
-class PARCConfig:
-    lambda_init: float = 0.0       # A3: the closed-form start λ=0 (C2's AE starts at 0.00)
-    natural_step: float = 0.03     # C2's natural start: λ_init + 0.03
-    delta_s: float = 0.05          # initial Δs (C2 AE: 0.05)
-    min_arc_len: float = 0.008     # C2 AE: 0.008
-    max_arc_len: float = 0.02      # C2 AE: 0.02
-    corrector_steps: int = 20      # max corrector iterations (= engine steps) per continuation step
-    corrector_min_steps: int = 5   # before the early-stop test may end a corrector
-    loss_tol: float = 1e-3         # relative change of the running-mean loss that ends a corrector
-    ma_window: int = 5             # running-mean length of the early-stop test (C2: 10)
-    guess_steps: int = 10          # G of the corrector_omega rule (C2: guess_ant_steps)
-    constraint: str = "textbook"   # A9 best reading; "authors" = C2's fixed-μ linear penalty
-    lagrange_mu: float = 1e-3      # μ of the authors' penalty (C2 AE: lagrange_init 0.001)
-    lambda_lr: float | None = None  # step on ∂L/∂λ; None = the inner lr; 0 = λ moves by the constraint only
-    theta_scale: str | float = "rms"  # κ of the z inner product (see module doc)
-    sphere_radius_m: float = 0.0   # orthogonal perturbation radius / Δs (C2: 0.5; 0 = none)
-    finish_tol: float = 1e-6
-    corrector_check: str = "loss"   # loss: C2's early stop (default, studied); fixed: corrector_steps iterations (no host read)
-    max_continuation_steps: int | None = None  # then λ jumps to 1 (None: no limit)
+class ArclengthOptions(Options):
+    """The PARC keys of optimizer=parc.  Defaults are the CLI's: C2's AE values (delta_s 0.05 in [0.008, 0.02],
+    correctors of up to 300 epochs) walk far more slowly than the default digits_ae budget (≈380 steps)
+    allows, so the arclength values are scaled so that λ reaches 1 well inside it.  C2's values are the
+    preset conf/optimizer/arclength/authors.yaml (`optimizer=parc optimizer/arclength=authors`)."""
+    group = "optimizer"          # errors read `optimizer.<key>=...` also for a bare ArclengthOptions
+    # A9 best reading: ⟨z − z_k, ż⟩ = Δs enforced exactly (projection); authors = C2's fixed-μ penalty around z_pred
+    constraint: str = opt("textbook", choices=CONSTRAINTS)
+    lagrange_mu: float = opt(1e-3, ge=0)       # μ of the authors' penalty (C2 AE lagrange_init 0.001); unused by textbook
+    # A3 best reading: the closed-form λ=0 (C2 AE starts at 0.00).  λ=1 is allowed, as for NPACS's l_init: there
+    # is no path left to walk, so PARC is its inner optimizer from the first step (the same rule as λ reaching 1).
+    lambda_init: float = opt(0.0, ge=0, le=1)
+    natural_step: float = opt(0.03, ge=0, le=1)  # C2's natural start: one unconstrained corrector at lambda_init + 0.03
+    delta_s: float = opt(0.1, gt=0)            # initial Δs (C2 AE: 0.05; scaled for the budget)
+    min_arc_len: float = opt(0.05, gt=0)       # Δs floor (C2 AE: 0.008; scaled for the budget)
+    max_arc_len: float = opt(0.2, gt=0)        # Δs cap (C2 AE: 0.02; scaled for the budget)
+    # max corrector iterations (= engine steps) per continuation step (C2: up to descent_period epochs; NPACS: u_freq=10)
+    corrector_steps: int = opt(10, ge=1)
+    # loss (default) = C2's early stop below, the reading behind every published PARC figure
+    # (docs/results/reproduce-cpu-tuned.md): it reads the recent losses on the host at every iteration from
+    # j = max(corrector_min_steps, ma_window + 1) on.  fixed = every corrector runs corrector_steps iterations:
+    # no device→host read inside a corrector (one λ read at its end), so on a GPU the host never waits for a
+    # step; fixed makes j, and so the Δs rule, constant.  fixed changes PARC's results and has not been
+    # compared with loss in a tuned study, so it is a switch, not the default (yet).
+    corrector_check: str = opt("loss", choices=CORRECTOR_CHECKS)
+    corrector_min_steps: int = opt(5, ge=1)    # iterations before the early-stop test may end a corrector (corrector_check=loss)
+    loss_tol: float = opt(1e-3, ge=0)          # (loss) early stop: relative change of the running-mean loss (C2 ma_loss, absolute 2e-5)
+    ma_window: int = opt(5, ge=1)              # running-mean length (C2: 10; corrector_check=loss)
+    guess_steps: int = opt(5, ge=1)            # G of C2's corrector_omega rule (C2: guess_ant_steps 20, counted in epochs)
+    lambda_lr: Optional[float] = opt(None, ge=0)  # step on ∂L/∂λ (C2: λ trained like θ); null = lr; 0 = λ moves by the constraint only
+    # κ of the z inner product: rms = 1/sqrt(#params) (θ as an RMS change); a number > 0, e.g. 1.0 = plain Euclidean (spec)
+    theta_scale: Any = "rms"
+    sphere_radius_m: float = opt(0.0, ge=0)    # orthogonal perturbation of the prediction, radius m·Δs (C2: 0.5 with ants; 0 = none)
+    finish_tol: float = opt(1e-6, ge=0, lt=1)  # λ ≥ 1 − tol ends continuation (λ set to exactly 1)
+    max_continuation_steps: Optional[int] = opt(None, ge=1)  # after this many continuation steps λ jumps to 1 (null: no limit)
 
-    @classmethod
-    def from_cfg(cls, cfg) -> "PARCConfig":
-        names = {f.name for f in fields(cls)}
-        out = cls(**{k: cfg[k] for k in names if k in cfg and (cfg[k] is not None or k == "lambda_lr")})
-        out.validate()
-        return out
+    def check(self) -> None:
+        super().check()
+        if self.min_arc_len > self.max_arc_len:
+            raise self.error("min_arc_len", f"must be <= optimizer.max_arc_len={self.max_arc_len}")
+        ts = self.theta_scale
+        if ts != "rms" and not (isinstance(ts, (int, float)) and not isinstance(ts, bool) and ts > 0):
+            raise self.error("theta_scale", "must be rms or a number > 0")
 
-    def validate(self) -> None:
-        from contnet.registry import ConfigError
-        if self.constraint not in CONSTRAINTS:
-            raise ConfigError(f"optimizer.constraint='{self.constraint}'; choose one of {', '.join(CONSTRAINTS)}")
-        if self.corrector_check not in CORRECTOR_CHECKS:
-            raise ConfigError(f"optimizer.corrector_check='{self.corrector_check}'; choose one of "
-                              f"{', '.join(CORRECTOR_CHECKS)}")
-        if not 0 < self.min_arc_len <= self.max_arc_len:
-            raise ConfigError("optimizer.min_arc_len must be > 0 and ≤ optimizer.max_arc_len")
-        if not 0.0 <= self.lambda_init < 1.0:
-            raise ConfigError(f"optimizer.lambda_init={self.lambda_init} must be in [0, 1)")
-        if self.corrector_steps < 1 or self.corrector_min_steps < 1:
-            raise ConfigError("optimizer.corrector_steps and corrector_min_steps must be ≥ 1")
+    def arclength_dict(self) -> dict:
+        """The PARC keys alone (what a checkpoint records)."""
+        return {f.name: getattr(self, f.name) for f in fields(ArclengthOptions)}
 
 
 def corrector_omega(j: int, guess: int) -> float:
@@ -112,7 +122,7 @@ def orthogonal_direction(t_theta, t_lam, kappa: float, generator=None):
 
 
 class PARCDriver:
-    def __init__(self, cfg: PARCConfig, lam: LambdaState, params: list[torch.Tensor], lr: float):
+    def __init__(self, cfg: ArclengthOptions, lam: LambdaState, params: list[torch.Tensor], lr: float):
         self.cfg, self.lam, self.params = cfg, lam, params
         n = sum(p.numel() for p in params)
         self.kappa = 1.0 / math.sqrt(max(n, 1)) if cfg.theta_scale == "rms" else float(cfg.theta_scale)
@@ -130,6 +140,8 @@ class PARCDriver:
         self.t_lam = self._scalar(0.0)
         lam.set(min(cfg.lambda_init + cfg.natural_step, 1.0))
         lam.value.requires_grad_(True)
+        if cfg.lambda_init >= 1.0 - cfg.finish_tol:     # no path to walk: the inner optimizer from step one
+            self._finish()
 
     def _scalar(self, x) -> torch.Tensor:
         v = self.lam.value
@@ -254,7 +266,7 @@ class PARCDriver:
     # ---- checkpoints (host floats: the layout of earlier checkpoints) --------------------------------
     def state_dict(self) -> dict:
         losses = torch.stack(self.losses).tolist() if self.losses else []
-        return {"kind": "parc", "config": asdict(self.cfg), "lambda": self.lam.get(), "phase": self.phase,
+        return {"kind": "parc", "config": self.cfg.arclength_dict(), "lambda": self.lam.get(), "phase": self.phase,
                 "ds": self.ds, "ds_prev": self.ds_prev, "j": self.j, "losses": losses, "k": self.k,
                 "steps": self.steps, "theta_ref": [t.clone() for t in self.theta_ref],
                 "lam_ref": float(self.lam_ref),

@@ -14,12 +14,15 @@ it is exactly `closure(); inner.step()`, so the run continues bitwise as the bar
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
-from contnet.continuation.npacs import NPACSConfig, NPACSDriver
+from contnet.continuation.npacs import NPACSDriver, NPACSOptions
 from contnet.continuation.state import LambdaState, find_lambda
 from contnet.registry import OPTIMIZERS, ConfigError
-from .standard import INNER, trainable
+from contnet.schema import opt
+from .standard import INNER, AdamOptions, RMSpropOptions, SGDOptions, trainable
 
 
 class _InnerAttr:
@@ -93,34 +96,61 @@ class ContinuationOptimizer(torch.optim.Optimizer):
 def require_lambda(cfg, model) -> LambdaState:
     lam = find_lambda(model)
     if lam is None:
-        raise ConfigError(f"optimizer={cfg.get('name', 'continuation')} needs a model with homotopy points; "
-                          "set model.homotopy=true")
+        raise ConfigError(f"optimizer={cfg.name} needs a model with homotopy points; set model.homotopy=true")
     return lam
 
 
-def build_inner(cfg, params, inner_name: str) -> torch.optim.Optimizer:
-    if inner_name not in INNER:
-        raise ConfigError(f"optimizer.inner='{inner_name}' is unknown; choose one of: {', '.join(INNER)}")
-    return INNER[inner_name](cfg, params)
+@dataclass
+class AnyInnerOptions(AdamOptions, RMSpropOptions, SGDOptions):
+    """The keys of every inner optimizer (adam, adamw, rmsprop, sgd); each reads its own."""
+    inner: str = opt("adam", choices=tuple(INNER))   # A13: C-Adam/C-RMSProp are wrappers, C1's `opt` switch
+    homotopy: bool = True        # turns the model's homotopy activations on when model.homotopy=auto
+    lr: float = opt(1e-3, gt=0)  # spec §2.5 Fashion-MNIST config: adam, 0.001
+    momentum: float = opt(0.0, ge=0)   # rmsprop, sgd
 
 
-def build_npacs(cfg, model, inner_name: str) -> ContinuationOptimizer:
+@dataclass
+class CAdamConfig(NPACSOptions, AdamOptions):
+    """optimizer=cadam: C-Adam, NPACS continuation (spec §2.3) around torch.optim.Adam."""
+    name: str = "cadam"
+    homotopy: bool = True        # turns the model's homotopy activations on when model.homotopy=auto
+    lr: float = opt(1e-3, gt=0)  # spec §2.5 Fashion-MNIST config: adam, 0.001
+
+
+@dataclass
+class CRMSpropConfig(NPACSOptions, RMSpropOptions):
+    """optimizer=crmsprop: C-RMSProp, NPACS continuation around torch.optim.RMSprop."""
+    name: str = "crmsprop"
+    homotopy: bool = True
+    lr: float = opt(1e-3, gt=0)  # spec §2.5: the first NPACS commit used RMSProp at 5e-4; 1e-3 matches optimizer=rmsprop
+
+
+@dataclass
+class ContinuationConfig(NPACSOptions, AnyInnerOptions):
+    """optimizer=continuation: NPACS continuation around any inner optimizer (`inner`)."""
+    name: str = "continuation"
+
+
+def build_inner(cfg, params) -> torch.optim.Optimizer:
+    return INNER[cfg.inner](cfg, params)
+
+
+def build_npacs(cfg: NPACSOptions, model, inner: str) -> ContinuationOptimizer:
     lam = require_lambda(cfg, model)
     params = trainable(model)
-    inner = build_inner(cfg, params, inner_name)
-    return ContinuationOptimizer(inner, NPACSDriver(NPACSConfig.from_cfg(cfg), lam, params))
+    return ContinuationOptimizer(INNER[inner](cfg, params), NPACSDriver(cfg, lam, params))
 
 
-@OPTIMIZERS.register("cadam")
-def build_cadam(cfg, model):
+@OPTIMIZERS.register("cadam", config=CAdamConfig)
+def build_cadam(cfg: CAdamConfig, model):
     return build_npacs(cfg, model, "adam")
 
 
-@OPTIMIZERS.register("crmsprop")
-def build_crmsprop(cfg, model):
+@OPTIMIZERS.register("crmsprop", config=CRMSpropConfig)
+def build_crmsprop(cfg: CRMSpropConfig, model):
     return build_npacs(cfg, model, "rmsprop")
 
 
-@OPTIMIZERS.register("continuation")
-def build_continuation(cfg, model):
-    return build_npacs(cfg, model, str(cfg.get("inner", "adam")))
+@OPTIMIZERS.register("continuation", config=ContinuationConfig)
+def build_continuation(cfg: ContinuationConfig, model):
+    return build_npacs(cfg, model, cfg.inner)

@@ -2,48 +2,78 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 from torch.optim import lr_scheduler
 
-from contnet.registry import SCHEDULERS, ConfigError
+from contnet.registry import SCHEDULERS
+from contnet.schema import Options, opt
 
 
-@SCHEDULERS.register("none")
+@dataclass
+class NoScheduleConfig(Options):
+    """scheduler=none: a constant learning rate."""
+    name: str = "none"
+
+
+@dataclass
+class WarmupDecayOptions(Options):
+    """A linear warm-up over `warmup_steps`, then a decay to min_lr_ratio·lr at the last step."""
+    name: str = ""
+    warmup_steps: int = opt(0, ge=0)
+    min_lr_ratio: float = opt(0.0, ge=0, le=1)
+
+
+@dataclass
+class CosineConfig(WarmupDecayOptions):
+    """scheduler=cosine: optional linear warm-up, then cosine decay to min_lr_ratio·lr at the last step."""
+    name: str = "cosine"
+
+
+@dataclass
+class LinearWarmupConfig(WarmupDecayOptions):
+    """scheduler=linear_warmup: linear warm-up, then linear decay (the LoRA E2E recipe uses 500 warm-up steps)."""
+    name: str = "linear_warmup"
+    warmup_steps: int = opt(100, ge=0)
+
+
+@dataclass
+class StepConfig(Options):
+    """scheduler=step: multiply lr by gamma every step_size steps."""
+    name: str = "step"
+    step_size: int = opt(1000, ge=1)
+    gamma: float = opt(0.1, gt=0)
+
+
+@SCHEDULERS.register("none", config=NoScheduleConfig)
 def none(cfg, optimizer, total_steps):
     return None
 
 
-@SCHEDULERS.register("cosine")
-def cosine(cfg, optimizer, total_steps):
-    warmup = int(cfg.get("warmup_steps", 0))
-    floor = float(cfg.min_lr_ratio)
+def warmup_then(cfg: WarmupDecayOptions, total_steps: int, decay):
+    """A LambdaLR factor: (step+1)/warmup during the warm-up, then decay(t, min_lr_ratio) with t ∈ [0, 1]."""
+    warmup, floor = cfg.warmup_steps, cfg.min_lr_ratio
 
     def factor(step):
         if step < warmup:
             return (step + 1) / warmup
-        t = min(1.0, (step - warmup) / max(1, total_steps - warmup))
-        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t))
-    return lr_scheduler.LambdaLR(optimizer, factor)
+        return decay(min(1.0, (step - warmup) / max(1, total_steps - warmup)), floor)
+    return factor
 
 
-@SCHEDULERS.register("linear_warmup")
-def linear_warmup(cfg, optimizer, total_steps):
+@SCHEDULERS.register("cosine", config=CosineConfig)
+def cosine(cfg: CosineConfig, optimizer, total_steps):
+    return lr_scheduler.LambdaLR(optimizer, warmup_then(
+        cfg, total_steps, lambda t, floor: floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t))))
+
+
+@SCHEDULERS.register("linear_warmup", config=LinearWarmupConfig)
+def linear_warmup(cfg: LinearWarmupConfig, optimizer, total_steps):
     """Linear warm-up for `warmup_steps`, then linear decay to `min_lr_ratio`·lr at the last step
     (the LoRA E2E recipe's schedule)."""
-    warmup, floor = int(cfg.warmup_steps), float(cfg.min_lr_ratio)
-    if warmup < 0:
-        raise ConfigError(f"scheduler.warmup_steps={warmup} must be >= 0")
-
-    def factor(step):
-        if step < warmup:
-            return (step + 1) / warmup
-        t = min(1.0, (step - warmup) / max(1, total_steps - warmup))
-        return floor + (1 - floor) * (1 - t)
-    return lr_scheduler.LambdaLR(optimizer, factor)
+    return lr_scheduler.LambdaLR(optimizer, warmup_then(cfg, total_steps, lambda t, floor: floor + (1 - floor) * (1 - t)))
 
 
-@SCHEDULERS.register("step")
-def step(cfg, optimizer, total_steps):
-    if int(cfg.step_size) <= 0:
-        raise ConfigError(f"scheduler.step_size={cfg.step_size} must be a positive number of steps")
-    return lr_scheduler.StepLR(optimizer, step_size=int(cfg.step_size), gamma=float(cfg.gamma))
+@SCHEDULERS.register("step", config=StepConfig)
+def step(cfg: StepConfig, optimizer, total_steps):
+    return lr_scheduler.StepLR(optimizer, step_size=cfg.step_size, gamma=cfg.gamma)
