@@ -1,7 +1,9 @@
 """`contnet params model=gpt2-medium peft=lora`: trainable and total parameters from the configuration alone.
 
-Language models are built on the meta device from the shipped configurations (no weights, no download, no
-tokenizer), then the adapter is applied exactly as in training, so the counts are the ones a run reports.
+The model and the adapter are built by the same registry builders as in training (MODELS, PEFTS), under
+`torch.device("meta")`: no weights are allocated, and language models (whose typed config says
+`needs_task = False`) return their architecture from the shipped configuration (no download, no tokenizer),
+so the counts are the ones a run reports.  Other models take their shapes from the task, which is built.
 Comma lists compare several choices: `contnet params model=gpt2-medium peft=full,lora,solo`.
 """
 from __future__ import annotations
@@ -23,23 +25,18 @@ def compose(overrides: list[str]):
 
 
 def count(cfg) -> tuple[int, int]:
+    """(trainable, total) parameters of the composed run config `cfg`, built on the meta device."""
     import torch
 
     from contnet.engine.run import resolve_auto
-    from contnet.models import lm
-    from contnet.peft.common import count_parameters
+    from contnet.models.common import count_parameters
     from contnet.registry import MODELS, PEFTS, TASKS
     resolve_auto(cfg)
     name = str(cfg.model.name)
-    if name in ("smollm2-135m", "tiny-gpt2") or name in lm.lm_configs.GPT2_SHAPES:
-        model, task = lm.build_meta(cfg.model), None
-    else:                                  # other models take their shapes from the task's metadata
-        task = TASKS.get(cfg.task.name)(cfg.task, int(cfg.seed))
-        with torch.device("meta"):
-            model = MODELS.get(name)(cfg.model, task)
-    peft = cfg.get("peft")
-    if peft is not None and str(peft.get("name", "none")) != "none":
-        model = PEFTS.get(str(peft.name))(peft, model, task)
+    task = TASKS.get(cfg.task.name)(cfg.task, int(cfg.seed)) if MODELS.config(name).needs_task else None
+    with torch.device("meta"):
+        model = MODELS.get(name)(cfg.model, task)
+        model = PEFTS.get(str(cfg.peft.name))(cfg.peft, model, task)
     return count_parameters(model)
 
 

@@ -102,13 +102,16 @@ class MaskedLinear(nn.Module):
 
 def random_mask(out_features: int, in_features: int, density: float,
                 generator: torch.Generator | None = None) -> torch.Tensor:
-    """A 0/1 mask with exactly round(density * size) ones (random positions), at least one."""
+    """A 0/1 mask with exactly round(density * size) ones (random positions), at least one.
+
+    Always drawn on the CPU (a structural constant, like the layer sizes): under `torch.device("meta")`
+    (`contnet params`) the mask keeps its values, so the trainable count of a masked block stays exact."""
     if not 0.0 < density <= 1.0:
         raise ValueError(f"density must be in (0, 1], got {density}")
     size = out_features * in_features
     keep = max(1, round(density * size))
-    flat = torch.zeros(size)
-    flat[torch.randperm(size, generator=generator)[:keep]] = 1.0
+    flat = torch.zeros(size, device="cpu")
+    flat[torch.randperm(size, generator=generator, device="cpu")[:keep]] = 1.0
     return flat.view(out_features, in_features)
 
 
