@@ -71,3 +71,13 @@ def test_cli_prints_one_row_per_choice():
     rows = [ln.split() for ln in buf.getvalue().splitlines()[1:]]
     assert [r[0] for r in rows] == ["mlp", "seq2d"]
     assert rows[0][2:4] == rows[1][2:4]             # seq2d pattern=mlp is the same network as model=mlp
+
+
+def test_a_model_that_needs_a_task_counts_on_the_default_task_without_nlg_data(tmp_path, monkeypatch):
+    monkeypatch.setenv("CONTNET_DATA", str(tmp_path))          # no E2E files anywhere
+    buf = io.StringIO()
+    with redirect_stdout(buf):
+        assert params.main(["model=resnet"]) == 0           # counted on task=digits, the composed default
+    row = buf.getvalue().splitlines()[1].split()
+    assert row[0] == "resnet" and row[2] == row[3]
+    assert int(row[2].replace(",", "")) == real_count(["model=resnet"])[0]
