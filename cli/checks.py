@@ -116,8 +116,8 @@ def explain(e: Exception, overrides: list[str], compose) -> str:
                 parent = None
             cls = _schema_of(parent) if parent is not None else None
             if cls is not None:
-                return (f"{full_key}={value}: unknown key for {cls.group}{'=' + cls.option if cls.option else ''}; its keys are: "
-                        f"{', '.join(field_names(cls))}")
+                where = f"{cls.group}={cls.option}" if cls.option else cls.group      # a nested node: its path
+                return f"{full_key}={value}: unknown key for {where}; its keys are: {', '.join(field_names(cls))}"
             keys = f"; keys there: {', '.join(map(str, parent.keys()))}" if parent is not None else ""
             return f"{arg}: unknown key{f' in {parent_key}' if parent_key else ''}{keys} (a new key needs +{arg})"
         cls = getattr(cause, "object_type", None)

@@ -25,7 +25,7 @@ class AugmentOptions(Options):
     """The image-classification keys (contnet/tasks/images.py's classification tasks inherit them)."""
     group: ClassVar[str] = "task"
     normalize: bool = False      # per-channel (x − mean) / std with the training split's statistics, every split
-    augment: bool = False        # training batches only: random crop after zero padding + horizontal flip, on the device
+    augment: bool = False        # training batches: random crop after zero padding + horizontal flip, on the device
     augment_pad: int = opt(4, ge=0, integer=True)   # padding of the random crop (pixels)
     augment_flip: bool = True    # with augment: horizontal flip with probability 1/2
 

@@ -15,7 +15,8 @@ import torch
 from contnet.registry import ConfigError
 from contnet.schema import opt
 from .augment import AugmentOptions, image_task
-from .common import ReconstructOptions, TaskOptions, data_root, make_task, register_with_autoencoder, split_indices, subset
+from .common import (ReconstructOptions, TaskOptions, data_root, make_task, register_with_autoencoder, split_indices,
+                     subset)
 from .image_files import check_torchvision_files
 
 

@@ -21,7 +21,7 @@ class GenerationOptions(Options):
     group: ClassVar[str] = "task.generation"
     num_beams: Optional[int] = opt(None, gt=0, integer=True)        # full: 10 | cpu: 4 | smoke: 2
     length_penalty: float = 0.8          # score = Σ log p / generated_len^0.8
-    no_repeat_ngram_size: int = opt(4, ge=0, integer=True)          # over the generated tokens only (not the MR); 0: off
+    no_repeat_ngram_size: int = opt(4, ge=0, integer=True)    # over the generated tokens only (not the MR); 0: off
     # full/cpu: 64 | smoke: 24; decoding also stops at end-of-text or a blank line
     max_new_tokens: Optional[int] = opt(None, gt=0, integer=True)
     batch_size: Optional[int] = opt(None, gt=0, integer=True)       # MRs decoded together
@@ -43,13 +43,16 @@ class NLGOptions(TaskOptions):
     # model's name), so it takes no part in comparing configs
     model_name: Optional[str] = dataclasses.field(default=None, compare=False)
     split_seed: int = 0                  # subsets and held-out MRs are fixed by this seed, not by the run seed
-    train_size: Optional[int] = opt(None, gt=0, integer=True)       # training pairs (null: scale; full = all)
-    val_size: Optional[int] = opt(None, gt=0, integer=True)         # validation pairs for the loss (null: scale)
-    test_size: Optional[int] = opt(None, gt=0, integer=True)        # distinct test MRs decoded and scored (null: scale; full = all)
-    holdout_mrs: Optional[int] = opt(None, gt=0, integer=True)      # train_split=valid: valid MRs held out as val (null: scale)
-    max_len: Optional[int] = opt(None, ge=2, integer=True)          # tokens per training example (null: scale; full = 512 as in LoRA)
-    label_smoothing: float = opt(0.1, ge=0, le=1)                   # LoRA E2E recipe; the loss covers completion tokens only
-    eval_batch_size: Optional[int] = opt(16, gt=0, integer=True)    # batch for validation loss (at least trainer.batch_size)
+    # sizes, null: from task.scale.  Training pairs (full = all); validation pairs for the loss; distinct test
+    # MRs decoded and scored (full = all); train_split=valid: valid MRs held out as val; tokens per training
+    # example (full = 512 as in LoRA)
+    train_size: Optional[int] = opt(None, gt=0, integer=True)
+    val_size: Optional[int] = opt(None, gt=0, integer=True)
+    test_size: Optional[int] = opt(None, gt=0, integer=True)
+    holdout_mrs: Optional[int] = opt(None, gt=0, integer=True)
+    max_len: Optional[int] = opt(None, ge=2, integer=True)
+    label_smoothing: float = opt(0.1, ge=0, le=1)       # LoRA E2E recipe; the loss covers completion tokens only
+    eval_batch_size: Optional[int] = opt(16, gt=0, integer=True)   # validation-loss batch (at least trainer.batch_size)
     # splits decoded and scored at the final evaluation ([] or [none]: none; checked against the data's splits)
     generate_splits: Optional[List[str]] = opt(["test"])
     meteor: Any = opt("auto", choices=(True, False, "auto"))        # auto: when java is on PATH (else one warning line)
@@ -69,8 +72,10 @@ class E2EConfig(NLGOptions):
     official trainset.csv / devset.csv / testset_w_refs.csv."""
     name: str = "e2e"
     format: str = opt("auto", choices=("auto", "txt", "csv"))       # auto: txt first, then csv
-    download: bool = True                # fetch missing txt files (pinned microsoft/LoRA copy) when online; offline: a warning
-    synthetic: Any = opt("auto", choices=(True, False, "auto"))     # auto: generated E2E-style lines when no valid/test files exist (warns)
+    # fetch missing txt files (pinned microsoft/LoRA copy) when online; offline: a warning
+    download: bool = True
+    # auto: generated E2E-style lines when no valid/test files exist, at smoke scale (warns; data: synthetic)
+    synthetic: Any = opt("auto", choices=(True, False, "auto"))
 
 
 @dataclass
