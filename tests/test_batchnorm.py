@@ -53,7 +53,7 @@ def test_recalibration_changes_evaluation_only(tmp_path, one_thread):
         torch.manual_seed(0)
         model = MODELS.get("resnet")({"depth": 8, "homotopy": False}, task)     # the rest: ResNetConfig's defaults
         opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-        tcfg = OmegaConf.merge(OmegaConf.load(CONF / "trainer/default.yaml"), {
+        tcfg = OmegaConf.create({
             "max_steps": 20, "eval_every": 10, "eval_train": False, "device": "cpu", "progress": False,
             "bn_recalibrate": n, "checkpoint_every_s": 0})
         logs = []

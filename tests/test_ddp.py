@@ -124,12 +124,14 @@ def test_find_unused_probe_names_the_dead_cell_and_leaves_no_trace():
     import torch
 
     from contnet.engine.distributed import Context, find_unused, unused_parameters
+    from contnet.engine.config import trainer_config
     from contnet.engine.run import build, resolve_auto, validate
+    from contnet.engine.setup import Precision, Setup
     from tests.conftest import compose
     cfg = compose([*DEAD_CELL, "trainer.device=cpu", "trainer.max_steps=2"])
     validate(cfg)
     resolve_auto(cfg)
-    task, model, *_ = build(cfg, 0, None, torch.device("cpu"), Context())
+    task, model, *_ = build(cfg, trainer_config(cfg.trainer), 0, None, Setup(torch.device("cpu"), Precision()))
     batch = next(iter(task.train_batches(8, torch.Generator().manual_seed(0), torch.device("cpu"))))
     before = {k: v.clone() for k, v in model.state_dict().items()}
     rng = torch.get_rng_state()

@@ -1,14 +1,18 @@
-"""The one training loop for every objective (classify | reconstruct | generate).
+"""The one training loop for every objective (classify | reconstruct | generate), top to bottom:
+
+    fit → training_models → run_epochs → train_step (optimizer.step(closure))
+                                       → end_of_step → flush / evaluate / save_checkpoint
 
 The loop only talks to the Task interface (batches, loss, evaluate) and to the optimizer through
-`optimizer.step(closure)`; continuation drivers move λ inside their `step`, the loop just logs it.
+`optimizer.step(closure)`, in every precision; continuation drivers move λ inside their `step`, the loop
+just logs it.  Its state is one `Loop` object that every function takes explicitly.
 
 No host sync in the steady-state step: each step's loss and λ stay on the device (`PendingSteps`) and
 reach the loggers in one transfer every `trainer.log_every` steps, and before an evaluation, a checkpoint,
 a stop and the end (one collective per flush under DDP); metrics.jsonl still gets one record per step.
 NaN/Inf and divergence (loss > trainer.diverge_factor × the run's first loss) are detected at the flush:
 up to log_every − 1 steps later than the bad step; those extra steps are discarded (the run ends at the
-first bad step, with no checkpoint).
+first bad step, with no checkpoint).  fp16 is the exception: its step-skip rule reads one flag per step.
 """
 from __future__ import annotations
 
@@ -16,7 +20,6 @@ import contextlib
 import itertools
 import logging
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,76 +27,15 @@ from pathlib import Path
 import torch
 
 from contnet.continuation.state import find_lambda
-from contnet.registry import ConfigError
 from . import batchnorm, checkpoint, distributed
+from .config import TrainerConfig, trainer_config
 from .plots import plot_curves
 from .progress import ProgressReporter
+from .setup import Setup
+from .setup import CUDNN_TF32_DEFAULT, autocast_for, device_settings, pick_device  # noqa: F401  (their older home)
 from .signals import StopOnSignal
 
 log = logging.getLogger("contnet")
-CUDNN_TF32_DEFAULT = torch.backends.cudnn.allow_tf32     # torch's own value, before any run changes it
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"trainer.device={name} but no CUDA device is visible; use trainer.device=auto or cpu")
-    if name not in ("cpu",) and not name.startswith("cuda"):
-        raise ConfigError(f"trainer.device='{name}' is unknown; choose auto, cpu or cuda[:N]")
-    return torch.device(name)
-
-
-def autocast_for(precision: str, device: torch.device):
-    if precision == "auto":          # bf16 autocast where the GPU has it, fp32 elsewhere
-        precision = "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
-    if precision == "fp32":
-        return contextlib.nullcontext, None
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
-    if dtype is None:
-        raise ConfigError(f"trainer.precision='{precision}' is unknown; choose fp32, bf16 or fp16")
-    if dtype is torch.float16 and device.type != "cuda":
-        raise ConfigError("trainer.precision=fp16 needs CUDA; use bf16 or fp32 on CPU")
-    scaler = torch.amp.GradScaler("cuda") if dtype is torch.float16 else None
-    return (lambda: torch.autocast(device.type, dtype=dtype)), scaler
-
-
-def device_settings(model, tcfg, device: torch.device) -> None:
-    """Cheap CUDA wins.  trainer.channels_last (auto: CUDA and a model with 2-D convolutions) stores conv
-    weights NHWC, the layout tensor cores want; trainer.tf32 (auto: CUDA unless trainer.deterministic)
-    allows TF32 matmuls and lets cuDNN benchmark its convolution algorithms.  Deterministic CUDA runs get
-    CUBLAS_WORKSPACE_CONFIG, without which cuBLAS is not deterministic."""
-    cuda = device.type == "cuda"
-    deterministic = bool(tcfg.get("deterministic", False))
-    layout = tcfg.get("channels_last", "auto")
-    has_conv = any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
-    if layout is True or (layout == "auto" and cuda and has_conv):
-        model.to(memory_format=torch.channels_last)
-    # Every switch below is process-wide: set it both ways on every run (off = torch's default), so a job of
-    # an in-process sweep never inherits an earlier job's setting.
-    tf32 = tcfg.get("tf32", "auto")
-    if cuda:
-        on = tf32 is True or (tf32 == "auto" and not deterministic)
-        torch.backends.cuda.matmul.allow_tf32 = on
-        torch.backends.cudnn.allow_tf32 = True if on else CUDNN_TF32_DEFAULT
-        torch.backends.cudnn.benchmark = on and not deterministic
-    if cuda and deterministic:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    if device.type == "cpu":                 # x86: arithmetic on denormals is ~10x slower (bench_continuation)
-        torch.set_flush_denormal(bool(tcfg.get("flush_denormal", False)))
-
-
-def steps_per_epoch(task, tcfg, world_size: int = 1) -> int:
-    """Optimizer steps per epoch; a data-parallel step consumes batch_size × world_size examples."""
-    return max(1, task.num_train() // (int(tcfg.batch_size) * world_size))
-
-
-def total_steps(tcfg, steps_per_epoch: int) -> int:
-    if tcfg.get("max_steps"):
-        return int(tcfg.max_steps)
-    if not tcfg.get("max_epochs") or int(tcfg.max_epochs) <= 0:
-        raise ConfigError("set trainer.max_steps or trainer.max_epochs to a positive number")
-    return int(tcfg.max_epochs) * steps_per_epoch
 
 
 def is_better(key: str, new: float, old: float | None) -> bool:
@@ -143,240 +85,310 @@ class RunState:
     first_loss: float | None = None   # the run's first train/loss: the divergence guard is relative to it
 
 
-class _Stop(Exception):
-    pass
+class Stop(Exception):
+    """Ends the loop early; `Loop.status` says why (diverged, interrupted)."""
+
+
+@dataclass
+class Loop:
+    """One training loop: its objects and its mutable state (the functions below take it explicitly)."""
+    cfg: TrainerConfig
+    setup: Setup
+    model: torch.nn.Module
+    train_model: torch.nn.Module          # what the training step calls (compiled and/or DDP-wrapped)
+    eval_model: torch.nn.Module           # what evaluation calls: never DDP-wrapped
+    task: object
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    loggers: list
+    run_dir: Path
+    seed: int
+    state: RunState = field(default_factory=RunState)
+    pending: PendingSteps = field(default_factory=PendingSteps)
+    lam: object = None                    # the model's LambdaState (looked up once), or None
+    reporter: object = None
+    bn_batches: int = 0                   # BatchNorm recalibration batches before each evaluation
+    status: str = "completed"
+    t0: float = 0.0                       # perf_counter at the run's start (earlier segments included)
+    paused: float = 0.0                   # time spent evaluating/checkpointing since the loop started
+    timed_ckpt: bool = False              # the checkpoint clock ran out (agreed over ranks at a flush)
+    next_ckpt_t: float = 0.0
+
+
+def training_models(model, task, cfg: TrainerConfig, setup: Setup, seed: int):
+    """(train_model, eval_model): torch.compile'd when asked; under DDP the training one is wrapped, after
+    SyncBatchNorm (trainer.sync_bn) and the unused-parameter probe (trainer.find_unused_parameters)."""
+    compile_ = torch.compile if cfg.compile else (lambda m: m)
+    eval_model = compile_(model)
+    ctx, device = setup.ctx, setup.device
+    if not ctx.enabled:
+        return eval_model, eval_model
+    distributed.sync_batchnorm(cfg.sync_bn, model, ctx, device)
+
+    def probe_loss():            # the first global batch's shard (a fixed generator; RNG put back)
+        gen = torch.Generator().manual_seed(seed)
+        probe = next(iter(task.train_batches(cfg.batch_size * ctx.world_size, gen, device)))
+        return task.loss(model, distributed.shard(probe, ctx))
+    unused = distributed.find_unused(cfg.find_unused_parameters, model, probe_loss, ctx)
+    return compile_(distributed.wrap_model(model, ctx, device, find_unused_parameters=unused)), eval_model
+
+
+def train_step(lp: Loop, batch) -> torch.Tensor:
+    """One optimizer step: `optimizer.step(closure)`; the closure does zero_grad, forward, loss, backward
+    and grad clipping, and returns the loss (a continuation optimizer may read λ's gradient after it)."""
+    cfg, optimizer, precision = lp.cfg, lp.optimizer, lp.setup.precision
+
+    def closure():
+        optimizer.zero_grad(set_to_none=True)
+        with precision.autocast():
+            loss = lp.task.loss(lp.train_model, batch)
+        if precision.scaler is not None:
+            scaled_backward(lp, loss)
+        else:
+            loss.backward()
+            if cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(lp.model.parameters(), cfg.grad_clip)
+        return loss
+    loss = optimizer.step(closure)
+    if precision.scaler is not None:
+        precision.scaler.update()
+    return loss
+
+
+def scaled_backward(lp: Loop, loss: torch.Tensor) -> None:
+    """fp16 inside the closure: backward of the scaled loss, the gradients unscaled (the optimizer's by
+    GradScaler.unscale_, λ's here: it is no optimizer parameter), clipped, and all dropped when one is not
+    finite, so that the optimizer's step leaves the parameters as they are (GradScaler.step's skip rule;
+    one flag read per step, as GradScaler.step reads it).  The closure may run once per step."""
+    scaler, optimizer = lp.setup.precision.scaler, lp.optimizer
+    scaler.scale(loss).backward()
+    scaler.unscale_(optimizer)
+    flags = list(scaler._per_optimizer_states[id(optimizer)]["found_inf_per_device"].values())
+    lam_grad = lp.lam.value.grad if lp.lam is not None else None
+    if lam_grad is not None:
+        lam_grad.div_(scaler.scale(torch.ones((), device=lam_grad.device)))
+        flags.append((~torch.isfinite(lam_grad)).any())
+    if lp.cfg.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(lp.model.parameters(), lp.cfg.grad_clip)
+    if any(bool(f) for f in flags):
+        optimizer.zero_grad(set_to_none=True)      # λ's gradient too (a continuation optimizer's zero_grad)
+        if lp.lam is not None:
+            lp.lam.value.grad = None
+
+
+def emit(lp: Loop, record: dict, t: float | None = None) -> None:
+    record["time_s"] = round((time.perf_counter() if t is None else t) - lp.t0, 4)
+    lp.state.last.update(record)
+    for lg in lp.loggers:
+        lg.log(record)
+
+
+def diverged(lp: Loop, v: float) -> bool:
+    if not math.isfinite(v):
+        return True
+    factor, first = lp.cfg.diverge_factor or 0.0, lp.state.first_loss
+    return bool(factor) and first is not None and first > 0 and v > factor * first
+
+
+def flush(lp: Loop, stop: bool = False) -> bool:
+    """Pending steps → loggers: one device→host transfer (one collective under DDP, where `stop` and
+    "a timed checkpoint is due" are or-ed over ranks, so that every rank saves at the same step);
+    raises Stop on a non-finite or diverged loss.  Returns the stop decision."""
+    if not lp.pending:
+        return stop
+    st = lp.state
+    steps, values, lrs, times = lp.pending.take()
+    due = bool(lp.cfg.checkpoint_every_s) and time.perf_counter() >= lp.next_ckpt_t
+    values, stop, lp.timed_ckpt = distributed.reduce_values(values, stop, lp.setup.ctx, due)
+    for step, vals, lr, t in zip(steps, values, lrs, times):
+        loss = vals[0]
+        if st.first_loss is None and math.isfinite(loss):
+            st.first_loss = loss
+        rec = {"step": step, "train/loss": loss, "lr": float(lr)}
+        if len(vals) > 1:
+            rec["lambda"] = vals[1]
+        emit(lp, rec, t)
+        lp.reporter.update(step, rec)
+        if diverged(lp, loss):
+            st.step = step                 # the steps after the first bad one are discarded
+            lp.status = "diverged"
+            why = "is" if not math.isfinite(loss) else \
+                f"exceeds {lp.cfg.diverge_factor:g} × the first loss {st.first_loss:.4g}:"
+            log.error("train/loss %s %s at step %d: stopping (status diverged; no checkpoint; "
+                      "trainer.diverge_factor sets the threshold)", why, loss, step)
+            raise Stop
+    return stop
+
+
+def evaluate(lp: Loop, final: bool = False) -> dict:
+    """val (and train/full_loss; test at the end) on rank 0, after BatchNorm recalibration on every rank."""
+    t_eval = time.perf_counter()
+    cfg, task, device, st = lp.cfg, lp.task, lp.setup.device, lp.state
+    autocast = lp.setup.precision.autocast
+    if lp.bn_batches:             # re-estimate BatchNorm statistics under the current weights; every rank
+        gen = torch.Generator().manual_seed(lp.seed * 1_000_003 - 1)     # (SyncBatchNorm: a collective)
+        with autocast():
+            batchnorm.recalibrate(lp.model, itertools.islice(task.train_batches(cfg.batch_size, gen, device), lp.bn_batches),
+                                  lambda b: task.loss(lp.eval_model, b))
+    if not lp.setup.ctx.is_main:      # rank 0 evaluates, decodes and writes; the evaluation has no collective
+        lp.paused += time.perf_counter() - t_eval
+        return {}
+    lp.model.eval()
+    rec = {"step": st.step}
+    splits = ["val", "test"] if final else ["val"]
+    if cfg.eval_train and "train" in task.splits():
+        splits.insert(0, "train")
+    # inference_mode (lighter than no_grad: no version counters, no autograd metadata) unless the task
+    # opts out with `eval_inference_mode = False`; BatchNorm recalibration above runs outside it
+    with autocast(), torch.inference_mode(getattr(task, "eval_inference_mode", True)):
+        for split in splits:
+            if split not in task.splits():
+                continue
+            for k, v in task.evaluate(lp.eval_model, split, cfg.batch_size, device, final=final).items():
+                key = f"train/full_{k}" if split == "train" and k == "loss" else f"{split}/{k}"
+                rec[key] = float(v)
+                if split == "val" and is_better(key, float(v), st.best.get(key)):
+                    st.best[key] = float(v)
+    lp.model.train()
+    emit(lp, rec)
+    lp.paused += time.perf_counter() - t_eval
+    return rec
+
+
+def save_checkpoint(lp: Loop) -> None:
+    """checkpoints/last.pt (rank 0), after the metrics up to this step are on disk."""
+    lp.timed_ckpt = False
+    ctx, device, st = lp.setup.ctx, lp.setup.device, lp.state
+    rng_ranks = checkpoint.gather_rng(ctx, device)     # under DDP a collective: every rank calls this
+    if not ctx.is_main:
+        return
+    t_ckpt = time.perf_counter()
+    for lg in lp.loggers:
+        if hasattr(lg, "flush"):
+            lg.flush()
+    checkpoint.save(lp.run_dir / "checkpoints" / "last.pt", model=lp.model, optimizer=lp.optimizer,
+                    scheduler=lp.scheduler, scaler=lp.setup.precision.scaler, rng_ranks=rng_ranks, progress={
+                        "step": st.step, "epoch": st.epoch, "batch_in_epoch": st.batch_in_epoch,
+                        "elapsed_s": time.perf_counter() - lp.t0, "train_time_s": st.train_time_s,
+                        "best": st.best, "last": st.last, "first_loss": st.first_loss})
+    now = time.perf_counter()
+    lp.paused += now - t_ckpt
+    # the next timed save waits at least 100× this one: saving stays ≤ 1 % of the run's time
+    lp.next_ckpt_t = now + max(lp.cfg.checkpoint_every_s, 100 * (now - t_ckpt))
+
+
+def end_of_step(lp: Loop, signals: StopOnSignal) -> None:
+    """Flush, evaluate, checkpoint or stop as this step requires.  Flush points are the same step on every
+    rank (the DDP collective); a signal stops a single process at once, a data-parallel run at its next flush."""
+    cfg, st, n_steps = lp.cfg, lp.state, lp.setup.steps
+    stop = signals.requested and not lp.setup.ctx.enabled
+    evaluating = bool(cfg.eval_every) and st.step % cfg.eval_every == 0 and st.step < n_steps
+    ckpt_due = bool(cfg.checkpoint_every) and st.step % cfg.checkpoint_every == 0
+    if stop or evaluating or ckpt_due or st.step % cfg.log_every == 0 or st.step >= n_steps:
+        stop = flush(lp, signals.requested)
+    if evaluating:
+        lp.reporter.update(st.step, {**st.last, **evaluate(lp)})
+    if ckpt_due or (lp.timed_ckpt and not lp.pending):
+        save_checkpoint(lp)
+    if stop:
+        lp.status = "interrupted"
+        log.warning("signal %s: saving a checkpoint at step %d (continue with trainer.resume=%s)",
+                    signals.signum or "on another rank", st.step, lp.run_dir)
+        raise Stop
+
+
+def run_epochs(lp: Loop, signals: StopOnSignal) -> None:
+    """Steps until the budget: data order = f(seed, epoch); a resume mid-epoch skips the batches seen."""
+    st, ctx, n_steps = lp.state, lp.setup.ctx, lp.setup.steps
+    while st.step < n_steps:
+        gen = torch.Generator().manual_seed(lp.seed * 1_000_003 + st.epoch)
+        for i, batch in enumerate(lp.task.train_batches(lp.cfg.batch_size * ctx.world_size, gen, lp.setup.device)):
+            if i < st.batch_in_epoch:
+                continue
+            loss = train_step(lp, distributed.shard(batch, ctx))
+            lr = lp.optimizer.param_groups[0]["lr"]
+            if lp.scheduler is not None:
+                lp.scheduler.step()
+            st.step += 1
+            st.batch_in_epoch = i + 1
+            lp.pending.add(st.step, loss, lp.lam.value if lp.lam is not None else None, lr, time.perf_counter())
+            end_of_step(lp, signals)
+            if st.step >= n_steps:
+                return
+        st.epoch += 1
+        st.batch_in_epoch = 0
+
+
+def plot(lp: Loop) -> None:
+    if not (lp.run_dir / "metrics.jsonl").exists():      # a library call without a JsonlLogger
+        return
+    try:
+        plot_curves(lp.run_dir / "metrics.jsonl", lp.run_dir / "curves.png")
+    except Exception as e:          # noqa: BLE001 - a plot never fails a run, but says why it is missing
+        log.warning("curves.png not written (%s: %s); metrics.jsonl has every record",
+                    e.__class__.__name__, " ".join(str(e).split())[:200])
 
 
 def fit(*, model, task, optimizer, scheduler, tcfg, run_dir: Path, loggers: list, seed: int,
-        resume_from: dict | Path | None = None, ctx: distributed.Context | None = None) -> dict:
+        resume_from: dict | Path | None = None, ctx: distributed.Context | None = None,
+        setup: Setup | None = None) -> dict:
     """Train; returns the summary fields the engine owns (status, steps, final, best, timings).
 
-    With a data-parallel `ctx` every rank runs this loop on its shard of each global batch; only rank 0
-    has loggers and writes checkpoints."""
-    ctx = ctx or distributed.context()
-    device = pick_device(distributed.device_for(str(tcfg.device), ctx))
-    model.to(device)
-    device_settings(model, tcfg, device)
-    autocast, scaler = autocast_for(str(tcfg.precision), device)
-    compile_ = torch.compile if tcfg.get("compile", False) else (lambda m: m)
-    fwd_model = compile_(model)                                   # evaluation: the plain model on every rank
-    bs = int(tcfg.batch_size)
-    if bs <= 0:
-        raise ConfigError(f"trainer.batch_size={bs}: must be an integer > 0")
-    global_bs = bs * ctx.world_size
-    train_model = fwd_model
-    if ctx.enabled:
-        distributed.sync_batchnorm(tcfg.get("sync_bn", "auto"), model, ctx, device)
-
-        def probe_loss():            # the first global batch's shard (a fixed generator; RNG put back)
-            probe = next(iter(task.train_batches(global_bs, torch.Generator().manual_seed(seed), device)))
-            return task.loss(model, distributed.shard(probe, ctx))
-        unused = distributed.find_unused(tcfg.get("find_unused_parameters", "auto"), model, probe_loss, ctx)
-        train_model = compile_(distributed.wrap_model(model, ctx, device, find_unused_parameters=unused))
-    n_steps = total_steps(tcfg, steps_per_epoch(task, tcfg, ctx.world_size))
-    eval_every = int(tcfg.eval_every) if tcfg.get("eval_every") else 0
-    ckpt_every = int(tcfg.get("checkpoint_every") or 0)
-    ckpt_every_s = float(tcfg.get("checkpoint_every_s") or 0)    # wall-clock interval (default policy)
-    next_ckpt_t = time.perf_counter() + ckpt_every_s
-    grad_clip = float(tcfg.get("grad_clip") or 0.0)
-    ckpt_path = Path(run_dir) / "checkpoints" / "last.pt"
-    st = RunState()
+    `setup` is what `run()` decided (device, precision, step budget, model already placed); a library call
+    without it gets one here.  With a data-parallel context every rank runs this loop on its shard of each
+    global batch; only rank 0 has loggers and writes checkpoints."""
+    cfg = trainer_config(tcfg)
+    if setup is None:
+        setup = Setup.choose(cfg, ctx)
+        setup.place(model, task, cfg)
+    lp = Loop(cfg, setup, model, *training_models(model, task, cfg, setup, seed), task=task, optimizer=optimizer,
+              scheduler=scheduler, loggers=loggers, run_dir=Path(run_dir), seed=seed)
+    lp.next_ckpt_t = time.perf_counter() + cfg.checkpoint_every_s
     if resume_from is not None:
-        prog = checkpoint.load(resume_from, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
-                               ctx=ctx, device=device)
-        st = RunState(**{k: prog[k] for k in ("step", "epoch", "batch_in_epoch", "elapsed_s", "train_time_s", "best", "last")},
-                      first_loss=prog.get("first_loss"))
-        log.info("resumed in %s at step %d", run_dir, st.step)
-    t0 = time.perf_counter() - st.elapsed_s
-    status = "completed"
-    log_every = int(tcfg.get("log_every") or 1)
-    diverge_factor = float(tcfg.get("diverge_factor") or 0.0)
-    pending = PendingSteps()
-    bn_batches = int(tcfg.get("bn_recalibrate") or 0) if batchnorm.batchnorms(model) else 0
-
-    def emit(record: dict, t: float | None = None) -> None:
-        record["time_s"] = round((time.perf_counter() if t is None else t) - t0, 4)
-        st.last.update(record)
-        for lg in loggers:
-            lg.log(record)
-
-    def diverged(v: float) -> bool:
-        if not math.isfinite(v):
-            return True
-        return bool(diverge_factor) and st.first_loss is not None and st.first_loss > 0 and \
-            v > diverge_factor * st.first_loss
-
-    def flush(stop: bool = False) -> bool:
-        """Pending steps → loggers: one device→host transfer (one collective under DDP, where `stop` and
-        "a timed checkpoint is due" are or-ed over ranks, so that every rank saves at the same step);
-        raises _Stop on a non-finite or diverged loss.  Returns the stop decision."""
-        nonlocal status, timed_ckpt
-        if not pending:
-            return stop
-        steps, values, lrs, times = pending.take()
-        due = bool(ckpt_every_s) and time.perf_counter() >= next_ckpt_t
-        values, stop, timed_ckpt = distributed.reduce_values(values, stop, ctx, due)
-        for step, vals, lr, t in zip(steps, values, lrs, times):
-            loss = vals[0]
-            if st.first_loss is None and math.isfinite(loss):
-                st.first_loss = loss
-            rec = {"step": step, "train/loss": loss, "lr": float(lr)}
-            if len(vals) > 1:
-                rec["lambda"] = vals[1]
-            emit(rec, t)
-            reporter.update(step, rec)
-            if diverged(loss):
-                st.step = step                 # the steps after the first bad one are discarded
-                status = "diverged"
-                why = "is" if not math.isfinite(loss) else f"exceeds {diverge_factor:g} × the first loss {st.first_loss:.4g}:"
-                log.error("train/loss %s %s at step %d: stopping (status diverged; no checkpoint; "
-                          "trainer.diverge_factor sets the threshold)", why, loss, step)
-                raise _Stop
-        return stop
-
-    def evaluate(final: bool = False) -> dict:
-        nonlocal paused
-        t_eval = time.perf_counter()
-        if bn_batches:                # re-estimate BatchNorm statistics under the current weights; every rank
-            gen = torch.Generator().manual_seed(seed * 1_000_003 - 1)     # (SyncBatchNorm: a collective)
-            with autocast():
-                batchnorm.recalibrate(model, itertools.islice(task.train_batches(bs, gen, device), bn_batches),
-                                      lambda b: task.loss(fwd_model, b))
-        if not ctx.is_main:      # rank 0 evaluates, decodes and writes; the evaluation has no collective
-            paused += time.perf_counter() - t_eval
-            return {}
-        model.eval()
-        rec = {"step": st.step}
-        splits = ["val", "test"] if final else ["val"]
-        if tcfg.get("eval_train", True) and "train" in task.splits():
-            splits.insert(0, "train")
-        # inference_mode (lighter than no_grad: no version counters, no autograd metadata) unless the task
-        # opts out with `eval_inference_mode = False`; BatchNorm recalibration above runs outside it
-        with autocast(), torch.inference_mode(getattr(task, "eval_inference_mode", True)):
-            for split in splits:
-                if split not in task.splits():
-                    continue
-                for k, v in task.evaluate(fwd_model, split, bs, device, final=final).items():
-                    key = f"train/full_{k}" if split == "train" and k == "loss" else f"{split}/{k}"
-                    rec[key] = float(v)
-                    if split == "val" and is_better(key, float(v), st.best.get(key)):
-                        st.best[key] = float(v)
-        model.train()
-        emit(rec)
-        paused += time.perf_counter() - t_eval
-        return rec
-
-    def save_checkpoint() -> None:
-        nonlocal paused, next_ckpt_t, timed_ckpt
-        timed_ckpt = False
-        rng_ranks = checkpoint.gather_rng(ctx, device)     # under DDP a collective: every rank calls this
-        if not ctx.is_main:
-            return
-        t_ckpt = time.perf_counter()
-        for lg in loggers:      # metrics up to this step are on disk before the checkpoint says so
-            if hasattr(lg, "flush"):
-                lg.flush()
-        checkpoint.save(ckpt_path, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
-                        rng_ranks=rng_ranks, progress={
-            "step": st.step, "epoch": st.epoch, "batch_in_epoch": st.batch_in_epoch,
-            "elapsed_s": time.perf_counter() - t0, "train_time_s": st.train_time_s,
-            "best": st.best, "last": st.last, "first_loss": st.first_loss})
-        now = time.perf_counter()
-        paused += now - t_ckpt
-        # the next timed save waits at least 100× this one: saving stays ≤ 1 % of the run's time
-        next_ckpt_t = now + max(ckpt_every_s, 100 * (now - t_ckpt))
-
-    lam_state = find_lambda(model)            # looked up once: the hot loop only reads it
-    reporter = ProgressReporter(n_steps, bool(tcfg.get("progress", True)), int(tcfg.get("print_every", 100)), st.step)
+        prog = checkpoint.load(resume_from, model=model, optimizer=optimizer, scheduler=scheduler,
+                               scaler=setup.precision.scaler, ctx=setup.ctx, device=setup.device)
+        lp.state = RunState(**{k: prog[k] for k in ("step", "epoch", "batch_in_epoch", "elapsed_s", "train_time_s",
+                                                    "best", "last")}, first_loss=prog.get("first_loss"))
+        log.info("resumed in %s at step %d", run_dir, lp.state.step)
+    st = lp.state
+    lp.t0 = time.perf_counter() - st.elapsed_s
+    lp.bn_batches = cfg.bn_recalibrate if batchnorm.batchnorms(model) else 0
+    lp.lam = find_lambda(model)
+    lp.reporter = ProgressReporter(setup.steps, cfg.progress, cfg.print_every, st.step)
     model.train()
-    paused = 0.0
-    timed_ckpt = False
+    t_loop = None
     # SIGINT/SIGTERM: finish the current step, save a checkpoint, mark the run interrupted
-    signals = StopOnSignal().__enter__()
-    try:
-        if st.step == 0 and eval_every:
-            evaluate()
-        t_loop, paused = time.perf_counter(), 0.0
-        while st.step < n_steps:
-            gen = torch.Generator().manual_seed(seed * 1_000_003 + st.epoch)   # data order = f(seed, epoch)
-            for i, batch in enumerate(task.train_batches(global_bs, gen, device)):
-                if i < st.batch_in_epoch:
-                    continue                         # resume mid-epoch: skip what was already seen
-                if ctx.enabled:
-                    batch = distributed.shard(batch, ctx)
-
-                def closure():
-                    optimizer.zero_grad(set_to_none=True)
-                    with autocast():
-                        loss = task.loss(train_model, batch)
-                    (scaler.scale(loss) if scaler else loss).backward()
-                    if grad_clip > 0:
-                        if scaler:
-                            scaler.unscale_(optimizer)
-                        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-                    return loss
-                if scaler is not None:
-                    loss = closure()
-                    scaler.step(optimizer)
-                    scaler.update()
-                else:
-                    loss = optimizer.step(closure)
-                lr = optimizer.param_groups[0]["lr"]
-                if scheduler is not None:
-                    scheduler.step()
-                st.step += 1
-                st.batch_in_epoch = i + 1
-                pending.add(st.step, loss, lam_state.value if lam_state is not None else None, lr,
-                            time.perf_counter())
-                # flush points are the same step on every rank (the DDP collective); a signal stops a
-                # single process at once, a data-parallel run at its next flush
-                stop = signals.requested and not ctx.enabled
-                evaluating = bool(eval_every) and st.step % eval_every == 0 and st.step < n_steps
-                ckpt_due = bool(ckpt_every) and st.step % ckpt_every == 0
-                if stop or evaluating or ckpt_due or st.step % log_every == 0 or st.step >= n_steps:
-                    stop = flush(signals.requested)
-                if evaluating:
-                    reporter.update(st.step, {**st.last, **evaluate()})
-                if ckpt_due or (timed_ckpt and not pending):
-                    save_checkpoint()
-                if stop:
-                    status = "interrupted"
-                    log.warning("signal %s: saving a checkpoint at step %d (continue with trainer.resume=%s)",
-                                signals.signum or "on another rank", st.step, run_dir)
-                    raise _Stop
-                if st.step >= n_steps:
-                    break
-            else:
-                st.epoch += 1
-                st.batch_in_epoch = 0
-    except _Stop:
-        pass
-    except BaseException:
-        if not ctx.enabled:                  # a crash: keep the steps that ran (no collective on one rank)
-            with contextlib.suppress(BaseException):
-                flush()
-        raise
-    finally:
-        if "t_loop" in locals():
-            st.train_time_s += time.perf_counter() - t_loop - paused
-        reporter.close()
-        signals.__exit__(None, None, None)
-    if status == "completed":
-        evaluate(final=True)
-    if status != "diverged":
-        save_checkpoint()
+    with StopOnSignal() as signals:
+        try:
+            if st.step == 0 and cfg.eval_every:
+                evaluate(lp)
+            t_loop, lp.paused = time.perf_counter(), 0.0
+            run_epochs(lp, signals)
+        except Stop:
+            pass
+        except BaseException:
+            if not setup.ctx.enabled:          # a crash: keep the steps that ran (no collective on one rank)
+                with contextlib.suppress(BaseException):
+                    flush(lp)
+            raise
+        finally:
+            if t_loop is not None:
+                st.train_time_s += time.perf_counter() - t_loop - lp.paused
+            lp.reporter.close()
+    if lp.status == "completed":
+        evaluate(lp, final=True)
+    if lp.status != "diverged":
+        save_checkpoint(lp)
     for lg in loggers:
         if hasattr(lg, "flush"):
             lg.flush()
-    if ctx.is_main:
-        with contextlib.suppress(Exception):
-            plot_curves(Path(run_dir) / "metrics.jsonl", Path(run_dir) / "curves.png")
-    wall = time.perf_counter() - t0
-    extra = {"diverged_at_step": st.step} if status == "diverged" else {}
-    if status == "interrupted":
+    if setup.ctx.is_main:
+        plot(lp)
+    extra = {"diverged_at_step": st.step} if lp.status == "diverged" else {}
+    if lp.status == "interrupted":
         extra["signal"] = signals.signum
-    return {**extra, "status": status, "steps": st.step, "wall_time_s": round(wall, 3),
+    return {**extra, "status": lp.status, "steps": st.step, "wall_time_s": round(time.perf_counter() - lp.t0, 3),
             "train_time_s": round(st.train_time_s, 4),
             "steps_per_s": round(st.step / st.train_time_s, 2) if st.train_time_s else None,
             "final": {k: v for k, v in st.last.items() if k not in ("step", "time_s")}, "best": dict(st.best),
-            "device": str(device), "world_size": ctx.world_size}
+            "device": str(setup.device), "world_size": setup.ctx.world_size}

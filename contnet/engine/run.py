@@ -15,12 +15,14 @@ import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from contnet.models.common import count_parameters
-from contnet.registry import MODELS, OPTIMIZERS, PEFTS, SCHEDULERS, TASKS, ConfigError
+from contnet.registry import LOGGERS, MODELS, OPTIMIZERS, PEFTS, SCHEDULERS, TASKS, ConfigError
 from contnet.validation import validate
 from . import checkpoint, distributed, loop
+from .config import TrainerConfig, trainer_config
 from .io import atomic_write_json, versions
-from .loggers import JsonlLogger, TensorBoardLogger, WandbLogger
+from .loggers import JsonlLogger
 from .progress import final_table
+from .setup import Setup
 
 log = logging.getLogger("contnet")
 
@@ -109,11 +111,10 @@ def finished_summary(run_dir: Path) -> dict | None:
 def plan_fresh_start(tcfg, run_dir: Path, resuming: bool) -> bool:
     """Decide, touching nothing, whether a run may start in run_dir; True: clear its old run files first.
     A run directory holds one run: one that already holds a run (metrics.jsonl, summary.json) is
-    continued (trainer.resume), cleared on request (trainer.overwrite=true) or refused."""
-    resume, overwrite = tcfg.get("resume"), bool(tcfg.get("overwrite", False))
-    if overwrite and resume not in (None, "", False):
-        raise ConfigError(f"trainer.overwrite=true and trainer.resume={resume} contradict each other; "
-                          "continue the run (resume) or start over (overwrite), not both")
+    continued (trainer.resume), cleared on request (trainer.overwrite=true) or refused.
+    (resume together with overwrite is refused by TrainerConfig.check.)"""
+    tcfg = trainer_config(tcfg)
+    resume, overwrite = tcfg.resume, tcfg.overwrite
     if resuming:
         return False
     held = [f for f in ("metrics.jsonl", "summary.json") if (run_dir / f).exists()]
@@ -146,27 +147,27 @@ def make_loggers(cfg, run_dir: Path, truncate_after: int | None, group, name) ->
     loggers = [JsonlLogger(run_dir / "metrics.jsonl", truncate_after_step=truncate_after)]
     kind = cfg.logger.get("name", "jsonl")
     if kind == "wandb":
+        from .loggers import WandbLogger
         loggers.append(WandbLogger(cfg.logger, run_dir, OmegaConf.to_container(cfg, resolve=True), group, name))
     elif kind == "tensorboard":
+        from .loggers import TensorBoardLogger
         loggers.append(TensorBoardLogger(run_dir))
     elif kind != "jsonl":
         raise ConfigError(f"logger={kind} is unknown; choose jsonl, wandb or tensorboard")
     return loggers
 
 
-def build(cfg, seed: int, run_dir: Path, device, ctx):
-    """task → model (→ peft) → device → optimizer → scheduler; nothing is written."""
+def build(cfg, tcfg: TrainerConfig, seed: int, run_dir: Path, setup: Setup):
+    """task → model → peft → placement on the device → optimizer → scheduler; nothing is written.
+    Fills setup.steps (the step budget, which the scheduler needs)."""
     task = TASKS.get(cfg.task.name)(cfg.task, seed)
     task.run_dir = run_dir
     model = MODELS.get(cfg.model.name)(cfg.model, task)
-    peft = cfg.get("peft")
-    if peft is not None and peft.get("name", "none") != "none":
-        model = PEFTS.get(peft.name)(peft, model, task)
-    model.to(device)                              # before the optimizer, so its state lives on device
+    model = PEFTS.get(cfg.peft.name)(cfg.peft, model, task)     # peft=none: the model as built
+    setup.place(model, task, tcfg)                # before the optimizer, so its state lives on device
     optimizer = OPTIMIZERS.get(cfg.optimizer.name)(cfg.optimizer, model)
-    steps = loop.total_steps(cfg.trainer, loop.steps_per_epoch(task, cfg.trainer, ctx.world_size))
-    scheduler = SCHEDULERS.get(cfg.scheduler.name)(cfg.scheduler, optimizer, steps)
-    return task, model, optimizer, scheduler, steps
+    scheduler = SCHEDULERS.get(cfg.scheduler.name)(cfg.scheduler, optimizer, setup.steps)
+    return task, model, optimizer, scheduler
 
 
 def failure(e: BaseException) -> dict:
@@ -183,19 +184,21 @@ def run(cfg: DictConfig, run_dir: Path, group: str | None = None, name: str | No
     validate(cfg)                                  # before any work: one line naming the key
     run_dir = check_run_dir(run_dir)
     resolve_auto(cfg)
-    tcfg = cfg.trainer
+    if cfg.get("peft") is None:                    # peft=null reads as peft=none
+        with open_dict(cfg):
+            cfg.peft = {"name": "none"}
+    tcfg = trainer_config(cfg.trainer)
     ctx = distributed.context()
-    device = loop.pick_device(distributed.device_for(str(tcfg.device), ctx))   # no CUDA for trainer.device=cuda: fail now
-    loop.autocast_for(str(tcfg.precision), device)    # a precision this machine lacks: fail now
-    resume_from, run_dir = resume_checkpoint(tcfg.get("resume"), run_dir)
+    setup = Setup.choose(tcfg, ctx)                # a device or precision this machine lacks: fail now
+    device = setup.device
+    resume_from, run_dir = resume_checkpoint(tcfg.resume, run_dir)
     restart = plan_fresh_start(tcfg, run_dir, resume_from is not None) if ctx.is_main else False
     ckpt = checkpoint.read(resume_from) if resume_from is not None else None   # corrupt/truncated: fail now
     done = finished_summary(run_dir) if ckpt is not None else None
     seed = int(cfg.seed)
-    peft = cfg.get("peft")
     summary = {"status": "failed", "steps": 0, "seed": seed, "trainable_params": 0, "total_params": 0,
                "task": cfg.task.name, "model": cfg.model.name, "optimizer": cfg.optimizer.name,
-               "peft": peft.get("name", "none") if peft is not None else "none",
+               "peft": cfg.peft.name,
                "scheduler": cfg.scheduler.name, "run_dir": str(run_dir), "versions": versions(),
                "final": {}, "best": {}, "wall_time_s": 0.0}
 
@@ -206,10 +209,10 @@ def run(cfg: DictConfig, run_dir: Path, group: str | None = None, name: str | No
                 clear_run_files(run_dir)
             (run_dir / "summary.json").unlink(missing_ok=True)    # never leave a stale "completed" behind
 
-    set_threads(tcfg.get("threads"), device)       # before the build: the PCA start's SVD uses them
-    seed_everything(seed, bool(tcfg.get("deterministic", False)))
+    set_threads(tcfg.threads, device)              # before the build: the PCA start's SVD uses them
+    seed_everything(seed, tcfg.deterministic)
     try:
-        task, model, optimizer, scheduler, steps = build(cfg, seed, run_dir, device, ctx)
+        task, model, optimizer, scheduler = build(cfg, tcfg, seed, run_dir, setup)
     except ConfigError:
         raise                                      # bad input: nothing written
     except BaseException as e:
@@ -220,8 +223,8 @@ def run(cfg: DictConfig, run_dir: Path, group: str | None = None, name: str | No
     trainable, total = count_parameters(model)
     summary.update(trainable_params=trainable, total_params=total)
     summary.update(getattr(task, "provenance", {}))   # substitutes on record, e.g. data: synthetic (tasks/e2e.py)
-    set_threads(tcfg.get("threads"), device, total)
-    if done is not None and done.get("steps", 0) >= steps:
+    set_threads(tcfg.threads, device, total)
+    if done is not None and done.get("steps", 0) >= setup.steps:
         log.info("%s already completed %d steps: nothing to resume", run_dir, done["steps"])
         return done
     truncate_after = None
@@ -235,10 +238,10 @@ def run(cfg: DictConfig, run_dir: Path, group: str | None = None, name: str | No
         if ctx.is_main:
             loggers = make_loggers(cfg, run_dir, truncate_after, group, name)
         summary.update(loop.fit(model=model, task=task, optimizer=optimizer, scheduler=scheduler, tcfg=tcfg,
-                                run_dir=run_dir, loggers=loggers, seed=seed, resume_from=ckpt, ctx=ctx))
+                                run_dir=run_dir, loggers=loggers, seed=seed, resume_from=ckpt, setup=setup))
         if ctx.is_main and summary.get("status") == "completed":
             from contnet.peft.io import save_for_run
-            save_for_run(peft, model, run_dir)      # <run>/adapter/: what `contnet eval <run>` loads
+            save_for_run(cfg.peft, model, run_dir)      # <run>/adapter/: what `contnet eval <run>` loads
     except BaseException as e:
         summary.update(failure(e))
         raise
