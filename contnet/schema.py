@@ -116,6 +116,10 @@ def typed(cls: type[Options], node) -> Options:
         if key not in names:
             raise ConfigError(f"{cls.group}.{key}={fmt(node[key])}: unknown key for {where}; "
                               f"its keys are: {', '.join(names)}")
+    hints = typing.get_type_hints(cls)
+    for key, value in node.items():          # a nested Options node (e.g. task.generation): its own keys and types
+        if isinstance(hints.get(key), type) and issubclass(hints[key], Options) and isinstance(value, dict):
+            typed(hints[key], value)
     try:
         merged = OmegaConf.merge(OmegaConf.structured(cls), node)
         out = OmegaConf.to_object(merged)

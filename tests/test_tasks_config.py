@@ -61,6 +61,8 @@ def test_image_and_reconstruction_options_are_shared_through_base_classes():
     ("mnist_ae", {"augment": True}, "task.augment=true: unknown key for task=mnist_ae"),
     ("e2e", {"scale": "huge"}, "task.scale=huge: must be one of auto, full, cpu, smoke"),
     ("e2e", {"generation": {"num_beams": 0}}, "task.generation.num_beams=0: must be an integer > 0"),
+    ("e2e", {"generation": {"num_beams": "x"}}, "task.generation.num_beams=x: must be an integer or null"),
+    ("dart", {"generation": {"beams": 2}}, "task.generation.beams=2: unknown key for task.generation; its keys"),
     ("webnlg", {"format": "csv"}, "task.format=csv: must be one of auto, json"),
 ])
 def test_the_builder_refuses_a_bad_key_type_or_value_with_one_config_error(name, node, message):
