@@ -69,27 +69,27 @@ def seq(prev, cur, T=10):
 
 
 def test_rule_shrinking_norms_grow_step_capped():
-    assert adapt_delta_lambda(0.008, seq(0.1, 0.09), RULE) == pytest.approx(0.012)
-    assert adapt_delta_lambda(0.016, seq(0.1, 0.09), RULE) == pytest.approx(0.02)
+    assert float(adapt_delta_lambda(0.008, seq(0.1, 0.09), RULE)) == pytest.approx(0.012)
+    assert float(adapt_delta_lambda(0.016, seq(0.1, 0.09), RULE)) == pytest.approx(0.02)
 
 
 def test_rule_growing_norms_shrink_step_floored():
-    assert adapt_delta_lambda(0.008, seq(0.1, 0.11), RULE) == pytest.approx(0.004)
-    assert adapt_delta_lambda(0.001, seq(0.1, 0.11), RULE) == pytest.approx(8e-4)
+    assert float(adapt_delta_lambda(0.008, seq(0.1, 0.11), RULE)) == pytest.approx(0.004)
+    assert float(adapt_delta_lambda(0.001, seq(0.1, 0.11), RULE)) == pytest.approx(8e-4)
 
 
 def test_rule_dead_band_and_spike():
-    assert adapt_delta_lambda(0.008, seq(0.1, 0.102), RULE) == 0.008
+    assert float(adapt_delta_lambda(0.008, seq(0.1, 0.102), RULE)) == 0.008
     spiky = seq(0.1, 0.09)
     spiky[-3] = 0.3                                       # one spike ≥ 0.25 in the last window
     spiky[:10] = [0.2] * 10                               # still a decrease of the mean
-    assert adapt_delta_lambda(0.008, spiky, RULE) == pytest.approx(0.008 * 1.5 * 0.5)
-    assert adapt_delta_lambda(0.001, [0.3] * 20, RULE) == pytest.approx(8e-4)
+    assert float(adapt_delta_lambda(0.008, spiky, RULE)) == pytest.approx(0.008 * 1.5 * 0.5)
+    assert float(adapt_delta_lambda(0.001, [0.3] * 20, RULE)) == pytest.approx(8e-4)
 
 
 def test_rule_zero_guard_and_short_history():
-    assert adapt_delta_lambda(0.008, seq(0.0, 0.1), RULE) == pytest.approx(0.012)   # ρ=(0.1−0.2)/0.2
-    assert adapt_delta_lambda(0.008, [0.1] * 10, RULE) == 0.008                      # no previous window
+    assert float(adapt_delta_lambda(0.008, seq(0.0, 0.1), RULE)) == pytest.approx(0.012)   # ρ=(0.1−0.2)/0.2
+    assert float(adapt_delta_lambda(0.008, [0.1] * 10, RULE)) == 0.008                      # no previous window
 
 
 def test_no_adaptation_before_adaptive_start():
@@ -241,3 +241,70 @@ def test_state_dict_round_trip_bitwise():
     assert params_equal(model, resumed)
     assert get_lambda(model) == get_lambda(resumed)
     assert opt.driver.dl == opt2.driver.dl
+
+
+# ---- no host read: the Δλ rule on the device (issue 13 §1) -----------------------------------------
+class LateFlag:
+    """The CUDA case on the CPU: the host sees a posted 'λ reached 1' flag only after `late` reads
+    (late=None: never).  Meanwhile every λ-update runs on the device with λ already at 1."""
+    lags = True
+
+    def __init__(self, late):
+        self.late, self.value, self.wait = late, None, 0
+
+    def post(self, flag):
+        self.value = bool(flag)
+        self.wait = self.late if self.late is not None else float("inf")
+
+    def read(self):
+        if self.value is None or self.wait > 0:
+            self.wait -= 1
+            return None
+        value, self.value = self.value, None
+        return value
+
+
+@pytest.mark.parametrize("late", [3, None])
+@pytest.mark.parametrize("ratio_mode", ["frozen", "intended"])
+def test_a_host_that_sees_lambda_one_late_changes_nothing(late, ratio_mode):
+    """Until the host learns that λ reached 1, each update is a device no-op (λ clamped at 1, Δλ kept,
+    the secant step times 0): the run equals the one whose host knew at once, bitwise."""
+    over = dict(delta_l=0.05, delta_l_min=0.05, delta_l_max=0.1, window=5, adaptive_start=0, u_freq=5, spike=1e9,
+                ratio_mode=ratio_mode)
+    data = batches(150)
+    runs = []
+    for flag in (None, LateFlag(late)):
+        model = TinyNet(seed=2)
+        opt = OPTIMIZERS.get("cadam")(cfg("cadam", **over), model)
+        if flag is not None:
+            opt.driver.finished = flag
+        losses = run(model, opt, data)
+        runs.append((model, opt, losses))
+    (m1, o1, l1), (m2, o2, l2) = runs
+    assert get_lambda(m1) == get_lambda(m2) == 1.0 and not o1.driver.active
+    assert l1 == l2 and params_equal(m1, m2)
+    # never told: still running its (no-op) updates; intended reads λ at each secant update and stops there
+    assert o2.driver.active == (late is None and ratio_mode == "frozen")
+    assert o2.driver.dl == o1.driver.dl
+
+
+def test_delta_lambda_rule_matches_the_host_rule_bitwise():
+    """The device rule does the host rule's float operations in the same order (sequential sums)."""
+    def host_rule(dl, norms, c):
+        T = c.window
+        cur, prev = norms[-T:], norms[-2 * T:-T]
+        g_prev = sum(prev) / len(prev)
+        g_prev = 0.2 if g_prev == 0 else g_prev
+        rho = (sum(cur) / len(cur) - g_prev) / g_prev
+        if rho < -c.norm_strict:
+            dl = min(dl * c.grow, c.delta_l_max)
+        elif rho >= c.norm_strict:
+            dl = max(dl * c.shrink, c.delta_l_min)
+        return max(dl * c.shrink, c.delta_l_min) if max(cur) >= c.spike else dl
+    g = torch.Generator().manual_seed(0)
+    c = spec(window=37, norm_strict=1e-3)
+    for trial in range(200):
+        norms = (torch.rand(74, generator=g) * 0.3).tolist()
+        norms[37:] = [x * (1 + 2e-3 * (trial % 3 - 1)) for x in norms[:37]]   # ρ near ±ε and 0
+        dl = 0.001 + 0.019 * torch.rand((), generator=g).item()
+        assert adapt_delta_lambda(dl, norms, c).item() == host_rule(dl, norms, c)

@@ -2,9 +2,9 @@
 on θ and an adaptive Δλ driven by windows of gradient norms.
 
 The pieces are separate so that each can be tested alone:
-  `adapt_delta_lambda`  the Δλ rule of §2.4 (pure function on a list of norms);
+  `adapt_delta_lambda`  the Δλ rule of §2.4 (a pure function of the norms, computed on their device);
   `GradNormWindow`      ring buffer of the last 2T global gradient norms, kept on the device so that
-                        recording costs no host sync (one sync per λ-update);
+                        neither recording nor the rule costs a host sync;
   `SecantPredictor`     θ ← θ + r·(θ − θ_prev) with one saved copy of θ;
   `NPACSDriver`         the schedule that ties them together; `ContinuationOptimizer`
                         (contnet.optim.continuation) calls it around the inner optimizer's step.
@@ -66,29 +66,32 @@ class NPACSOptions(Options):
         return {f.name: getattr(self, f.name) for f in fields(NPACSOptions)}
 
 
-def adapt_delta_lambda(dl: float, norms: list[float], cfg: NPACSOptions) -> float:
+def adapt_delta_lambda(dl, norms, cfg: NPACSOptions) -> torch.Tensor:
     """§2.4: compare the mean gradient norm of the last window T with the window before it.
 
     Shrinking by more than ε grows Δλ (×grow, capped at Δλ_max); growing by at least ε shrinks it
     (×shrink, floored at Δλ_min); a spike ≥ `spike` anywhere in the last window shrinks it again.
     A zero previous mean is replaced by 0.2 (the authors' guard).  With fewer than T+1 norms there is
     no previous window and only the spike test applies.
+
+    On the device: `norms` (chronological, a tensor or a list) and `dl` become float64 tensors and the new Δλ
+    is a 0-dim float64 tensor; nothing is read on the host.  Every operation is the one the earlier host rule
+    did on Python floats, in the same order (the window sums are sequential: `cumsum`, which on the CPU adds
+    left to right like `sum()`), so on the CPU the decisions and Δλ are bitwise those of the host rule.
     """
+    norms = torch.as_tensor(norms, dtype=torch.float64)
+    dl = torch.as_tensor(dl, dtype=torch.float64).to(norms.device)
     T = cfg.window
     cur, prev = norms[-T:], norms[-2 * T:-T]
-    if not cur:
+    if cur.numel() == 0:
         return dl
-    if prev:
-        g_prev = sum(prev) / len(prev)
-        g_prev = 0.2 if g_prev == 0 else g_prev
-        rho = (sum(cur) / len(cur) - g_prev) / g_prev
-        if rho < -cfg.norm_strict:
-            dl = min(dl * cfg.grow, cfg.delta_l_max)
-        elif rho >= cfg.norm_strict:
-            dl = max(dl * cfg.shrink, cfg.delta_l_min)
-    if max(cur) >= cfg.spike:
-        dl = max(dl * cfg.shrink, cfg.delta_l_min)
-    return dl
+    if prev.numel():
+        g_prev = prev.cumsum(0)[-1] / prev.numel()
+        g_prev = torch.where(g_prev == 0, 0.2, g_prev)
+        rho = (cur.cumsum(0)[-1] / cur.numel() - g_prev) / g_prev
+        dl = torch.where(rho < -cfg.norm_strict, torch.clamp(dl * cfg.grow, max=cfg.delta_l_max),
+                         torch.where(rho >= cfg.norm_strict, torch.clamp(dl * cfg.shrink, min=cfg.delta_l_min), dl))
+    return torch.where(cur.max() >= cfg.spike, torch.clamp(dl * cfg.shrink, min=cfg.delta_l_min), dl)
 
 
 def global_grad_norm(params: list[torch.Tensor]) -> torch.Tensor | None:
@@ -110,11 +113,11 @@ class GradNormWindow:
         self.buf[self.count % self.capacity] = norm
         self.count += 1
 
-    def values(self) -> list[float]:
-        """Chronological list (oldest first); one host sync."""
+    def values(self) -> torch.Tensor:
+        """Chronological (oldest first), on the device."""
         n = min(self.count, self.capacity)
         start = self.count % self.capacity if self.count >= self.capacity else 0
-        return torch.roll(self.buf, -start)[:n].tolist()
+        return torch.roll(self.buf, -start)[:n]
 
     def state_dict(self) -> dict:
         return {"buf": self.buf.clone(), "count": self.count}
@@ -124,22 +127,52 @@ class GradNormWindow:
         self.count = int(sd["count"])
 
 
+class HostFlag:
+    """A device boolean that the host reads without waiting for the device: `post(flag)` copies it into host
+    memory (pinned, non_blocking on CUDA) and `read()` gives it once that copy has finished (None before, or
+    when nothing was posted).  On the CPU the copy has finished when post() returns.  The host reads its own
+    memory (a numpy view of the pinned buffer), never a device tensor, so it never blocks on the device."""
+
+    def __init__(self, device):
+        self.lags = torch.device(device).type == "cuda"      # can the host see the flag later than the device set it?
+        self.host = torch.zeros((), dtype=torch.bool, pin_memory=self.lags)
+        self._memory = self.host.numpy()
+        self.event = None
+        self.pending = False
+
+    def post(self, flag: torch.Tensor) -> None:
+        self.host.copy_(flag, non_blocking=self.lags)
+        if self.lags:
+            self.event = torch.cuda.Event()
+            self.event.record()
+        self.pending = True
+
+    def read(self) -> bool | None:
+        if not self.pending or (self.event is not None and not self.event.query()):
+            return None
+        self.pending = False
+        return bool(self._memory)
+
+
 class SecantPredictor:
     """θ_pred = θ_k + r·(θ_k − θ_{k−1}); keeps θ_{k−1} (one copy) and the λ it belongs to."""
 
     def __init__(self):
         self.prev: list[torch.Tensor] | None = None
-        self.lam_prev: float | None = None
+        self.lam_prev = None       # a float or a 0-dim tensor, as given
 
     @torch.no_grad()
-    def remember(self, params: list[torch.Tensor], lam: float) -> None:
+    def remember(self, params: list[torch.Tensor], lam) -> None:
         self.prev = [p.detach().clone() for p in params]
         self.lam_prev = lam
 
     @torch.no_grad()
-    def predict(self, params: list[torch.Tensor], r: float, lam: float) -> None:
-        """Extrapolate `params` in place; the pre-extrapolation θ becomes θ_prev (at λ=`lam`)."""
+    def predict(self, params: list[torch.Tensor], r: float, lam, keep: torch.Tensor | None = None) -> None:
+        """Extrapolate `params` in place; the pre-extrapolation θ becomes θ_prev (at λ=`lam`).
+        `keep` (a 0-dim device boolean) = False makes the extrapolation a no-op without a host read."""
         diff = torch._foreach_sub(params, self.prev)
+        if keep is not None:
+            torch._foreach_mul_(diff, keep.to(diff[0].dtype))
         torch._foreach_copy_(self.prev, params)
         torch._foreach_add_(params, diff, alpha=r)
         self.lam_prev = lam
@@ -148,7 +181,8 @@ class SecantPredictor:
         self.prev, self.lam_prev = None, None
 
     def state_dict(self) -> dict:
-        return {"prev": None if self.prev is None else [t.clone() for t in self.prev], "lam_prev": self.lam_prev}
+        lam_prev = self.lam_prev.item() if isinstance(self.lam_prev, torch.Tensor) else self.lam_prev
+        return {"prev": None if self.prev is None else [t.clone() for t in self.prev], "lam_prev": lam_prev}
 
     def load_state_dict(self, sd: dict) -> None:
         self.prev = None if sd["prev"] is None else [t.clone() for t in sd["prev"]]
@@ -159,26 +193,52 @@ class NPACSDriver:
     """Owns λ's schedule.  Per inner step: record ‖∇‖, inner.step(), and every u_freq steps while
     λ < 1: adapt Δλ, extrapolate θ along the secant, advance λ (order of the authors' npcs.py).
     The first update is a natural step (no secant yet).  Once λ = 1 the driver is inactive and the
-    optimizer is exactly its inner optimizer (θ_prev and the norm window are freed)."""
+    optimizer is exactly its inner optimizer (θ_prev and the norm window are freed).
+
+    No host read between checkpoints: λ and Δλ are float64 0-dim tensors on the parameters' device (float64:
+    the earlier host rule computed them as Python floats, and these are the same operations), the Δλ rule runs
+    there, and the host learns that λ reached 1 through a `HostFlag` posted at each λ-update (on the CPU at
+    once; on CUDA a few steps later, and until then every device-side update is a no-op: λ stays clamped at 1,
+    Δλ is kept, the secant step is multiplied by 0).  Two settings need host values at each secant update and
+    read them once there (one transfer): ratio_mode=intended (r from the λ increments, applied as a host
+    scalar so that θ's update is the same kernel as before) and reset_inner_state=true (clearing the inner
+    state is a host action that must not happen after λ = 1)."""
 
     def __init__(self, cfg: NPACSOptions, lam: LambdaState, params: list[torch.Tensor]):
         self.cfg, self.lam, self.params = cfg, lam, params
-        self.dl, self.dl_prev = float(cfg.delta_l), float(cfg.delta_l_prev)
+        self.device = params[0].device if params else torch.device("cpu")
+        self.dl, self.dl_prev = self._f64(cfg.delta_l), self._f64(cfg.delta_l_prev)
         self.t = 0                 # inner steps taken while the driver was active
         self.updates = 0           # λ-updates done
         self.predictor = SecantPredictor()
-        device = params[0].device if params else "cpu"
-        self.norms = GradNormWindow(2 * cfg.window, device) if cfg.adaptive else None
+        self.norms = GradNormWindow(2 * cfg.window, self.device) if cfg.adaptive else None
+        self.finished = HostFlag(self.device)
         self._set_lambda(cfg.l_init)
 
+    def _f64(self, x) -> torch.Tensor:
+        return torch.tensor(float(x), dtype=torch.float64, device=self.device)
+
     def _set_lambda(self, value: float) -> None:
-        """λ is also kept as a Python float: reading the buffer would sync the GPU every step."""
-        self.lam_value = float(value)
+        """λ from a host value (start, checkpoint)."""
+        self.lam_t = self._f64(value)
         self.lam.set(value)
+        self.done = float(value) >= 1.0
 
     @property
     def active(self) -> bool:
-        return self.lam_value < 1.0
+        self._poll()
+        return not self.done
+
+    def _poll(self) -> None:
+        """Finish once the host sees the flag of an update that brought λ to 1 (never waits for the device)."""
+        if not self.done and self.finished.read():
+            self._finish()
+
+    def _finish(self) -> None:
+        """Continuation finished: free its memory; the optimizer is its inner optimizer from now on."""
+        self.done = True
+        self.predictor.clear()
+        self.norms = None
 
     def step(self, inner: torch.optim.Optimizer, closure=None):
         loss = None
@@ -201,47 +261,55 @@ class NPACSDriver:
 
     @torch.no_grad()
     def update(self, inner: torch.optim.Optimizer | None = None) -> None:
-        c, lam = self.cfg, self.lam_value
-        if lam >= 1.0:
+        c, lam = self.cfg, self.lam_t
+        if self.done:
             return
+        running = lam < 1.0        # False only on CUDA, between λ reaching 1 and the host seeing it
         first = self.updates == 0
         if not first:
-            self.dl_prev = self.dl
+            self.dl_prev = torch.where(running, self.dl, self.dl_prev)
             if self.adaptation_due():
-                self.dl = adapt_delta_lambda(self.dl, self.norms.values(), c)
-        lam_new = min(lam + self.dl, 1.0)
+                self.dl = torch.where(running, adapt_delta_lambda(self.dl, self.norms.values(), c), self.dl)
+        lam_new = torch.clamp(lam + self.dl, max=1.0)
         if c.secant:
             if first or self.predictor.prev is None:
                 self.predictor.remember(self.params, lam)
             else:
-                if c.ratio_mode == "intended":   # actual increments, exact even when λ is clipped at 1
-                    r = (lam_new - lam) / max(lam - self.predictor.lam_prev, 1e-12)
-                else:
-                    r = c.delta_l / c.delta_l_prev
-                self.predictor.predict(self.params, r, lam)
+                r, keep = c.delta_l / c.delta_l_prev, (running if self.finished.lags else None)
+                if c.ratio_mode == "intended" or c.reset_inner_state:
+                    lam_h, lam_new_h, lam_prev_h = torch.stack([lam, lam_new, self.predictor.lam_prev]).tolist()
+                    if lam_h >= 1.0:
+                        return self._finish()
+                    keep = None
+                    if c.ratio_mode == "intended":   # actual increments, exact even when λ is clipped at 1
+                        r = (lam_new_h - lam_h) / max(lam_h - lam_prev_h, 1e-12)
+                self.predictor.predict(self.params, r, lam, keep)
                 if c.reset_inner_state and inner is not None:
                     inner.state.clear()
-        self._set_lambda(lam_new)
+        self.lam_t = lam_new
+        self.lam.set_tensor(lam_new)
         self.updates += 1
-        if lam_new >= 1.0:          # continuation finished: free its memory
-            self.predictor.clear()
-            self.norms = None
+        self.finished.post(lam_new >= 1.0)
+        self._poll()                # on the CPU the flag is readable at once: finish here, as the host rule did
 
     def state_dict(self) -> dict:
-        return {"kind": "npacs", "config": self.cfg.npacs_dict(), "lambda": self.lam_value, "dl": self.dl,
-                "dl_prev": self.dl_prev, "t": self.t, "updates": self.updates,
+        lam, dl, dl_prev = torch.stack([self.lam_t, self.dl, self.dl_prev]).tolist()   # one read per checkpoint
+        return {"kind": "npacs", "config": self.cfg.npacs_dict(), "lambda": lam, "dl": dl,
+                "dl_prev": dl_prev, "t": self.t, "updates": self.updates,
                 "predictor": self.predictor.state_dict(),
                 "norms": None if self.norms is None else self.norms.state_dict()}
 
     def load_state_dict(self, sd: dict) -> None:
         self._set_lambda(sd["lambda"])
-        self.dl, self.dl_prev, self.t, self.updates = sd["dl"], sd["dl_prev"], sd["t"], sd["updates"]
+        self.dl, self.dl_prev = self._f64(sd["dl"]), self._f64(sd["dl_prev"])
+        self.t, self.updates = sd["t"], sd["updates"]
         self.predictor.load_state_dict(sd["predictor"])
         if self.predictor.prev is not None:
             self.predictor.prev = [q.to(p.device) for q, p in zip(self.predictor.prev, self.params)]
+            self.predictor.lam_prev = self._f64(sd["predictor"]["lam_prev"])
         if sd["norms"] is None:
             self.norms = None
         else:
             if self.norms is None:
-                self.norms = GradNormWindow(2 * self.cfg.window, self.params[0].device)
+                self.norms = GradNormWindow(2 * self.cfg.window, self.device)
             self.norms.load_state_dict(sd["norms"])
