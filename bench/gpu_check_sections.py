@@ -25,9 +25,9 @@ sys.path.insert(0, str(REPO / "bench"))
 
 
 def conf(group: str, name: str, **over):
-    from omegaconf import OmegaConf
-    cfg = OmegaConf.load(REPO / "conf" / group / f"{name}.yaml")
-    return OmegaConf.merge(cfg, OmegaConf.create(over))
+    """Option `name` of `group` as its typed config (the CLI defaults) with `over` applied."""
+    from contnet.registry import ALL
+    return next(r for r in ALL if r.group == group).config(name)(**over)
 
 
 def sync(device) -> None:
