@@ -38,14 +38,14 @@ class LMConfig(ModelConfig):
 @dataclass
 class GPT2BaseConfig(LMConfig):
     """What every GPT-2 option has."""
-    init_seed: int = opt(0, ge=0)        # random weights: the same network for every run seed
+    init_seed: int = opt(0, ge=0, integer=True)   # random weights: the same network for every run seed
     # resid/embd/attn dropout; 0 as in the LoRA code's GPT-2 (spec §B2; the HF default is 0.1)
     dropout: float = opt(0.0, ge=0, lt=1)
 
 
 @dataclass
 class TinyGPT2Config(GPT2BaseConfig):
-    """`model=tiny-gpt2`: a small random GPT-2 (4 blocks, width 64) with a byte-level tokenizer: tests and smoke runs."""
+    """`model=tiny-gpt2`: a small random GPT-2 (4 blocks, width 64), byte-level tokenizer: tests and smoke runs."""
     name: str = "tiny-gpt2"
 
 

@@ -21,8 +21,8 @@ from .common import (ACTIVATIONS, ModelConfig, autoencoder_widths, finish, hidde
 class MLPConfig(ModelConfig):
     """`model=mlp`: fully connected; an autoencoder d–widths–code–reversed(widths)–d on *_ae tasks."""
     name: str = "mlp"
-    depth: int = opt(2, gt=0)            # hidden layers (used when widths is null)
-    width: int = opt(128, gt=0)
+    depth: int = opt(2, gt=0, integer=True)   # hidden layers (used when widths is null)
+    width: int = opt(128, gt=0, integer=True)
     # explicit hidden widths, e.g. [200, 100, 50] (the papers' depth-8 AE); wins over depth and width
     widths: Optional[List[int]] = None
     # autoencoder widths when widths is null: auto = narrow towards the code as the papers do, [200, 100, 50]
@@ -35,7 +35,8 @@ class MLPConfig(ModelConfig):
     # (d ≥ w1 ≥ … ≥ code; logged), else default (torch).  pca: the closed-form PCA start of an autoencoder.
     # Comparisons set pca for all arms.
     init: str = opt("auto", choices=("auto", "default", "xavier", "orthogonal", "pca"))
-    output_activation: bool = False      # also put the (homotopy) activation on the output layer (the papers' parity MLP)
+    # also put the (homotopy) activation on the output layer (the papers' parity MLP)
+    output_activation: bool = False
 
     def check(self) -> None:
         super().check()

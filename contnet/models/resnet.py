@@ -23,10 +23,10 @@ class ResNetConfig(ModelConfig):
     name: str = "resnet"
     # auto: fc for vectors, cifar for images ≤ 64 px, resnet18 (torchvision) above
     variant: str = opt("auto", choices=("auto", "fc", "cifar", "resnet18"))
-    depth: int = opt(20, gt=0)           # cifar: 6n+2 (20, 32, 44, 56, 110)
-    width_mult: int = opt(1, gt=0)       # cifar: channels 16k/32k/64k
-    width: int = opt(128, gt=0)          # fc: hidden width
-    blocks: int = opt(3, ge=0)           # fc: residual blocks
+    depth: int = opt(20, gt=0, integer=True)   # cifar: 6n+2 (20, 32, 44, 56, 110)
+    width_mult: int = opt(1, gt=0, integer=True)   # cifar: channels 16k/32k/64k
+    width: int = opt(128, gt=0, integer=True)   # fc: hidden width
+    blocks: int = opt(3, ge=0, integer=True)   # fc: residual blocks
     activation: str = opt("relu", choices=ACTIVATIONS)
     skip_homotopy: bool = True           # with homotopy: out = (1−λ)·act(y) + λ·act(y + skip)  (λ=0: no skip)
     # auto: the standard init (a residual net has no closed-form start; the runner resolves auto)

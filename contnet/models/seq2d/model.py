@@ -29,7 +29,7 @@ class Seq2DResNetOptions(Options):
     # skip cell h_{l-1} → h_l: identity (ResNet) | scalar | diag | linear (weighted skips, spec §5-A1)
     skip: str = opt("identity", choices=SKIPS)
     skip_init: float = 1.0               # initial gain of a weighted skip (1.0: starts as the plain ResNet, spec §4.3)
-    hidden: Optional[int] = opt(None, gt=0)   # width of the residual branch slot u_l (null: width)
+    hidden: Optional[int] = opt(None, gt=0, integer=True)   # width of the branch slot u_l (null: width)
     # false: h = S(h) + g(h), the spec's explicit loop (§4.3); true: σ after the sum (He et al.)
     post_activation: bool = False
 
@@ -46,7 +46,8 @@ class Seq2DDenseOptions(Options):
 class Seq2DRNNOptions(Options):
     """`model.rnn.*` (pattern=rnn)."""
     group: ClassVar[str] = "model.rnn"
-    iterations: int = opt(4, gt=0)       # T for the recurrent pattern (spec §5-A4: 4 in the reference MNIST runs)
+    # T for the recurrent pattern (spec §5-A4: 4 in the reference MNIST runs)
+    iterations: int = opt(4, gt=0, integer=True)
     nonlinearity: str = opt("tanh", choices=("tanh", "relu"))   # hidden slot activation of the RNN
 
 
@@ -86,16 +87,18 @@ class Seq2DConfig(ModelConfig):
     name: str = "seq2d"
     # mlp | resnet | dense (lower-triangular skips) | rnn (recurrent, input re-injected) | grid (layout below)
     pattern: str = opt("mlp", choices=PATTERNS)
-    depth: int = opt(2, gt=0)            # hidden layers (mlp, dense) or residual blocks (resnet); used when widths is null
-    width: int = opt(128, gt=0)          # hidden slot width (resnet/rnn: the state width)
+    # hidden layers (mlp, dense) or residual blocks (resnet); used when widths is null
+    depth: int = opt(2, gt=0, integer=True)
+    width: int = opt(128, gt=0, integer=True)   # hidden slot width (resnet/rnn: the state width)
     # explicit hidden widths for mlp/dense, e.g. [256, 128]; autoencoders mirror them around task.code_size
     widths: Optional[List[int]] = None
     # slot activation on hidden slots (input and output slots: identity)
     activation: str = opt("relu", choices=ACTIVATIONS)
-    # mlp/dense: fraction of trainable entries per linear block; < 1 gives masked blocks (masked entries are not counted)
+    # mlp/dense: fraction of trainable entries per linear block; < 1 gives masked blocks (masked entries are
+    # not counted)
     density: float = opt(1.0, gt=0, le=1)
     # T; null: the pattern's depth (feed-forward: extra steps change nothing), rnn: rnn.iterations
-    iterations: Optional[int] = opt(None, gt=0)
+    iterations: Optional[int] = opt(None, gt=0, integer=True)
     # null: the pattern's default — once for feed-forward, an identity cell keeps x alive (spec §5-A5 best
     # reading); every_step for rnn
     inject: Optional[str] = opt(None, choices=("once", "every_step"))
