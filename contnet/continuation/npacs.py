@@ -38,9 +38,9 @@ class NPACSOptions(Options):
     delta_l_prev: float = opt(0.125, gt=0)      # initial previous Δλ; keeps the spec's frozen ratio 0.4 (spec: 0.02)
     delta_l_min: float = opt(0.04, gt=0)        # Δλ floor (spec: 8e-4); bounds the steps to λ=1 by u_freq/delta_l_min = 250
     delta_l_max: float = opt(0.1, gt=0)         # Δλ cap (spec: 0.02)
-    u_freq: int = opt(10, ge=1)                 # inner steps per λ-update (spec: 10)
-    window: int = opt(50, ge=1)                 # T: gradient-norm window of the Δλ rule (spec: 100; shortened with the budget)
-    adaptive_start: int = opt(50, ge=0)         # no Δλ adaptation up to this step (spec: 100)
+    u_freq: int = opt(10, ge=1, integer=True)                 # inner steps per λ-update (spec: 10)
+    window: int = opt(50, ge=1, integer=True)                 # T: gradient-norm window of the Δλ rule (spec: 100; shortened with the budget)
+    adaptive_start: int = opt(50, ge=0, integer=True)         # no Δλ adaptation up to this step (spec: 100)
     norm_strict: float = opt(0.05, ge=0)        # ε of the relative grad-norm change test (spec: 0.05)
     spike: float = opt(0.25, ge=0)              # a grad norm ≥ this in the window halves Δλ (spec: 0.25, hard-coded in C1)
     grow: float = opt(1.5, gt=0)                # Δλ factor when grad norms fall by > ε (spec: 1.5)

@@ -65,7 +65,7 @@ class ArclengthOptions(Options):
     min_arc_len: float = opt(0.05, gt=0)       # Δs floor (C2 AE: 0.008; scaled for the budget)
     max_arc_len: float = opt(0.2, gt=0)        # Δs cap (C2 AE: 0.02; scaled for the budget)
     # max corrector iterations (= engine steps) per continuation step (C2: up to descent_period epochs; NPACS: u_freq=10)
-    corrector_steps: int = opt(10, ge=1)
+    corrector_steps: int = opt(10, ge=1, integer=True)
     # loss (default) = C2's early stop below, the reading behind every published PARC figure
     # (docs/results/reproduce-cpu-tuned.md): it reads the recent losses on the host at every iteration from
     # j = max(corrector_min_steps, ma_window + 1) on.  fixed = every corrector runs corrector_steps iterations:
@@ -73,16 +73,16 @@ class ArclengthOptions(Options):
     # step; fixed makes j, and so the Δs rule, constant.  fixed changes PARC's results and has not been
     # compared with loss in a tuned study, so it is a switch, not the default (yet).
     corrector_check: str = opt("loss", choices=CORRECTOR_CHECKS)
-    corrector_min_steps: int = opt(5, ge=1)    # iterations before the early-stop test may end a corrector (corrector_check=loss)
+    corrector_min_steps: int = opt(5, ge=1, integer=True)    # iterations before the early-stop test may end a corrector (corrector_check=loss)
     loss_tol: float = opt(1e-3, ge=0)          # (loss) early stop: relative change of the running-mean loss (C2 ma_loss, absolute 2e-5)
-    ma_window: int = opt(5, ge=1)              # running-mean length (C2: 10; corrector_check=loss)
-    guess_steps: int = opt(5, ge=1)            # G of C2's corrector_omega rule (C2: guess_ant_steps 20, counted in epochs)
+    ma_window: int = opt(5, ge=1, integer=True)              # running-mean length (C2: 10; corrector_check=loss)
+    guess_steps: int = opt(5, ge=1, integer=True)            # G of C2's corrector_omega rule (C2: guess_ant_steps 20, counted in epochs)
     lambda_lr: Optional[float] = opt(None, ge=0)  # step on ∂L/∂λ (C2: λ trained like θ); null = lr; 0 = λ moves by the constraint only
     # κ of the z inner product: rms = 1/sqrt(#params) (θ as an RMS change); a number > 0, e.g. 1.0 = plain Euclidean (spec)
     theta_scale: Any = "rms"
     sphere_radius_m: float = opt(0.0, ge=0)    # orthogonal perturbation of the prediction, radius m·Δs (C2: 0.5 with ants; 0 = none)
     finish_tol: float = opt(1e-6, ge=0, lt=1)  # λ ≥ 1 − tol ends continuation (λ set to exactly 1)
-    max_continuation_steps: Optional[int] = opt(None, ge=1)  # after this many continuation steps λ jumps to 1 (null: no limit)
+    max_continuation_steps: Optional[int] = opt(None, ge=1, integer=True)  # after this many continuation steps λ jumps to 1 (null: no limit)
 
     def check(self) -> None:
         super().check()

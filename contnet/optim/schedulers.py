@@ -20,7 +20,7 @@ class NoScheduleConfig(Options):
 class WarmupDecayOptions(Options):
     """A linear warm-up over `warmup_steps`, then a decay to min_lr_ratio·lr at the last step."""
     name: str = ""
-    warmup_steps: int = opt(0, ge=0)
+    warmup_steps: int = opt(0, ge=0, integer=True)
     min_lr_ratio: float = opt(0.0, ge=0, le=1)
 
 
@@ -34,14 +34,14 @@ class CosineConfig(WarmupDecayOptions):
 class LinearWarmupConfig(WarmupDecayOptions):
     """scheduler=linear_warmup: linear warm-up, then linear decay (the LoRA E2E recipe uses 500 warm-up steps)."""
     name: str = "linear_warmup"
-    warmup_steps: int = opt(100, ge=0)
+    warmup_steps: int = opt(100, ge=0, integer=True)
 
 
 @dataclass
 class StepConfig(Options):
     """scheduler=step: multiply lr by gamma every step_size steps."""
     name: str = "step"
-    step_size: int = opt(1000, ge=1)
+    step_size: int = opt(1000, ge=1, integer=True)
     gamma: float = opt(0.1, gt=0)
 
 
