@@ -16,13 +16,13 @@ SWITCH = (True, False, "auto")
 class TrainerConfig(Options):
     """trainer=default."""
     name: str = "default"
-    max_epochs: Optional[int] = opt(20, gt=0)       # used when max_steps is null
-    max_steps: Optional[int] = opt(None, gt=0)      # total optimizer steps; wins over max_epochs
-    batch_size: int = opt(64, gt=0)                 # per process: a data-parallel step sees batch_size × ranks
-    eval_every: int = opt(50, ge=0)                 # steps between validation passes (0: only at the end)
+    max_epochs: Optional[int] = opt(20, gt=0, integer=True)       # used when max_steps is null
+    max_steps: Optional[int] = opt(None, gt=0, integer=True)      # total optimizer steps; wins over max_epochs
+    batch_size: int = opt(64, gt=0, integer=True)                 # per process: a data-parallel step sees batch_size × ranks
+    eval_every: int = opt(50, ge=0, integer=True)                 # steps between validation passes (0: only at the end)
     eval_train: bool = True                         # also evaluate the full training set (train/full_loss)
     # before each evaluation, re-estimate BatchNorm statistics from this many training batches (0: off; no BN: no-op)
-    bn_recalibrate: int = opt(10, ge=0)
+    bn_recalibrate: int = opt(10, ge=0, integer=True)
     device: str = "auto"                            # auto | cpu | cuda | cuda:N  (auto: CUDA when present)
     # fp32 | bf16 | fp16 (CUDA only, with a grad scaler) | auto (bf16 on a CUDA GPU that has it, else fp32)
     precision: str = opt("fp32", choices=("fp32", "bf16", "fp16", "auto"))
@@ -40,13 +40,13 @@ class TrainerConfig(Options):
     deterministic: bool = False                     # torch.use_deterministic_algorithms
     resume: Optional[str] = None                    # null | auto | <run dir>: continue from <dir>/checkpoints/last.pt
     overwrite: bool = False                         # true: clear a run dir that already holds a run and start over
-    checkpoint_every: int = opt(0, ge=0)            # steps between checkpoints (0: no step interval)
+    checkpoint_every: int = opt(0, ge=0, integer=True)            # steps between checkpoints (0: no step interval)
     # seconds between checkpoints, at least 100× the last save's duration (≤ 1 % of the time); 0: off. Always one at the end
     checkpoint_every_s: float = opt(60.0, ge=0)
     progress: bool = True                           # rich progress bar on a terminal (plain log lines otherwise)
-    print_every: int = opt(100, gt=0)               # steps between plain progress lines when not on a terminal
+    print_every: int = opt(100, gt=0, integer=True)               # steps between plain progress lines when not on a terminal
     # steps between host transfers of the per-step records (one record per step still; NaN/divergence noticed here)
-    log_every: int = opt(50, gt=0)
+    log_every: int = opt(50, gt=0, integer=True)
     # status diverged when train/loss > this × the run's first loss (NaN/Inf always); null: NaN/Inf only
     diverge_factor: Optional[float] = opt(1000.0, gt=1)
 
