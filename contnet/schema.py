@@ -83,7 +83,7 @@ class Options:
     def error(self, key: str, why: str) -> ConfigError:
         """`<group>.<key>=<value>: <why>` as a ConfigError (one line)."""
         value = getattr(self, key.split(".")[0], None) if "." not in key else None
-        return ConfigError(f"{self.group}.{key}={fmt(value)}: {why}")
+        return ConfigError(f"{type(self).group}.{key}={fmt(value)}: {why}")   # type(): logger.group is a field
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

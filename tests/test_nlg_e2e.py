@@ -37,7 +37,8 @@ def build(data_dir, peft, **task_kw):
                              **task_kw})
     task = TASKS.get("e2e")(tcfg, 0)
     model = MODELS.get("tiny-gpt2")(OmegaConf.create({"name": "tiny-gpt2", "homotopy": False}), task)
-    model = PEFTS.get(peft)(OmegaConf.create({"name": peft, "lambda_ramp_steps": 2}), model, task)
+    ramp = {"lambda_ramp_steps": 2} if peft == "solo" else {}      # a key of solo only: the others refuse it
+    model = PEFTS.get(peft)(OmegaConf.create({"name": peft, **ramp}), model, task)
     return task, model
 
 

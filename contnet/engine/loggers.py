@@ -1,6 +1,8 @@
 """Metric sinks.  metrics.jsonl is always on and is the source of truth; W&B and TensorBoard mirror it.
 
 A logger is `log(record: dict)` (record has `step`), `summary(summary: dict)`, `close(status)`.
+`logger=<name>` picks a LOGGERS entry: fn(cfg, run_dir, config, group, name) -> an extra logger or None
+(`config` is the whole resolved run config; the engine writes metrics.jsonl itself, so jsonl adds nothing).
 """
 from __future__ import annotations
 
@@ -8,8 +10,13 @@ import json
 import logging
 import os
 import socket
+from dataclasses import dataclass
 from pathlib import Path
+from typing import List, Optional
 from urllib.parse import urlsplit
+
+from contnet.registry import LOGGERS
+from contnet.schema import Options, opt, typed
 
 from .io import atomic_write_bytes
 
@@ -110,17 +117,18 @@ class WandbLogger:
 
     def __init__(self, cfg, run_dir: Path, config: dict, group: str | None, name: str | None):
         import wandb
+        cfg = typed(WandbConfig, cfg)
         self.wandb = wandb
-        mode = cfg.get("mode") or os.environ.get("WANDB_MODE") or "online"
+        mode = cfg.mode or os.environ.get("WANDB_MODE") or "online"
         hint = f"logging offline to {run_dir / 'wandb'} (upload later with `wandb sync`)"
         if mode == "online":
             why = "no API key found" if not _has_wandb_key() else wandb_server_problem()
             if why:
                 log.warning("wandb: %s; %s", why, hint)
                 mode = "offline"
-        kwargs = dict(project=cfg.project, entity=cfg.get("entity"), group=group, name=name,
-                      job_type=cfg.get("job_type", "train"), config=config, dir=str(run_dir),
-                      tags=list(cfg.get("tags") or []), reinit="finish_previous")
+        kwargs = dict(project=cfg.project, entity=cfg.entity, group=group, name=name,
+                      job_type=cfg.job_type, config=config, dir=str(run_dir),
+                      tags=list(cfg.tags), reinit="finish_previous")
         settings = wandb.Settings(init_timeout=float(cfg.init_timeout), console="off", silent=True)
         try:
             self.run = wandb.init(mode=mode, settings=settings, **kwargs)
@@ -144,3 +152,45 @@ class WandbLogger:
 
     def close(self, status: str) -> None:
         self.run.finish(exit_code=0 if status == "completed" else 1)
+
+
+# ---- logger=<name>: typed configs and LOGGERS entries -------------------------------------------------------
+
+@dataclass
+class JsonlConfig(Options):
+    name: str = "jsonl"            # metrics.jsonl only (always written, whatever the logger)
+
+
+@dataclass
+class TensorBoardConfig(Options):
+    name: str = "tensorboard"      # TensorBoard event files in <run dir>/tensorboard (plus metrics.jsonl)
+
+
+@dataclass
+class WandbConfig(Options):
+    name: str = "wandb"            # Weights & Biases, mirrors metrics.jsonl with `step` as the x-axis
+    project: str = "contnet"
+    entity: Optional[str] = None
+    # null: $WANDB_MODE, else online; no API key → offline (upload later: wandb sync <run dir>/wandb/offline-run-*)
+    mode: Optional[str] = opt(None, choices=("online", "offline", "disabled"))
+    group: Optional[str] = None    # null: the sweep directory for multirun jobs (seeds of one sweep share a group)
+    job_type: str = "train"
+    tags: List[str] = opt([])
+    # seconds wandb.init may wait for a server that accepts but does not answer, then offline
+    # (an unreachable server is detected by a 3 s connect first; see docs/reliability.md)
+    init_timeout: float = opt(8.0, gt=0)
+
+
+@LOGGERS.register("jsonl", config=JsonlConfig)
+def jsonl_logger(cfg: JsonlConfig, run_dir: Path, config: dict, group: str | None, name: str | None):
+    return None                    # the engine's own JsonlLogger writes metrics.jsonl for every logger
+
+
+@LOGGERS.register("tensorboard", config=TensorBoardConfig)
+def tensorboard_logger(cfg: TensorBoardConfig, run_dir: Path, config: dict, group: str | None, name: str | None):
+    return TensorBoardLogger(run_dir)
+
+
+@LOGGERS.register("wandb", config=WandbConfig)
+def wandb_logger(cfg: WandbConfig, run_dir: Path, config: dict, group: str | None, name: str | None):
+    return WandbLogger(cfg, run_dir, config, group, name)

@@ -87,8 +87,9 @@ def load(base: nn.Module, path) -> nn.Module:
 
 
 def save_for_run(peft_cfg, model: nn.Module, run_dir) -> Path | None:
-    """End of a completed run: `<run>/adapter/` unless the run has no adapter or peft.save_adapter is false."""
-    if peft_cfg is None or str(peft_cfg.get("name", "none")) == "none" or not peft_cfg.get("save_adapter", True):
+    """End of a completed run: `<run>/adapter/` when the run's peft config (typed or composed) says save_adapter;
+    an option with nothing to save (peft=none) has no such key."""
+    if not getattr(peft_cfg, "save_adapter", False):
         return None
     import logging
     path = save(model, Path(run_dir) / "adapter")

@@ -9,10 +9,38 @@ true count.  `gpt2_qkv: fused` targets `c_attn` itself (same count, but one rank
 """
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
 import torch
 from torch import nn
 
 from contnet.registry import PEFTS, ConfigError
+from contnet.schema import Options, opt
+
+
+@dataclass
+class LoRAConfig(Options):
+    """peft=lora.  Defaults = the LoRA paper's E2E recipe (spec §B2)."""
+    name: str = "lora"
+    r: int = opt(4, gt=0, integer=True)        # rank (LoRA E2E: 4)
+    alpha: float = opt(32.0, gt=0)             # scaling α/r = 8 (LoRA E2E: 32)
+    dropout: float = opt(0.1, ge=0, lt=1)      # dropout on the adapter input (LoRA E2E: 0.1)
+    # auto = the query and value projections of the architecture (GPT-2 c_attn q/v, llama q_proj/v_proj);
+    # or an explicit list of module names, e.g. [q_proj,k_proj,v_proj,o_proj]
+    targets: Any = "auto"
+    # GPT-2 only. split (best reading, = microsoft/LoRA: q and v adapted separately, k untouched; c_attn is
+    # split into exact q/k/v copies) | fused (peft on c_attn: one A shared by q, k, v)
+    gpt2_qkv: str = opt("split", choices=("split", "fused"))
+    bias: str = opt("none", choices=("none", "all", "lora_only"))    # LoRA E2E: none
+    save_adapter: bool = True                  # write <run>/adapter/ at the end of a completed run (contnet eval)
+
+    def check(self) -> None:
+        super().check()
+        t = self.targets
+        if not (t in (None, "auto") or (isinstance(t, (list, tuple)) and t and all(isinstance(x, str) for x in t))):
+            raise self.error("targets", "must be auto or a list of module names, e.g. [q_proj,v_proj]")
 
 # model_type -> the query and value projection names peft should target
 QV_TARGETS = {
@@ -71,24 +99,25 @@ def lora_targets(model: nn.Module, targets, gpt2_qkv: str) -> tuple[list[str], b
         if gpt2_qkv == "split":
             split_gpt2_qkv(model)
             return ["q_proj", "v_proj"], True
-        if gpt2_qkv == "fused":
-            return ["c_attn"], True
-        raise ConfigError(f"peft.gpt2_qkv='{gpt2_qkv}' is unknown; choose split or fused")
+        return ["c_attn"], True
     if model_type in QV_TARGETS:
         return QV_TARGETS[model_type], False
     raise ConfigError(f"peft=lora: no query/value names known for model_type '{model_type}'; "
                       "set peft.targets=[name1,name2]")
 
 
-def apply_lora(model: nn.Module, r: int = 4, alpha: float = 32, dropout: float = 0.1, targets="auto",
-               gpt2_qkv: str = "split", bias: str = "none"):
+def apply_lora(model: nn.Module, cfg: LoRAConfig | None = None, **overrides):
+    """Wrap `model` with Hugging Face peft's LoRA: `apply_lora(model)`, `apply_lora(model, LoRAConfig(r=8))` or
+    `apply_lora(model, gpt2_qkv="fused")` (keywords replace fields of `cfg`)."""
+    cfg = dataclasses.replace(cfg or LoRAConfig(), **overrides)
+    cfg.check()
     try:
         from peft import LoraConfig, get_peft_model
     except ImportError as e:
         raise ConfigError(f"peft=lora needs the nlg extra: pip install -e '.[nlg]' ({e})") from None
-    names, fan_in_fan_out = lora_targets(model, targets, gpt2_qkv)
-    config = LoraConfig(r=int(r), lora_alpha=float(alpha), lora_dropout=float(dropout), target_modules=names,
-                        fan_in_fan_out=fan_in_fan_out, bias=bias, task_type="CAUSAL_LM")
+    names, fan_in_fan_out = lora_targets(model, cfg.targets, cfg.gpt2_qkv)
+    config = LoraConfig(r=cfg.r, lora_alpha=float(cfg.alpha), lora_dropout=float(cfg.dropout), target_modules=names,
+                        fan_in_fan_out=fan_in_fan_out, bias=cfg.bias, task_type="CAUSAL_LM")
     import warnings
     with warnings.catch_warnings():          # peft calls a deprecated transformers property: noise, not news
         warnings.filterwarnings("ignore", category=FutureWarning)
@@ -98,24 +127,6 @@ def apply_lora(model: nn.Module, r: int = 4, alpha: float = 32, dropout: float =
             raise ConfigError(f"peft.targets={names}: {str(e).splitlines()[0]}") from None
 
 
-@PEFTS.register("lora")
-def build_lora(pcfg, model, task):
-    targets = pcfg.get("targets", "auto")
-    if targets is not None and not isinstance(targets, str):
-        targets = list(targets)
-    return apply_lora(model, r=pcfg.get("r", 4), alpha=pcfg.get("alpha", 32), dropout=pcfg.get("dropout", 0.1),
-                      targets=targets, gpt2_qkv=str(pcfg.get("gpt2_qkv", "split")),
-                      bias=str(pcfg.get("bias", "none")))
-
-
-@PEFTS.register("full")
-def build_full(pcfg, model, task):
-    """Full fine-tuning: every parameter trainable (the FT row of the tables)."""
-    for p in model.parameters():
-        p.requires_grad_(True)
-    return model
-
-
-@PEFTS.register("none")
-def build_none(pcfg, model, task):
-    return model
+@PEFTS.register("lora", config=LoRAConfig)
+def build_lora(cfg: LoRAConfig, model, task=None):
+    return apply_lora(model, cfg)

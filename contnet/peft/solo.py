@@ -26,16 +26,19 @@ Library use:  `model = contnet.peft.solo.apply(hf_causal_lm, SoloConfig(rank=64)
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import List, Optional
 
 import torch
 from torch import nn
 
 from contnet.continuation.state import LambdaState, attach_lambda, find_lambda
 from contnet.registry import PEFTS, ConfigError
+from contnet.schema import Options, opt, typed
 from .common import count_parameters, decoder_blocks, freeze, hidden_size
 
 ATTR = "solo_connection"
@@ -44,57 +47,78 @@ SKIP_NORMS = ("none", "fan_in", "count")
 
 
 @dataclass
-class SoloConfig:
-    placement: str = "stride"          # stride | first_last | symmetric | dense | pairs (§A3.5; the study's best: stride 2)
-    source: int = 1                    # earliest source h_i (0 = embeddings); first_last uses (source, target)
-    target: int | None = None          # first_last target h_j; None = the last block
-    stride: int = 2                    # stride k: h_j += λ T(h_{j−k}) for every j ≥ source + k
-    pairs: list = field(default_factory=list)   # placement=pairs: explicit [[i, j], …]
-    sharing: str = "shared"            # shared (S1: one T for all) | per_connection (S2/S3)
-    rank: int = 128                    # r of T = B·A (128: 262,144 params on GPT-2 Medium)
-    lambda_mode: str = "scheduled"     # scheduled | trainable | fixed   (§A6.3; best: scheduled 0 → 1)
-    lambda_driver: str = "ramp"        # scheduled only: ramp (Solo's own) | external (a continuation optimizer)
-    lambda_ramp_steps: int = 500       # ramp length in training steps (= the LoRA recipe's warm-up)
-    lambda_init: float = 0.0           # trainable: the starting λ
-    lambda_value: float = 1.0          # fixed: the constant λ
-    init: str = "auto"                 # auto | zero_b (A Kaiming, B = 0) | small_random (A, B ~ N(0, init_std))
-    init_std: float = 1e-3
-    layer_norm: bool = False           # LN on the skip input before T (§A3.6 open; best: none)
-    dropout: float = 0.1               # on the skip input (§A3.6 open; LoRA's adapter dropout 0.1, §A4 recipe)
-    bias: bool = False                 # a bias b in T (§A3.6 open; 262,144 needs none)
-    alpha: float | None = None         # scale on the skip term α/r like LoRA's; None = 1 (no scale)
-    skip_norm: str = "none"            # none | fan_in (÷ skips into the same block) | count (÷ all skips)
-    blocks: str | None = None          # dotted path of the block ModuleList; None = found automatically
+class SoloConfig(Options):
+    """peft=solo.  Every default is the best reading of shared/specs/solo-connection.md §A3/§A6 (the method section
+    of the paper is not public); each open choice is a switch.  Block outputs: h_0 = embeddings, h_1..h_L = blocks."""
+    name: str = "solo"
+    # stride (default: the winner of the issue-11 study, docs/results/solo.md; spec §A3.5 b, and the abstract's
+    # plural "long skip connections that link outputs of different decoder blocks") | first_last (§A3.5 a / §A6.1:
+    # one skip h_source -> h_target; did not learn in the study) | symmetric (§A3.5 c, U-Net pairs)
+    # | dense (§A3.5 d, every i -> j, j-i >= 2) | pairs (the list in `pairs`)
+    placement: str = opt("stride", choices=PLACEMENTS)
+    source: int = opt(1, ge=0, integer=True)   # earliest source block output (best: the first block's; 0 = embeddings)
+    target: Optional[int] = None       # first_last target; None = the last block, before the final norm (best)
+    stride: int = 2                    # placement=stride: h_j += λ·T(h_{j-stride}) (study: 2 best; 3 tied, 4 behind)
+    pairs: Optional[List[List[int]]] = None    # placement=pairs: [[i, j], ...]
+    sharing: str = opt("shared", choices=("shared", "per_connection"))   # shared (best, S1: one T for all) | S2/S3
+    # r (best: 128 -> 2·1024·128 = 262,144 trainable on GPT-2 Medium, the paper's "0.26M")
+    rank: int = opt(128, gt=0, integer=True)
+    # scheduled (best, §A6.3: λ 0 -> 1 by continuation) | trainable (a scalar per skip) | fixed
+    lambda_mode: str = opt("scheduled", choices=("scheduled", "trainable", "fixed"))
+    # scheduled only.  auto: external when the optimizer is a continuation method (continuation_optimizer), else
+    # ramp | ramp (Solo's own linear ramp) | external (a continuation optimizer moves the model's λ)
+    lambda_driver: str = opt("auto", choices=("auto", "ramp", "external"))
+    continuation_optimizer: bool = False       # read by lambda_driver=auto; the CLI sets it from optimizer.homotopy
+    # ramp λ = min(1, t/steps); the CLI's default is the LR warm-up (conf/peft/solo.yaml; 500 in the LoRA recipe);
+    # the paper's schedule is unknown
+    lambda_ramp_steps: int = opt(500, ge=0, integer=True)
+    lambda_init: float = opt(0.0, ge=0, le=1)  # lambda_mode=trainable: starting λ (best: 0, A, B small random, §A6.4)
+    lambda_value: float = opt(1.0, ge=0, le=1)  # lambda_mode=fixed: constant λ (with B = 0 at start: LoRA-style)
+    # auto (best, §A6.4: A Kaiming-uniform, B = 0; small_random when λ is trainable) | zero_b | small_random
+    init: str = opt("auto", choices=("auto", "zero_b", "small_random"))
+    init_std: float = opt(1e-3, ge=0)  # init=small_random: std of A and B
+    layer_norm: bool = False           # LayerNorm on the skip input before T (§A3.6 open; best: none, not in the eq.)
+    dropout: float = opt(0.1, ge=0, lt=1)      # on the skip input (§A3.6 open; best: 0.1 like LoRA's, §A4 recipe)
+    bias: bool = False                 # a bias in T (§A3.6 open; best: none, 262,144 has no room for one)
+    # scale α/r on the skip term, like LoRA's α/r (§B2; the paper states none): None = 1
+    alpha: Optional[float] = opt(None, gt=0)
+    # many skips (§A3.5 d, dense): none | fan_in (÷ skips into the same block) | count (÷ all skips)
+    skip_norm: str = opt("none", choices=SKIP_NORMS)
+    blocks: Optional[str] = None       # dotted path of the decoder-block ModuleList (None: found automatically)
+    save_adapter: bool = True          # write <run>/adapter/ at the end of a completed run (`contnet eval <run>`)
 
-    @classmethod
-    def from_mapping(cls, cfg) -> "SoloConfig":
-        names = {f.name for f in fields(cls)}
-        kw = {k: v for k, v in dict(cfg).items() if k in names}
-        if kw.get("pairs") is not None:
-            kw["pairs"] = [list(p) for p in kw["pairs"]]
-        else:
-            kw.pop("pairs", None)
-        return cls(**kw)
+    def check(self) -> None:
+        super().check()
+        if self.placement == "stride" and self.stride < 2:
+            raise self.error("stride", "a long skip spans at least 2 blocks")
+        if self.placement == "pairs" and not self.pairs:
+            raise self.error("pairs", "placement=pairs needs the skips as [[i,j],...]")
+        if self.lambda_mode == "trainable" and self.init == "zero_b" and self.lambda_init == 0.0:
+            raise self.error("init", "with lambda_mode=trainable and lambda_init=0 never trains (λ = 0 and B = 0 "
+                                     "give each other zero gradient); use init=small_random")
+
+    def driver(self) -> str:
+        """lambda_driver with auto resolved: external when the optimizer moves λ, else Solo's own ramp."""
+        if self.lambda_driver != "auto":
+            return self.lambda_driver
+        return "external" if self.continuation_optimizer else "ramp"
 
 
 def connections(cfg: SoloConfig, n_blocks: int) -> list[tuple[int, int]]:
     """The (i, j) pairs over block outputs h_0 … h_L (L = n_blocks), each with j − i ≥ 2."""
-    L, s = n_blocks, int(cfg.source)
+    cfg.check()
+    L, s = n_blocks, cfg.source
     if cfg.placement == "first_last":
-        pairs = [(s, L if cfg.target is None else int(cfg.target))]
+        pairs = [(s, L if cfg.target is None else cfg.target)]
     elif cfg.placement == "stride":
-        k = int(cfg.stride)
-        if k < 2:
-            raise ConfigError(f"peft.stride={k}: a long skip spans at least 2 blocks")
+        k = cfg.stride
         pairs = [(j - k, j) for j in range(s + k, L + 1)]
     elif cfg.placement == "symmetric":          # U-Net style (s, L−s), (s+1, L−s−1), …
         pairs = [(i, L - (i - s)) for i in range(s, L + 1) if L - (i - s) - i >= 2]
     elif cfg.placement == "dense":              # Sequential2D-like: every earlier output feeds every later one
         pairs = [(i, j) for j in range(s + 2, L + 1) for i in range(s, j - 1)]
-    elif cfg.placement == "pairs":
+    else:                                       # pairs
         pairs = [(int(i), int(j)) for i, j in cfg.pairs]
-    else:
-        raise ConfigError(f"peft.placement='{cfg.placement}' is unknown; choose one of: {', '.join(PLACEMENTS)}")
     bad = [p for p in pairs if not (0 <= p[0] and p[1] <= L and p[1] - p[0] >= 2)]
     if not pairs or bad:
         raise ConfigError(f"peft.placement={cfg.placement} gives invalid long skips {bad or pairs} for "
@@ -136,26 +160,14 @@ class SoloConnection(nn.Module):
         self.cfg = cfg
         self.pairs = connections(cfg, n_blocks)
         n_maps = 1 if cfg.sharing == "shared" else len(self.pairs)
-        if cfg.sharing not in ("shared", "per_connection"):
-            raise ConfigError(f"peft.sharing='{cfg.sharing}' is unknown; choose shared or per_connection")
-        if int(cfg.rank) < 1:
-            raise ConfigError(f"peft.rank={cfg.rank} must be a positive integer")
-        self.maps = nn.ModuleList(SkipMap(d, int(cfg.rank), bool(cfg.layer_norm), float(cfg.dropout), bool(cfg.bias))
-                                  for _ in range(n_maps))
+        self.maps = nn.ModuleList(SkipMap(d, cfg.rank, cfg.layer_norm, cfg.dropout, cfg.bias) for _ in range(n_maps))
         scheme = cfg.init if cfg.init != "auto" else ("small_random" if cfg.lambda_mode == "trainable" else "zero_b")
-        if scheme not in ("zero_b", "small_random"):
-            raise ConfigError(f"peft.init='{cfg.init}' is unknown; choose auto, zero_b or small_random")
         if cfg.lambda_mode == "trainable":
-            if scheme == "zero_b" and float(cfg.lambda_init) == 0.0:
-                raise ConfigError("peft.lambda_mode=trainable with lambda_init=0 and init=zero_b never trains "
-                                  "(λ = 0 and B = 0 give each other zero gradient); use init=small_random")
             self.lambdas = nn.Parameter(torch.full((len(self.pairs),), float(cfg.lambda_init)))
         elif cfg.lambda_mode == "fixed":
             self.register_buffer("lambdas", torch.full((len(self.pairs),), float(cfg.lambda_value)))
-        elif cfg.lambda_mode != "scheduled":
-            raise ConfigError(f"peft.lambda_mode='{cfg.lambda_mode}' is unknown; choose scheduled, trainable or fixed")
         for m in self.maps:
-            m.init_(scheme, float(cfg.init_std))
+            m.init_(scheme, cfg.init_std)
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))   # ramp position, saved for resume
         object.__setattr__(self, "_lam", lam)     # the model-level λ, not registered twice
         self._cache: dict[int, torch.Tensor] = {}
@@ -168,9 +180,7 @@ class SoloConnection(nn.Module):
     @staticmethod
     def skip_scale(cfg: SoloConfig, j: int, fan_in: int, count: int) -> float:
         """The constant in front of λ·T(h_i): α/r (when alpha is set) times the many-skips normalisation."""
-        if cfg.skip_norm not in SKIP_NORMS:
-            raise ConfigError(f"peft.skip_norm='{cfg.skip_norm}' is unknown; choose one of: {', '.join(SKIP_NORMS)}")
-        scale = 1.0 if cfg.alpha is None else float(cfg.alpha) / int(cfg.rank)
+        scale = 1.0 if cfg.alpha is None else float(cfg.alpha) / cfg.rank
         return scale / {"none": 1, "fan_in": fan_in, "count": count}[cfg.skip_norm]
 
     def lam(self, c: int) -> torch.Tensor:
@@ -206,21 +216,21 @@ class SoloConnection(nn.Module):
         at λ = min(1, t / ramp): the first step already trains (at λ = 0 it would be wasted)."""
         if module.training and torch.is_grad_enabled():
             self.steps += 1
-            ramp = max(int(self.cfg.lambda_ramp_steps), 0)
+            ramp = self.cfg.lambda_ramp_steps
             self._lam.set(1.0 if ramp == 0 else min(1.0, int(self.steps) / ramp))
 
 
 def _wants_ramp(cfg: SoloConfig) -> bool:
-    return cfg.lambda_mode == "scheduled" and cfg.lambda_driver == "ramp"
+    return cfg.lambda_mode == "scheduled" and cfg.driver() == "ramp"
 
 
 def apply(model: nn.Module, cfg: SoloConfig | None = None, freeze_base: bool = True) -> nn.Module:
     """Add Solo Connection to a causal LM in place (and return it): base frozen, adapter trainable."""
     cfg = cfg or SoloConfig()
+    cfg.check()
+    cfg = dataclasses.replace(cfg, lambda_driver=cfg.driver())   # saved with the adapter: auto resolved
     if hasattr(model, ATTR):
         raise ValueError("this model already has a Solo Connection")
-    if cfg.lambda_driver not in ("ramp", "external"):
-        raise ConfigError(f"peft.lambda_driver='{cfg.lambda_driver}' is unknown; choose ramp or external (or auto)")
     blocks = decoder_blocks(model, cfg.blocks)
     lam = None
     if cfg.lambda_mode == "scheduled":
@@ -293,7 +303,7 @@ def load_adapter(model: nn.Module, path) -> nn.Module:
         raise ValueError(f"{path} is not a Solo Connection adapter directory (no adapter_config.json with "
                          f"peft_type {PEFT_TYPE})")
     if not hasattr(model, ATTR):
-        apply(model, SoloConfig(**meta["config"]))
+        apply(model, typed(SoloConfig, meta["config"]))
     solo = getattr(model, ATTR)
     ref = next(iter(solo.state_dict().values()))
     solo.load_state_dict(load_file(str(Path(path) / "adapter_model.safetensors"), device=str(ref.device)), strict=True)
@@ -302,17 +312,9 @@ def load_adapter(model: nn.Module, path) -> nn.Module:
     return model
 
 
-def config_from_cfg(pcfg) -> SoloConfig:
-    """conf/peft/solo.yaml -> SoloConfig; lambda_driver=auto picks external when the optimizer drives λ."""
-    cfg = SoloConfig.from_mapping({k: pcfg[k] for k in pcfg if k not in ("name", "continuation_optimizer")})
-    if cfg.lambda_driver == "auto":
-        cfg.lambda_driver = "external" if bool(pcfg.get("continuation_optimizer", False)) else "ramp"
-    return cfg
-
-
-@PEFTS.register("solo")
-def build_solo(pcfg, model, task):
-    model = apply(model, config_from_cfg(pcfg))
+@PEFTS.register("solo", config=SoloConfig)
+def build_solo(cfg: SoloConfig, model, task=None):
+    model = apply(model, cfg)
     trainable, total = count_parameters(model)
     import logging
     logging.getLogger("contnet").info("solo connection %s: trainable %s of %s parameters",
