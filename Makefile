@@ -41,7 +41,7 @@ gpu-check:
 	$(if $(wildcard $(BIN)/python),$(BIN)/python,python) bench/gpu_check.py --device $(DEVICE)
 
 reproduce-paper: $(STAMP)
-	$(BIN)/python -m contnet.reproduce --scale $(SCALE)
+	$(BIN)/contnet reproduce --scale $(SCALE)
 
 # tuned Adam vs C-Adam on digits_ae (docs/tuning.md): outputs/tune/tune_digits_ae/report.md
 compare-digits-ae: $(STAMP)

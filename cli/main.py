@@ -10,6 +10,7 @@ COMMANDS = {
     "report": ("contnet.cli.report", "aggregate run directories: contnet report <dir>... [--out DIR]"),
     "eval": ("contnet.cli.eval", "decode and score a finished run again: contnet eval <run dir> [task.test_size=N ...]"),
     "params": ("contnet.cli.params", "count parameters from configs alone: contnet params model=gpt2-medium peft=lora"),
+    "reproduce": ("contnet.reproduce", "run the paper claims' sweeps, then REPORT.md: contnet reproduce [--scale cpu|paper]"),
 }
 
 

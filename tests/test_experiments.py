@@ -1,4 +1,4 @@
-"""conf/experiment presets (every claim at both scales) and the `make reproduce-paper` driver."""
+"""conf/experiment presets (every claim at both scales) and the `contnet reproduce` driver (make reproduce-paper)."""
 from __future__ import annotations
 
 import json
@@ -11,8 +11,8 @@ import yaml
 from conftest import compose
 
 from contnet import reproduce
-from contnet.reproduce_claims import CLAIMS, claim_by_key, compare
-from contnet.reproduce_report import ClaimResult, analyse, write_report
+from contnet.reproduce.claims import CLAIMS, claim_by_key, compare
+from contnet.reproduce.report import analyse, write_report
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "experiment"
 SWEEPS = sorted({(s.preset, scale) for c in CLAIMS for s in c.sweeps if not s.tuned for scale in s.scales})
@@ -103,6 +103,37 @@ def test_unknown_claim_is_exit_2(capsys):
     assert "unknown claim" in capsys.readouterr().err
 
 
+def test_contnet_reproduce_is_a_subcommand(capsys):
+    from contnet.cli.main import main, usage
+    assert "reproduce" in usage()
+    assert main(["reproduce", "--dry-run", "--claims", "seq2d"]) == 0
+    out = capsys.readouterr().out
+    assert "train -m experiment=seq2d_equiv_cpu" in out and "experiment=npacs" not in out
+    assert main(["reproduce", "--claims", "nope"]) == 2
+
+
+def test_python_m_contnet_reproduce_still_runs(tmp_path):
+    import subprocess
+    import sys
+    res = subprocess.run([sys.executable, "-m", "contnet.reproduce", "--dry-run", "--claims", "parc"],
+                         capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "contnet.tune experiment=tune_parc_digits_ae_cpu" in res.stdout
+
+
+def test_claim_tables_are_formatted_by_report_render():
+    """REPORT.md's tables and cells come from contnet.report.render (as in `contnet report`), not a copy."""
+    from contnet.report.render import fmt_mean_std, markdown_table
+    from contnet.reproduce.report import ClaimResult, claim_table
+    claim = claim_by_key("parc")
+    stat = (12345.678, 0.5, 3)
+    cells = {"mnist1d": {"parc": {"metrics": {k: stat for k in claim.metrics}, "runs": 3, "completed": 3,
+                                  "params": 1000}}}
+    text = claim_table(ClaimResult(claim, status="ran", cells=cells))
+    row = ["mnist1d", "parc", "3/3", *[("1,000" if k == "params" else fmt_mean_std(stat)) for k in claim.metrics]]
+    assert text == markdown_table(["setting", "arm", "runs ok", *claim.metrics], [row])
+
+
 # ------------------------------------------------------------------------------------ REPORT.md on synthetic runs
 
 def _fake_run(path: Path, task: str, optimizer: str, seed: int, test_loss: float, status: str = "completed"):
@@ -143,7 +174,7 @@ def test_report_writer_on_synthetic_runs(tmp_path):
     assert "C-RMSProp's mean final test loss was lower than RMSProp's on 0 of 1" in r.sentence
     assert results[1].status == "not run: optimizer=parc has not landed"
 
-    path = write_report(results, tmp_path, scale="cpu", wall_s=125.0, argv=["python", "-m", "contnet.reproduce"])
+    path = write_report(results, tmp_path, scale="cpu", wall_s=125.0, argv=["contnet", "reproduce"])
     text = path.read_text()
     assert "2.1 min (125 s)" in text
     assert "| (b) PARC vs Adam on a classifier and an autoencoder | not run: optimizer=parc has not landed |" in text

@@ -1,4 +1,4 @@
-"""The paper claims `make reproduce-paper` checks: their sweeps, the published numbers, and the verdicts.
+"""The paper claims `contnet reproduce` (`make reproduce-paper`) checks: their sweeps, the published numbers, and the verdicts.
 
 Each claim names the presets it runs (conf/experiment/<preset>_<scale>.yaml), how a run maps to a
 (setting, arm) cell of its table, and a verdict computed from the numbers alone.  Published numbers are

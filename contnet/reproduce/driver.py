@@ -1,11 +1,14 @@
-"""`make reproduce-paper`: run every paper claim's sweeps, report them, and write outputs/reproduce/REPORT.md.
+"""`contnet reproduce` (`make reproduce-paper`): run every paper claim's sweeps, report them, and write
+outputs/reproduce/REPORT.md.
 
-    python -m contnet.reproduce --scale cpu            # the 2-core suite (SCALE=cpu, the default)
-    python -m contnet.reproduce --scale paper          # the authors' settings (CUDA, downloads; days)
-    python -m contnet.reproduce --claims npacs,seq2d   # a subset
-    python -m contnet.reproduce --report-only          # rebuild REPORT.md from the run folders already there
-    python -m contnet.reproduce --smoke                # seconds: 4 tiny runs of one claim (tests)
-    python -m contnet.reproduce --claims parc -- seed=0,1 trainer.max_steps=50   # overrides for every sweep
+    contnet reproduce --scale cpu            # the 2-core suite (SCALE=cpu, the default)
+    contnet reproduce --scale paper          # the authors' settings (CUDA, downloads; days)
+    contnet reproduce --claims npacs,seq2d   # a subset
+    contnet reproduce --report-only          # rebuild REPORT.md from the run folders already there
+    contnet reproduce --smoke                # seconds: 4 tiny runs of one claim (tests)
+    contnet reproduce --claims parc -- seed=0,1 trainer.max_steps=50   # overrides for every sweep
+
+(`python -m contnet.reproduce ...` is the same command.)
 
 Each sweep is `contnet train -m experiment=<preset>_<scale> hydra.sweep.dir=<out>/<claim>/<preset>` in its own
 process (a crash stays inside its claim), then `contnet report` per claim into <out>/<claim>/report/, then
@@ -24,11 +27,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from contnet.models.seq2d.equivalence import equivalence_check  # noqa: F401  (claim (c); reproduce.equivalence_check)
-from contnet.reproduce_claims import CLAIMS, Claim, Sweep
-from contnet.reproduce_report import ClaimResult, analyse, write_report
+from contnet.models.seq2d.equivalence import equivalence_check  # claim (c)
+from contnet.reproduce.claims import CLAIMS, Claim, Sweep
+from contnet.reproduce.report import ClaimResult, analyse, write_report
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SWEEP_TIMEOUT_S = {"cpu": 1800, "paper": None, "smoke": 600}
 
 
@@ -171,7 +174,7 @@ def schedule(runs: list[SweepRun], jobs: int, env: dict, timeout: float | None) 
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m contnet.reproduce", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="contnet reproduce", description=__doc__.split("\n")[0])
     p.add_argument("--scale", choices=["cpu", "paper"], default="cpu")
     p.add_argument("--claims", default=",".join(c.key for c in CLAIMS),
                    help="comma-separated subset of: " + ", ".join(c.key for c in CLAIMS))
@@ -245,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
         except (OSError, ValueError, KeyError):
             run_wall = None
     path = write_report(results, out, scale=scale_label, wall_s=run_wall,
-                        argv=["python", "-m", "contnet.reproduce", *(argv if argv is not None else sys.argv[1:])])
+                        argv=["contnet", "reproduce", *(argv if argv is not None else sys.argv[1:])])
     print(f"[reproduce] wrote {path} ({wall / 60:.1f} min)")
     return 0
 

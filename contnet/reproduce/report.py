@@ -1,9 +1,9 @@
-"""REPORT.md for `make reproduce-paper`: per claim, our numbers (mean ± std over seeds) beside the published ones,
-the run counts, and the verdict sentence computed by contnet.reproduce_claims."""
+"""REPORT.md for `contnet reproduce`: per claim, our numbers (mean ± std over seeds) beside the published ones,
+the run counts, and the verdict sentence computed by contnet.reproduce.claims.  Cells and tables are formatted
+by contnet.report.render, as in `contnet report`."""
 from __future__ import annotations
 
 import datetime as _dt
-import math
 import os
 import platform
 import subprocess
@@ -11,9 +11,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from contnet.report.render import DASH, fmt_mean_std, markdown_table
+from contnet.report.render import _relative as relative_path
 from contnet.report.runs import load_runs
 from contnet.report.stats import mean_std
-from contnet.reproduce_claims import Cells, Claim
+from contnet.reproduce.claims import Cells, Claim
 
 
 @dataclass
@@ -103,29 +105,6 @@ def analyse(claim: Claim, sweep_runs: Sequence, out: Path, extra: dict, selected
 
 # ------------------------------------------------------------------------------------ rendering
 
-def fmt(x: float) -> str:
-    if x is None or not math.isfinite(x):
-        return "–"
-    if x == 0:
-        return "0"
-    if abs(x) >= 1000:
-        return f"{x:,.0f}"
-    return f"{x:.4g}"
-
-
-def fmt_stat(stat) -> str:
-    if not stat or stat[2] == 0:
-        return "–"
-    mean, std, n = stat
-    return fmt(mean) if n == 1 or not math.isfinite(std) else f"{fmt(mean)} ± {fmt(std)}"
-
-
-def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    esc = [[str(c).replace("|", "\\|") for c in row] for row in rows]
-    return "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
-                      *("| " + " | ".join(r) + " |" for r in esc)])
-
-
 def claim_table(result: ClaimResult) -> str:
     metrics = result.claim.metrics
     rows = []
@@ -134,26 +113,19 @@ def claim_table(result: ClaimResult) -> str:
             row = [setting, arm, f"{cell['completed']}/{cell['runs']}"]
             for key in metrics:
                 if key == "params":
-                    row.append(f"{cell['params']:,}" if cell["params"] is not None else "–")
+                    row.append(f"{cell['params']:,}" if cell["params"] is not None else DASH)
                 else:
-                    row.append(fmt_stat(cell["metrics"].get(key)))
+                    row.append(fmt_mean_std(cell["metrics"].get(key)))
             rows.append(row)
-    return table(["setting", "arm", "runs ok", *metrics], rows)
+    return markdown_table(["setting", "arm", "runs ok", *metrics], rows)
 
 
 def _git_sha() -> str:
     try:
         return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              cwd=Path(__file__).resolve().parents[1], timeout=10).stdout.strip() or "?"
+                              cwd=Path(__file__).resolve().parents[2], timeout=10).stdout.strip() or "?"
     except (OSError, subprocess.SubprocessError):
         return "?"
-
-
-def _rel(path: Path, start: Path) -> str:
-    try:
-        return os.path.relpath(path, start)
-    except ValueError:
-        return str(path)
 
 
 def write_report(results: Sequence[ClaimResult], out: Path, scale: str, wall_s: float | None,
@@ -180,10 +152,10 @@ def write_report(results: Sequence[ClaimResult], out: Path, scale: str, wall_s: 
     lines += ["## Summary", ""]
     rows = []
     for r in results:
-        seeds = f"{len(r.seeds)}" + ("" if r.claim.statistical else " (not statistical)") if r.seeds else "–"
+        seeds = f"{len(r.seeds)}" + ("" if r.claim.statistical else " (not statistical)") if r.seeds else DASH
         rows.append([r.claim.title, r.status, f"{r.completed}/{r.total}", seeds, r.held,
-                     r.sentence or "–"])
-    lines += [table(["claim", "status", "runs ok", "seeds", "verdict", "what the numbers say"], rows), ""]
+                     r.sentence or DASH])
+    lines += [markdown_table(["claim", "status", "runs ok", "seeds", "verdict", "what the numbers say"], rows), ""]
     for r in results:
         lines += [f"## {r.claim.title}", "", f"**Claim.** {r.claim.source}", "",
                   f"**Status.** {r.status}" + (f" ({r.seconds:.0f} s)" if r.seconds else ""), ""]
@@ -197,9 +169,9 @@ def write_report(results: Sequence[ClaimResult], out: Path, scale: str, wall_s: 
                       f"max |difference| over outputs, gradients and weights after one Adam step = "
                       f"{eq['max_abs_diff']:.2e}; parameters {eq['params_mlp']:,} (nn.Sequential) vs "
                       f"{eq['params_seq2d']:,} (Sequential2D).", ""]
-        lines += ["**Published.** " + r.claim.published, "", f"**Verdict: {r.held}.** {r.sentence or '–'}", ""]
+        lines += ["**Published.** " + r.claim.published, "", f"**Verdict: {r.held}.** {r.sentence or DASH}", ""]
         if r.report_md is not None:
-            lines += [f"Full report (all metrics, time to target, curves): `{_rel(r.report_md, out)}`.", ""]
+            lines += [f"Full report (all metrics, time to target, curves): `{relative_path(r.report_md, out)}`.", ""]
         if r.commands:
             lines += ["Commands:", "", "```", *r.commands, "```", ""]
     path = out / "REPORT.md"
