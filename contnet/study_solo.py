@@ -15,11 +15,12 @@ The screen's rows run in the order below: the most informative first, so a scree
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+from contnet.engine.run import read_summary
 
 SOLO = ["peft=solo", "peft.rank=128", "peft.sharing=shared", "peft.lambda_mode=scheduled", "peft.alpha=null",
         "peft.skip_norm=none"]          # pinned so the screen does not move when the default of peft=solo changes
@@ -62,19 +63,15 @@ CONFIRM = ["task.generate_splits=[test]", "trainer.eval_every=50"]
 
 
 def status(run_dir: Path) -> str | None:
-    try:
-        return json.loads((run_dir / "summary.json").read_text()).get("status")
-    except (OSError, ValueError):
-        return None
+    return (read_summary(run_dir) or {}).get("status")
 
 
 def best_rows(root: Path, key: str = "val/loss") -> list[str]:
     """The completed screen row with the lowest `key` for each method (the row name's prefix)."""
     best: dict[str, tuple[float, str]] = {}
     for name in SCREEN:
-        try:
-            summary = json.loads((root / "screen" / name / "summary.json").read_text())
-        except (OSError, ValueError):
+        summary = read_summary(root / "screen" / name)
+        if summary is None:
             continue
         value = summary.get("final", {}).get(key)
         method = name.split("-")[0]
@@ -125,7 +122,7 @@ def table(root: Path) -> str:
     import statistics
     groups: dict[str, list[dict]] = {}
     for path in sorted(root.glob("*/summary.json")):
-        summary = json.loads(path.read_text())
+        summary = read_summary(path.parent) or {}
         if summary.get("status") == "completed":
             groups.setdefault(re.sub(r"-s\d+$", "", path.parent.name), []).append(summary)
     keys = [k for k in SCORES if any(k in s["final"] for g in groups.values() for s in g)]

@@ -31,6 +31,8 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+from contnet.engine.run import read_summary
+
 REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("SQLALCHEMY_SILENCE_UBER_WARNING", "1")   # optuna 2.10's storage on SQLAlchemy 1.4
 
@@ -131,10 +133,7 @@ def tune_arm(experiment: str, arm: str, spec: dict, plan: dict, out: Path, extra
 def completed_seeds(d: Path) -> set[int]:
     out = set()
     for s in d.glob("seed*/summary.json"):
-        try:
-            summary = json.loads(s.read_text())
-        except (OSError, ValueError):
-            continue
+        summary = read_summary(s.parent) or {}
         if summary.get("status") in ("completed", "diverged"):    # a diverged seed diverges again: keep it
             out.add(int(summary["seed"]))
     return out
