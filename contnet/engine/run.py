@@ -144,16 +144,11 @@ def clear_run_files(run_dir: Path) -> None:
 
 
 def make_loggers(cfg, run_dir: Path, truncate_after: int | None, group, name) -> list:
+    """metrics.jsonl always; `logger=<name>` may add one more (a LOGGERS entry; jsonl adds none)."""
     loggers = [JsonlLogger(run_dir / "metrics.jsonl", truncate_after_step=truncate_after)]
-    kind = cfg.logger.get("name", "jsonl")
-    if kind == "wandb":
-        from .loggers import WandbLogger
-        loggers.append(WandbLogger(cfg.logger, run_dir, OmegaConf.to_container(cfg, resolve=True), group, name))
-    elif kind == "tensorboard":
-        from .loggers import TensorBoardLogger
-        loggers.append(TensorBoardLogger(run_dir))
-    elif kind != "jsonl":
-        raise ConfigError(f"logger={kind} is unknown; choose jsonl, wandb or tensorboard")
+    extra = LOGGERS.get(cfg.logger.name)(cfg.logger, run_dir, OmegaConf.to_container(cfg, resolve=True), group, name)
+    if extra is not None:
+        loggers.append(extra)
     return loggers
 
 
