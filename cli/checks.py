@@ -138,6 +138,8 @@ def check_appends(overrides: list[str], compose) -> None:
     base = compose([o for o in overrides if o not in adds])
     for arg in adds:
         key = arg[1:].split("=", 1)[0]
+        if "." not in key and "/" not in key and key not in base:
+            raise ConfigError(f"{arg[1:]}: unknown top-level key; the keys are: {', '.join(map(str, base.keys()))}")
         if "/" not in key and OmegaConf.select(base, key, default=_ABSENT) is not _ABSENT:
             raise ConfigError(f"{arg}: {key} already exists; override it without the leading +")
 

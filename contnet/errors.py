@@ -12,6 +12,8 @@ def fmt(v) -> str:
         return "null"
     if isinstance(v, bool):
         return str(v).lower()
+    if isinstance(v, float) and v.is_integer() and abs(v) < 1e15:
+        return str(int(v))                 # -1, as typed, not OmegaConf's -1.0
     if isinstance(v, (list, tuple)):
         return "[" + ",".join(fmt(x) for x in v) + "]"
     if isinstance(v, dict):

@@ -144,11 +144,18 @@ def type_words(cls, key: str) -> str:
 
 
 def type_message(cls, key: str, value) -> str:
-    default = next((f for f in dataclasses.fields(cls) if f.name == key), None)
-    dv = None
-    if default is not None:
-        dv = default.default if default.default is not MISSING else default.default_factory()
-    return f"{cls.group}.{key}={fmt(value)}: must be {type_words(cls, key)} (default {fmt(dv)})"
+    """`<group>.<key>=<value>: must be <what the field allows> (default <d>)`: the rule's words where the
+    field has a numeric rule (they include the type), else the type's."""
+    field = next((f for f in dataclasses.fields(cls) if f.name == key), None)
+    dv, words = None, type_words(cls, key)
+    if field is not None:
+        dv = field.default if field.default is not MISSING else field.default_factory()
+        rule = rule_words(field.metadata)
+        if rule is not None and any(k in field.metadata for k in ("ge", "gt", "le", "lt")):
+            words = rule.replace("a number", "an integer", 1) if words.startswith("an integer") else rule
+    null = value is None or value == "null"
+    tail = "; null is not a number" if null and _num(dv) else ""
+    return f"{cls.group}.{key}={fmt(value)}: must be {words.removesuffix(' or null')} (default {fmt(dv)}){tail}"
 
 
 @functools.lru_cache(maxsize=None)

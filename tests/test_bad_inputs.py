@@ -52,8 +52,12 @@ def test_max_epochs_null_stays_allowed_with_max_steps():
     from contnet.validation import problems
     from tests.conftest import compose
     assert problems(compose(["trainer.max_epochs=null", "trainer.max_steps=2"])) == []
-    assert problems(compose(["model.depth=null"])) == ["model.depth=null: must be an integer > 0 (default 2); "
-                                                       "null is not a number"]
+    from contnet.errors import ConfigError
+    from contnet.registry import MODELS
+    from contnet.schema import typed
+    with pytest.raises(ConfigError) as e:                 # null where the schema wants an integer
+        typed(MODELS.config("mlp"), {"depth": None})
+    assert str(e.value) == "model.depth=null: must be an integer > 0 (default 2); null is not a number"
 
 
 # --- 2. corrupt or truncated dataset files: "corrupt" and the exact path ------------------------------------

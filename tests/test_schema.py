@@ -54,7 +54,7 @@ def test_the_builder_receives_its_typed_config_whatever_it_is_given():
         build({"size": 0}, None)
     with pytest.raises(ConfigError, match=r"^thing.colour=red: unknown key for thing=thing; its keys are: name, size$"):
         build({"colour": "red"}, None)
-    with pytest.raises(ConfigError, match=r"^thing.size=big: must be an integer \(default 3\)$"):
+    with pytest.raises(ConfigError, match=r"^thing.size=big: must be an integer > 0 \(default 3\)$"):
         build({"size": "big"}, None)
 
 
@@ -92,5 +92,5 @@ def test_a_wrong_type_in_one_job_of_a_sweep_stops_every_job(tmp_path):
     res = run_cli(["train", "-m", f"hydra.sweep.dir={sweep}", "trainer.max_steps=3", "optimizer.lr=1e-3,fast"],
                   tmp_path)
     assert res.returncode == 2
-    assert res.stderr.strip() == "error: optimizer.lr=fast: must be a number (default 0.001)"
+    assert res.stderr.strip() == "error: optimizer.lr=fast: must be a number > 0 (default 0.001)"
     assert not sweep.exists()
