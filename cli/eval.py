@@ -46,7 +46,7 @@ def fine_tuned_model(cfg, run_dir: Path, task):
                           "(runs save <run>/adapter/ at the end)")
     from contnet.engine import checkpoint
     peft = cfg.get("peft")
-    if peft is not None and peft.get("name", "none") != "none":
+    if peft is not None:                           # none is the identity
         model = PEFTS.get(peft.name)(peft, model, task)
     model.load_state_dict(checkpoint.read(ckpt_path)["model"])
     return model, "checkpoints/last.pt"
