@@ -123,7 +123,33 @@ def explain(e: Exception, overrides: list[str], compose) -> str:
         cls = getattr(cause, "object_type", None)
         if isinstance(cause, ValidationError) and isinstance(cls, type) and leaf in field_names(cls):
             return type_message(cls, leaf, value)
+    for arg in overrides:                          # optimizer/npacs=authors on an option without that block
+        key = _parse(arg).get_key_element().lstrip("+~")
+        if "/" in key and not key.startswith("hydra") and arg_of.get(key) == arg:
+            group, sub = key.split("/", 1)
+            try:
+                chosen = compose([o for o in overrides if o != arg])[group].name
+            except Exception:  # noqa: BLE001 - another override is at fault
+                continue
+            users = _options_with_block(group, sub)
+            if chosen not in users:
+                return (f"{arg}: {group}={chosen} has no {key} block; it applies to {group}="
+                        f"{', '.join(users) or '(none)'}")
     return f"cannot compose the config: {one_line(e)}"
+
+
+def _options_with_block(group: str, sub: str) -> list[str]:
+    """Options of `group` whose YAML defaults list selects the sub-group `sub` (e.g. npacs in cadam.yaml)."""
+    from importlib import resources
+
+    from omegaconf import OmegaConf
+    out = []
+    for f in sorted((resources.files("contnet.conf") / group).iterdir(), key=lambda p: p.name):
+        if f.name.endswith(".yaml"):
+            defaults = OmegaConf.to_container(OmegaConf.create(f.read_text())).get("defaults") or []
+            if any(isinstance(d, dict) and sub in d for d in defaults):
+                out.append(f.name[:-5])
+    return out
 
 
 _ABSENT = object()

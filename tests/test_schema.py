@@ -94,3 +94,11 @@ def test_a_wrong_type_in_one_job_of_a_sweep_stops_every_job(tmp_path):
     assert res.returncode == 2
     assert res.stderr.strip() == "error: optimizer.lr=fast: must be a number > 0 (default 0.001)"
     assert not sweep.exists()
+
+
+def test_a_shared_block_on_an_option_without_it_names_the_options_that_have_it(tmp_path):
+    res = run_cli(["train", "optimizer=adam", "optimizer/npacs=authors", f"hydra.run.dir={tmp_path / 'r'}"], tmp_path)
+    assert res.returncode == 2
+    assert res.stderr.strip() == ("error: optimizer/npacs=authors: optimizer=adam has no optimizer/npacs block; "
+                                  "it applies to optimizer=cadam, continuation, crmsprop")
+    assert not (tmp_path / "r").exists()
