@@ -152,10 +152,12 @@ def type_message(cls, key: str, value) -> str:
         dv = field.default if field.default is not MISSING else field.default_factory()
         rule = rule_words(field.metadata)
         if rule is not None and any(k in field.metadata for k in ("ge", "gt", "le", "lt")):
+            nullable = words.endswith(" or null")
             words = rule.replace("a number", "an integer", 1) if words.startswith("an integer") else rule
+            words += " or null" if nullable else ""
     null = value is None or value == "null"
     tail = "; null is not a number" if null and _num(dv) else ""
-    return f"{cls.group}.{key}={fmt(value)}: must be {words.removesuffix(' or null')} (default {fmt(dv)}){tail}"
+    return f"{cls.group}.{key}={fmt(value)}: must be {words} (default {fmt(dv)}){tail}"
 
 
 @functools.lru_cache(maxsize=None)

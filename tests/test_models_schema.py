@@ -57,7 +57,7 @@ def test_each_hub_gpt2_names_its_own_hub_id():
     ("mlp", {"depth": 0}, "model.depth=0: must be an integer > 0"),
     ("resnet", {"variant": "vgg"}, "model.variant=vgg: must be one of auto, fc, cifar, resnet18"),
     ("resnet", {"width_mult": 0}, "model.width_mult=0: must be an integer > 0"),
-    ("tiny-gpt2", {"dropout": 1.0}, r"model.dropout=1.0: must be a number in \[0, 1\)"),
+    ("tiny-gpt2", {"dropout": 1.0}, r"model.dropout=1: must be a number in \[0, 1\)"),
     ("tiny-gpt2", {"hub_id": "gpt2"}, "model.hub_id=gpt2: unknown key for model=tiny-gpt2"),
     ("gpt2", {"weights": "none"}, "model.weights=none: must be one of pretrained, random"),
     ("smollm2-135m", {"dtype": "float8"}, "model.dtype=float8: must be one of float32, bfloat16, float16"),

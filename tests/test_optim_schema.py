@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 from contnet.continuation.npacs import NPACSOptions
 from contnet.continuation.parc import ArclengthOptions
 from contnet.continuation.state import get_lambda
-from contnet.errors import ConfigError
+from contnet.errors import ConfigError, fmt
 from contnet.registry import OPTIMIZERS, SCHEDULERS
 from tests.conftest import compose, train_mse
 from tests.test_continuation_npacs import TinyNet, batches
@@ -108,7 +108,7 @@ def test_cross_field_rules():
                                             ("linear_warmup", "warmup_steps", -1), ("step", "gamma", 0.0)])
 def test_scheduler_out_of_range_is_one_config_error(name, key, value):
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
-    with pytest.raises(ConfigError, match=rf"^scheduler.{key}={value}: must be "):
+    with pytest.raises(ConfigError, match=rf"^scheduler.{key}={fmt(value)}: must be "):
         SCHEDULERS.get(name)({key: value}, opt, 100)
 
 

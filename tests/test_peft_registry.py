@@ -46,7 +46,7 @@ def test_none_saves_nothing_full_saves_unless_told_not_to(tmp_path):
 @pytest.mark.parametrize("override,message", [
     ("peft.placement=ring", "peft.placement=ring: must be one of first_last, stride, symmetric, dense, pairs"),
     ("peft.rank=0", "peft.rank=0: must be an integer > 0"),
-    ("peft.dropout=1.0", "peft.dropout=1.0: must be a number in [0, 1)"),
+    ("peft.dropout=1.0", "peft.dropout=1: must be a number in [0, 1)"),
     ("peft.stride=1", "peft.stride=1: a long skip spans at least 2 blocks"),
     ("peft.lambda_driver=manual", "peft.lambda_driver=manual: must be one of auto, ramp, external"),
 ])

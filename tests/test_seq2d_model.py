@@ -92,7 +92,7 @@ def test_a_few_adam_steps_reduce_the_loss():
     ({"pattern": "grid"}, "model.pattern=grid: needs model.grid.layout"),
     ({"pattern": "grid", "grid.sizes": ["in", 0], "grid.layout": [["I", None], ["W", None]]},
      "model.grid.sizes=.*entry 0 must be a positive integer"),
-    ({"density": 0.0}, r"model.density=0.0: must be a number in \(0, 1\]"),
+    ({"density": 0.0}, r"model.density=0: must be a number in \(0, 1\]"),
     ({"widths": [8, -1]}, r"model.widths=\[8,-1\]: must be a list of positive integers"),
     ({"rnn.nonlinearity": "gelu", "pattern": "rnn"}, "model.rnn.nonlinearity=gelu: must be one of tanh, relu"),
     ({"pattern": "grid", "grid.sizes": ["in", "bogus"], "grid.layout": [["I", None], ["W", None]]},

@@ -50,7 +50,7 @@ def test_image_and_reconstruction_options_are_shared_through_base_classes():
 
 
 @pytest.mark.parametrize("name,node,message", [
-    ("parity", {"n_bits": "ten"}, "task.n_bits=ten: must be an integer (default 10)"),
+    ("parity", {"n_bits": "ten"}, "task.n_bits=ten: must be an integer > 0 (default 10)"),
     ("parity", {"nbits": 3}, "task.nbits=3: unknown key for task=parity; its keys are: name, val_frac"),
     ("parity", {"n_bits": 0}, "task.n_bits=0: must be an integer > 0"),
     ("digits", {"val_frac": 0.6, "test_frac": 0.5}, "task.val_frac=0.6: with task.test_frac=0.5 the sum 1.1"),
@@ -61,7 +61,7 @@ def test_image_and_reconstruction_options_are_shared_through_base_classes():
     ("mnist_ae", {"augment": True}, "task.augment=true: unknown key for task=mnist_ae"),
     ("e2e", {"scale": "huge"}, "task.scale=huge: must be one of auto, full, cpu, smoke"),
     ("e2e", {"generation": {"num_beams": 0}}, "task.generation.num_beams=0: must be an integer > 0"),
-    ("e2e", {"generation": {"num_beams": "x"}}, "task.generation.num_beams=x: must be an integer or null"),
+    ("e2e", {"generation": {"num_beams": "x"}}, "task.generation.num_beams=x: must be an integer > 0 or null"),
     ("dart", {"generation": {"beams": 2}}, "task.generation.beams=2: unknown key for task.generation; its keys"),
     ("webnlg", {"format": "csv"}, "task.format=csv: must be one of auto, json"),
 ])
@@ -75,11 +75,11 @@ def test_the_builder_refuses_a_bad_key_type_or_value_with_one_config_error(name,
 
 
 @pytest.mark.parametrize("args,line", [
-    (["task=parity", "task.n_bits=2.5"], "task.n_bits=2.5: must be an integer (default 10)"),
+    (["task=parity", "task.n_bits=2.5"], "task.n_bits=2.5: must be an integer > 0 (default 10)"),
     (["task.foo=1"], "task.foo=1: unknown key for task=digits; its keys are: name, val_frac, test_frac, split_seed"),
     (["task=e2e", "task.generation.foo=1"], "task.generation.foo=1: unknown key for task.generation; its keys are: "
                                             "num_beams, length_penalty"),
-    (["task=e2e", "task.generation.num_beams=abc"], "task.generation.num_beams=abc: must be an integer or null"),
+    (["task=e2e", "task.generation.num_beams=abc"], "task.generation.num_beams=abc: must be an integer > 0 or null"),
     (["task=mnist1d", "task.num_samples=0"], "task.num_samples=0: must be an integer > 0"),
     (["task=digits_ae", "task.center=maybe"], "task.center=maybe: must be one of true, false, auto"),
 ])
