@@ -5,8 +5,9 @@ optimizers (contnet/optim/continuation.py, parc.py) inherit too, so a key means 
 """
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import Any, List, Optional
 
 import torch
 
@@ -21,7 +22,16 @@ class OptimizerOptions(Options):
     lr: float = opt(1e-3, gt=0)
     weight_decay: float = opt(0.0, ge=0)
     foreach: Optional[bool] = None   # null: torch picks the fastest implementation
+    fused: Any = opt("auto", choices=(True, False, "auto"))   # auto: torch's fused kernel when the params are on CUDA
     homotopy: bool = False      # plain optimizers leave λ = 1 (the standard network); continuation ones set true
+
+    def check(self) -> None:
+        super().check()
+        if self.fused is None:
+            raise self.error("fused", "must be one of true, false, auto (auto: fused on CUDA)")
+        if self.fused is True and self.foreach:
+            raise self.error("fused", "torch has no fused kernel with optimizer.foreach=true; "
+                                      "set optimizer.foreach=null, or optimizer.fused=auto")
 
 
 @dataclass
@@ -91,20 +101,60 @@ def trainable(model) -> list[torch.nn.Parameter]:
     return params
 
 
+def params_device(params) -> str:
+    """The device type of the parameters ("mixed" when they are spread over several)."""
+    kinds = {p.device.type for p in params}
+    return kinds.pop() if len(kinds) == 1 else "mixed"
+
+
+def no_fused_kernel(cls, params) -> str | None:
+    """Why torch cannot run `cls` fused on these parameters (None: it can)."""
+    if "fused" not in inspect.signature(cls).parameters:
+        return f"torch.optim.{cls.__name__} has no fused kernel"
+    from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
+    runs_on = _get_fused_kernels_supported_devices()
+    off = sorted({p.device.type for p in params} - set(runs_on))
+    if off:
+        return f"torch's fused {cls.__name__} does not run on {', '.join(off)} (it runs on {', '.join(runs_on)})"
+    if not all(torch.is_floating_point(p) for p in params):
+        return f"torch's fused {cls.__name__} needs floating-point parameters"
+    return None
+
+
+def fused_kwargs(cls, cfg: OptimizerOptions, params) -> dict:
+    """optimizer.fused as `cls`'s keyword: {} (torch's unfused default: today's path and numbers) or
+    {"fused": True}.  auto: fused when the parameters are on CUDA, torch has the kernel for `cls` and
+    optimizer.foreach is not true; true where torch has no such kernel: a ConfigError naming the fix.
+    A continuation optimizer's inner optimizer goes through here too, so C-Adam and Adam pick the same
+    kernel (bitwise transparency once λ = 1)."""
+    params = list(params)
+    if cfg.fused is False or (cfg.fused == "auto" and (cfg.foreach or params_device(params) != "cuda")):
+        return {}
+    why = no_fused_kernel(cls, params)
+    if why is None:
+        return {"fused": True}
+    if cfg.fused == "auto":
+        return {}
+    raise ConfigError(f"optimizer.fused=true: {why}; use optimizer.fused=auto (or false)")
+
+
 def make_adam(cfg: AdamOptions, params, decoupled: bool):
-    cls = torch.optim.AdamW if decoupled else torch.optim.Adam
+    cls, params = (torch.optim.AdamW if decoupled else torch.optim.Adam), list(params)
     return cls(params, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay,
-               amsgrad=cfg.amsgrad, foreach=cfg.foreach)
+               amsgrad=cfg.amsgrad, foreach=cfg.foreach, **fused_kwargs(cls, cfg, params))
 
 
 def make_rmsprop(cfg: RMSpropOptions, params):
+    params = list(params)
     return torch.optim.RMSprop(params, lr=cfg.lr, alpha=cfg.alpha, eps=cfg.eps, weight_decay=cfg.weight_decay,
-                               momentum=cfg.momentum, centered=cfg.centered, foreach=cfg.foreach)
+                               momentum=cfg.momentum, centered=cfg.centered, foreach=cfg.foreach,
+                               **fused_kwargs(torch.optim.RMSprop, cfg, params))
 
 
 def make_sgd(cfg: SGDOptions, params):
+    params = list(params)
     return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
-                           nesterov=cfg.nesterov, foreach=cfg.foreach)
+                           nesterov=cfg.nesterov, foreach=cfg.foreach, **fused_kwargs(torch.optim.SGD, cfg, params))
 
 
 # The inner-optimizer table used by continuation wrappers as well: name -> fn(cfg, params).
