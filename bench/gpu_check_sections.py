@@ -100,15 +100,19 @@ def contnet_rate(kind, task, device, warm, steps, batch, precision, compile_, cl
 
 
 def plain_rate(kind, task, device, warm, steps, batch, precision, compile_, channels_last):
-    """The same model, data order and optimizer in a hand-written PyTorch loop."""
-    model, _ = build(kind, task)
+    """The same model, data order and optimizer (fused as contnet's optimizer.fused=auto picks) in a
+    hand-written PyTorch loop."""
+    from contnet.optim.standard import fused_kwargs
+    model, opt_cfg = build(kind, task)
     model.to(device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
+    params = list(model.parameters())
     if kind == "resnet":
-        opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4)
+        opt = torch.optim.SGD(params, lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4,
+                              **fused_kwargs(torch.optim.SGD, opt_cfg, params))
     else:
-        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        opt = torch.optim.Adam(params, lr=1e-3, **fused_kwargs(torch.optim.Adam, opt_cfg, params))
     fwd = torch.compile(model) if compile_ else model
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
     scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
