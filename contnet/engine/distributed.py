@@ -4,8 +4,9 @@ Contract (docs/reliability.md):
 - `torchrun --standalone --nproc_per_node=N -m contnet.cli.main train ...`; torchrun sets RANK,
   WORLD_SIZE, LOCAL_RANK. Without them (a plain `contnet train`) every helper here is a no-op.
 - `trainer.batch_size` is per process: the global batch is batch_size × N. Every rank draws the same
-  global batch (same seed, same data order) and keeps its contiguous slice, so N processes with batch B
-  step exactly like 1 process with batch N·B (DistributedDataParallel averages the gradients).
+  epoch order (same seed) and collates only its contiguous slice of each global batch (sharded collation:
+  `task.train_batches(..., shard=(rank, N))`), so N processes with batch B step exactly like 1 process with
+  batch N·B (DistributedDataParallel averages the gradients) while each rank gathers 1/N of the data.
 - Rank 0 owns the run directory: metrics, checkpoints, summary.json, plots, W&B. Other ranks write
   nothing. The run directory is decided by rank 0 and broadcast before Hydra starts.
 - All ranks share one seed; a checkpoint holds every rank's RNG state (gathered on rank 0, `rng_ranks`)
@@ -76,6 +77,12 @@ def device_for(name: str, ctx: Context) -> str:
     if ctx.enabled and name in ("auto", "cuda") and torch.cuda.is_available():
         return f"cuda:{ctx.local_rank}"
     return name
+
+
+def shard_of(ctx: Context) -> tuple[int, int] | None:
+    """`task.train_batches(global_batch, gen, device, shard=shard_of(ctx))`: (rank, world_size) under data
+    parallelism, None (the whole batch) in a single process."""
+    return (ctx.rank, ctx.world_size) if ctx.enabled else None
 
 
 def shard(batch, ctx: Context):

@@ -302,10 +302,12 @@ def run_epochs(lp: Loop, signals: StopOnSignal) -> None:
     st, ctx, n_steps = lp.state, lp.setup.ctx, lp.setup.steps
     while st.step < n_steps:
         gen = torch.Generator().manual_seed(lp.seed * 1_000_003 + st.epoch)
-        for i, batch in enumerate(lp.task.train_batches(lp.cfg.batch_size * ctx.world_size, gen, lp.setup.device)):
+        batches = lp.task.train_batches(lp.cfg.batch_size * ctx.world_size, gen, lp.setup.device,
+                                        shard=distributed.shard_of(ctx))     # this rank's slice of each global batch
+        for i, batch in enumerate(batches):
             if i < st.batch_in_epoch:
                 continue
-            loss = train_step(lp, distributed.shard(batch, ctx))
+            loss = train_step(lp, batch)
             lr = lp.optimizer.param_groups[0]["lr"]
             if lp.scheduler is not None:
                 lp.scheduler.step()

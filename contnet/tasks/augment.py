@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from contnet.registry import ConfigError
 from contnet.schema import Options, opt, typed
-from .base import TensorTask
+from .base import TensorTask, batch_starts, shard_slice
 
 
 @dataclass
@@ -60,9 +60,10 @@ class AugmentedImageTask(TensorTask):
         super().__init__(meta, data)
         self.pad, self.flip = pad, flip
 
-    def train_batches(self, batch_size, generator, device, chunk: int = 16):
+    def train_batches(self, batch_size, generator, device, shard=None, chunk: int = 16):
         """Augments `chunk` batches at a time (one crop/flip call per chunk: fewer kernel launches on a GPU);
-        each example's crop and flip are the same whatever the chunking."""
+        each example's crop and flip are the same whatever the chunking and the sharding (`shard`: this rank's
+        slice of each global batch, the only examples gathered and augmented here)."""
         x, y = self.tensors("train", device)
         n = len(x)
         perm = torch.randperm(n, generator=generator)
@@ -72,15 +73,18 @@ class AugmentedImageTask(TensorTask):
         draws = torch.stack([perm, offsets[0], offsets[1], flips.long()])
         draws = draws.pin_memory().to(x.device, non_blocking=True) if x.is_cuda else draws.to(x.device)
         perm, dy, dx, flips = draws[0], draws[1], draws[2], draws[3].bool()
-        stop = n - batch_size + 1 if n >= batch_size else 1
-        starts = list(range(0, stop, batch_size))
+        starts = batch_starts(n, batch_size)
+        width = min(batch_size, n)                        # examples per global batch
+        own = shard_slice(width, shard)
+        per = own.stop - own.start                        # examples per batch on this rank
         for c in range(0, len(starts), chunk):
-            first, last = starts[c], min(starts[min(c + chunk, len(starts)) - 1] + batch_size, n)
-            idx = perm[first:last]
+            group = starts[c:c + chunk]
+            # this chunk's global batches as rows, this rank's columns: one gather on the device
+            idx = perm[group[0]:group[-1] + width].view(len(group), width)[:, own].reshape(-1)
             xs = crop_flip(x[idx], dy[idx], dx[idx], flips[idx], self.pad)
             ys = y[idx]
-            for i in starts[c:c + chunk]:
-                yield xs[i - first:i - first + batch_size], ys[i - first:i - first + batch_size]
+            for k in range(len(group)):
+                yield xs[k * per:(k + 1) * per], ys[k * per:(k + 1) * per]
 
 
 def image_task(cfg, task: TensorTask) -> TensorTask:

@@ -3,6 +3,10 @@
 Small datasets live in memory as tensors (`TensorTask`): one `randperm` per epoch and slicing, no
 per-sample DataLoader cost.  A task that is not tensors (text generation) subclasses `Task` and
 implements the same four methods.
+
+Sharded collation (data parallelism): `train_batches(global_batch, gen, device, shard=(rank, world))` draws
+the same epoch order on every rank and collates only rank r's positions [r·B, (r+1)·B) of each global
+batch (B = global_batch // world), so each rank gathers, augments and pads 1/world of the examples.
 """
 from __future__ import annotations
 
@@ -36,8 +40,10 @@ class Task:
     def num_train(self) -> int:
         raise NotImplementedError
 
-    def train_batches(self, batch_size: int, generator: torch.Generator, device) -> Iterator[Any]:
-        """One epoch of shuffled training batches, already on `device`."""
+    def train_batches(self, batch_size: int, generator: torch.Generator, device,
+                      shard: tuple[int, int] | None = None) -> Iterator[Any]:
+        """One epoch of shuffled training batches of `batch_size` (the global batch), already on `device`;
+        with `shard=(rank, world_size)` only this rank's contiguous slice of each (see `shard_slice`)."""
         raise NotImplementedError
 
     def loss(self, model, batch) -> torch.Tensor:
@@ -50,6 +56,23 @@ class Task:
 
     def splits(self) -> list[str]:
         return [s for s in ("train", "val", "test") if self.meta.sizes.get(s)]
+
+
+def shard_slice(width: int, shard: tuple[int, int] | None) -> slice:
+    """Rank r's positions in a global batch of `width` examples: [r·B, (r+1)·B) with B = width // world_size
+    (the remainder of an uneven batch goes to no rank).  `shard=None`: the whole batch."""
+    if shard is None:
+        return slice(0, width)
+    rank, world = shard
+    if not 0 <= rank < world:
+        raise ValueError(f"shard=(rank, world_size) needs 0 <= rank < world_size, got {shard}")
+    per = width // world
+    return slice(rank * per, (rank + 1) * per)
+
+
+def batch_starts(n: int, batch_size: int) -> list[int]:
+    """First position of each whole batch of an epoch of `n` examples (one short batch when n < batch_size)."""
+    return list(range(0, n - batch_size + 1 if n >= batch_size else 1, batch_size))
 
 
 class TensorTask(Task):
@@ -72,13 +95,14 @@ class TensorTask(Task):
     def num_train(self) -> int:
         return len(self.data["train"][0])
 
-    def train_batches(self, batch_size, generator, device):
+    def train_batches(self, batch_size, generator, device, shard=None):
         ts = self.tensors("train", device)
         n = len(ts[0])
         perm = torch.randperm(n, generator=generator)     # pinned + non_blocking: no host sync on CUDA
         perm = perm.pin_memory().to(ts[0].device, non_blocking=True) if ts[0].is_cuda else perm.to(ts[0].device)
-        for i in range(0, n - batch_size + 1 if n >= batch_size else 1, batch_size):
+        for i in batch_starts(n, batch_size):
             idx = perm[i:i + batch_size]
+            idx = idx[shard_slice(len(idx), shard)]
             yield tuple(t[idx] for t in ts)
 
     def _forward_loss(self, model, batch, reduction="mean"):

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from contnet.metrics.coco import java_available
 from contnet.registry import TASK_CHECKS, TASKS, ConfigError
 from contnet.schema import typed
-from .base import Task, TaskMeta
+from .base import Task, TaskMeta, batch_starts, shard_slice
 from .e2e_data import LOADERS, expected_files, synthetic_e2e
 from .e2e_generate import GenerationSettings, generate
 from .nlg_options import CONFIGS, NLGOptions
@@ -179,14 +179,17 @@ class NLGTask(Task):
     def num_train(self) -> int:
         return len(self.data["train"])
 
-    def train_batches(self, batch_size, generator, device):
+    def train_batches(self, batch_size, generator, device, shard=None):
+        """Whole batches like TensorTask; with `shard`, this rank tokenizes and pads only its slice of each
+        global batch (to its own longest sequence: padding is masked, and the training loss is the global
+        token mean, see `loss`)."""
         self._ensure_tokenizer()
         items = self.encoded("train")
         n = len(items)
         perm = torch.randperm(n, generator=generator).tolist()
-        stop = n - batch_size + 1 if n >= batch_size else 1          # whole batches, like TensorTask
-        for i in range(0, stop, batch_size):
-            yield self.collate([items[j] for j in perm[i:i + batch_size]], device)
+        for i in batch_starts(n, batch_size):
+            idx = perm[i:i + batch_size]
+            yield self.collate([items[j] for j in idx[shard_slice(len(idx), shard)]], device)
 
     def _token_losses(self, model, batch, label_smoothing: float):
         ids, mask, labels = batch
