@@ -177,3 +177,21 @@ def test_bad_fused_values_are_refused_through_the_cli(tmp_path, args, words):
 def test_bad_fused_values_in_the_library(node, words):
     with pytest.raises(ConfigError, match=words.replace(".", r"\.")):
         OPTIMIZERS.get(node["name"])(node, TinyNet())
+
+
+# --- resume: torch's load_state_dict restores the saved groups' flags -------------------------------------
+
+@pytest.mark.parametrize("name", ["adam", "cadam"])
+def test_a_loaded_state_keeps_the_kernel_it_was_saved_with(name):
+    saved_model, model = TinyNet(seed=1), TinyNet(seed=1)
+    node = dict(cfg(name, l_init=1.0)) if name == "cadam" else {"name": "adam", "lr": 1e-2}
+    saved = OPTIMIZERS.get(name)({**node, "fused": True}, saved_model)
+    run(saved_model, saved, batches(3))
+    resumed = OPTIMIZERS.get(name)({**node, "fused": "auto"}, model)     # auto on CPU: unfused
+    assert inner(resumed).param_groups[0]["fused"] is None
+    model.load_state_dict(saved_model.state_dict())
+    resumed.load_state_dict(copy.deepcopy(saved.state_dict()))
+    assert inner(resumed).param_groups[0]["fused"] is True
+    rest = batches(5, seed=3)
+    assert run(model, resumed, rest) == run(saved_model, saved, rest)
+    assert params_equal(model, saved_model)
