@@ -14,6 +14,7 @@ share them.  Each failure is a ConfigError whose message is one line naming the 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -93,6 +94,16 @@ def _schema_of(node):
     return t if isinstance(t, type) and issubclass(t, Options) else None
 
 
+def _owner_schema(node):
+    """The Options class of the nearest node at or above `node` that has one (a list field's owner)."""
+    while node is not None:
+        cls = _schema_of(node)
+        if cls is not None:
+            return cls
+        node = node._get_parent()
+    return None
+
+
 def explain(e: Exception, overrides: list[str], compose) -> str:
     """A composition failure as one line naming the override and what is allowed.  The words come from
     the schema (the failing node's Options class: its fields and their types) and from the exception's
@@ -100,9 +111,9 @@ def explain(e: Exception, overrides: list[str], compose) -> str:
     from omegaconf import OmegaConf
     from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
 
-    from contnet.schema import field_names, type_message
+    from contnet.schema import Options, field_names, type_message
     cause = e.__cause__ if e.__cause__ is not None else e
-    full_key = str(getattr(cause, "full_key", "") or "")
+    full_key = re.sub(r"(\[\d+\])+$", "", str(getattr(cause, "full_key", "") or ""))   # a list element: its field
     arg_of = {_parse(a).get_key_element().lstrip("+~"): a for a in overrides}
     arg = arg_of.get(full_key)
     if full_key and arg is not None:
@@ -121,8 +132,10 @@ def explain(e: Exception, overrides: list[str], compose) -> str:
             keys = f"; keys there: {', '.join(map(str, parent.keys()))}" if parent is not None else ""
             return f"{arg}: unknown key{f' in {parent_key}' if parent_key else ''}{keys} (a new key needs +{arg})"
         cls = getattr(cause, "object_type", None)
-        if isinstance(cause, ValidationError) and isinstance(cls, type) and leaf in field_names(cls):
-            return type_message(cls, leaf, value)
+        if isinstance(cause, ValidationError) and not (isinstance(cls, type) and issubclass(cls, Options)):
+            cls = _owner_schema(getattr(cause, "parent_node", None))   # a list element: object_type is list
+        if isinstance(cause, ValidationError) and cls is not None and leaf in field_names(cls):
+            return type_message(cls, leaf, _parse(arg).value(), text=value)
     for arg in overrides:                          # optimizer/npacs=authors on an option without that block
         key = _parse(arg).get_key_element().lstrip("+~")
         if "/" in key and not key.startswith("hydra") and arg_of.get(key) == arg:
@@ -233,12 +246,6 @@ def check_sweep_dir_holds_no_other_runs(cfg, where, subdir, n_jobs: int) -> None
         raise ConfigError(f"hydra.sweep.dir={where} already holds runs (jobs {', '.join(held[:5])}"
                           f"{', ...' if len(held) > 5 else ''}); continue them with trainer.resume=auto, start over "
                           "with trainer.overwrite=true, or choose another hydra.sweep.dir")
-
-
-def _output_key(argv: list[str]) -> str:
-    multirun = any(a in ("-m", "--multirun") for a in argv) or "hydra.mode=MULTIRUN" in argv
-    return "hydra.sweep.dir" if multirun else "hydra.run.dir"
-
 
 
 def _output_key(argv: list[str]) -> str:

@@ -124,28 +124,89 @@ def typed(cls: type[Options], node) -> Options:
         merged = OmegaConf.merge(OmegaConf.structured(cls), node)
         out = OmegaConf.to_object(merged)
     except OmegaConfBaseException as e:
-        key = getattr(e, "key", None) or ""
-        raise ConfigError(type_message(cls, str(key), node.get(key) if isinstance(key, str) else None)) from None
+        key = getattr(e, "key", None)
+        if key not in names:                 # an element of a list field: OmegaConf's key is its index
+            key = next((k for k, v in node.items() if not _fits(hints.get(k, Any), v)
+                        or _bad_element(hints.get(k, Any), v) is not None), key)
+        raise ConfigError(type_message(cls, str(key), node.get(key))) from None
     out.check()
     return out
 
 
-def type_words(cls, key: str) -> str:
-    """The type of field `key` of `cls`, in words."""
-    hints = typing.get_type_hints(cls)
-    t = hints.get(key, Any)
+_WORDS = {bool: ("true or false", "true/false values"), int: ("an integer", "integers"),
+          float: ("a number", "numbers"), str: ("a string", "strings"), dict: ("a mapping of keys", "mappings")}
+
+
+def _strip_optional(t) -> tuple[Any, bool]:
+    """(the type inside Optional[...], whether it is nullable)."""
     args = [a for a in typing.get_args(t) if a is not type(None)]
     nullable = type(None) in typing.get_args(t)
-    base = args[0] if nullable and len(args) == 1 else t
+    return (args[0] if nullable and len(args) == 1 else t), nullable
+
+
+def _words(t, plural: bool = False) -> str:
+    """A type in words: `List[int]` → 'a list of integers', `List[List[int]]` → 'a list of lists of integers'."""
+    base, _ = _strip_optional(t)
     origin = typing.get_origin(base) or base
-    words = {bool: "true or false", int: "an integer", float: "a number", str: "a string",
-             list: "a list, e.g. [a,b]", dict: "a mapping of keys"}.get(origin, "a value")
-    return words + (" or null" if nullable else "")
+    if origin in (list, tuple):
+        inner = [a for a in typing.get_args(base) if a is not Ellipsis]
+        elem = _words(inner[0], plural=True) if inner and inner[0] is not Any else None
+        return ("lists" if plural else "a list") + (f" of {elem}" if elem else ", e.g. [a,b]")
+    return _WORDS.get(origin, ("a value", "values"))[plural]
 
 
-def type_message(cls, key: str, value) -> str:
+def type_words(cls, key: str) -> str:
+    """The type of field `key` of `cls`, in words."""
+    t, nullable = _strip_optional(typing.get_type_hints(cls).get(key, Any))
+    return _words(t) + (" or null" if nullable else "")
+
+
+def _fits(t, v) -> bool:
+    """Whether OmegaConf can take `v` as a value of type `t` (scalars as they come from the command line)."""
+    base, nullable = _strip_optional(t)
+    origin = typing.get_origin(base) or base
+    if v is None:
+        return nullable or base is Any
+    if origin in (list, tuple):
+        return isinstance(v, (list, tuple))
+    if origin in (int, float):
+        if isinstance(v, bool) or not isinstance(v, (int, float, str)):
+            return False
+        try:
+            origin(v) if isinstance(v, str) else None           # "3" from a YAML string converts
+        except ValueError:
+            return False
+        return isinstance(v, str) or isinstance(v, int) or origin is float
+    if origin is bool:
+        return isinstance(v, bool) or str(v).lower() in ("true", "false", "yes", "no", "on", "off", "1", "0")
+    if origin is str:
+        return not isinstance(v, (list, tuple, dict))
+    return True
+
+
+def _bad_element(t, value):
+    """The first element of list `value` (searched depth first) that its declared type cannot take, with
+    that type: (element, type), or None."""
+    base, _ = _strip_optional(t)
+    args = typing.get_args(base)
+    if not (isinstance(value, (list, tuple)) and args and args[0] is not Any):
+        return None
+    for v in value:
+        if not _fits(args[0], v):
+            return v, args[0]
+        inner = _bad_element(args[0], v)
+        if inner is not None:
+            return inner
+    return None
+
+
+def type_message(cls, key: str, value, text: str | None = None) -> str:
     """`<group>.<key>=<value>: must be <what the field allows> (default <d>)`: the rule's words where the
-    field has a numeric rule (they include the type), else the type's."""
+    field has a numeric rule (they include the type), else the type's.  For a list, the first element its
+    type cannot take is named: `model.widths=[1,a]: must be a list of integers or null (default null); a is
+    not an integer`.  `text`: the value as the user wrote it (printed instead of `value`)."""
+    bad = _bad_element(typing.get_type_hints(cls).get(key, Any), value)
+    tail = f"; {fmt(bad[0])} is not {_words(bad[1])}" if bad else ""
     field = next((f for f in dataclasses.fields(cls) if f.name == key), None)
     dv, words = None, type_words(cls, key)
     if field is not None:
@@ -156,8 +217,8 @@ def type_message(cls, key: str, value) -> str:
             words = rule.replace("a number", "an integer", 1) if words.startswith("an integer") else rule
             words += " or null" if nullable else ""
     null = value is None or value == "null"
-    tail = "; null is not a number" if null and _num(dv) else ""
-    return f"{cls.group}.{key}={fmt(value)}: must be {words} (default {fmt(dv)}){tail}"
+    tail += "; null is not a number" if null and _num(dv) else ""
+    return f"{cls.group}.{key}={fmt(value) if text is None else text}: must be {words} (default {fmt(dv)}){tail}"
 
 
 @functools.lru_cache(maxsize=None)

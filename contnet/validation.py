@@ -42,11 +42,11 @@ def problems(cfg: DictConfig) -> list[str]:
         except ConfigError as e:
             out.append(str(e))
     resume = cfg.trainer.get("resume") if cfg.get("trainer") is not None else None
-    if resume not in (None, "", "auto", False):
+    if isinstance(resume, str) and resume not in ("", "auto"):    # true/false/null: TrainerConfig's rules
         ckpt = Path(str(resume)).expanduser() / "checkpoints" / "last.pt"
         if not ckpt.is_file():
             out.append(f"trainer.resume={resume}: no checkpoint at {ckpt}; give a run directory that has "
-                       "checkpoints/last.pt, or auto, or null")
+                       "checkpoints/last.pt, or auto, or false/null")
     return out
 
 

@@ -33,7 +33,7 @@ def test_jsonl_adds_nothing_tensorboard_and_wandb_add_their_logger(tmp_path):
 @pytest.mark.parametrize("override,message", [
     ("logger.mode=sometimes", "logger.mode=sometimes: must be one of online, offline, disabled"),
     ("logger.init_timeout=0", "logger.init_timeout=0: must be a number > 0"),
-    ("logger.tags=oops", "logger.tags=oops: must be a list, e.g. [a,b] (default [])"),
+    ("logger.tags=oops", "logger.tags=oops: must be a list of strings (default [])"),
 ])
 def test_wandb_rules_live_on_its_config(override, message, tmp_path):
     with pytest.raises(ConfigError) as e:

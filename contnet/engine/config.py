@@ -38,7 +38,9 @@ class TrainerConfig(Options):
     grad_clip: float = opt(0.0, ge=0)               # max global grad norm; 0 disables
     threads: Any = "auto"                           # torch CPU threads: N | null (torch's default) | auto (1 for < 1M params on CPU)
     deterministic: bool = False                     # torch.use_deterministic_algorithms
-    resume: Optional[str] = None                    # null | auto | <run dir>: continue from <dir>/checkpoints/last.pt
+    # <run dir>: continue from <dir>/checkpoints/last.pt | auto: this run dir's checkpoint, if any | false, null
+    # or "": start fresh (false is kept a bool: Any, not str, so Hydra's `false` does not become "False")
+    resume: Any = None
     overwrite: bool = False                         # true: clear a run dir that already holds a run and start over
     checkpoint_every: int = opt(0, ge=0, integer=True)            # steps between checkpoints (0: no step interval)
     # seconds between checkpoints, at least 100× the last save's duration (≤ 1 % of the time); 0: off. Always one at the end
@@ -59,7 +61,15 @@ class TrainerConfig(Options):
             raise self.error("threads", "must be auto, null or an integer > 0")
         if not self.max_steps and not self.max_epochs:
             raise self.error("max_steps", "set trainer.max_steps or trainer.max_epochs to a positive integer")
-        if self.overwrite and self.resume not in (None, ""):
+        if self.resume is False or self.resume == "":
+            self.resume = None                      # no resume
+        if self.resume is True:
+            raise self.error("resume", "names no run; continue with trainer.resume=auto (this run dir) or "
+                                       "trainer.resume=<run dir>, or start fresh with trainer.resume=false")
+        if not (self.resume is None or isinstance(self.resume, str)):
+            raise self.error("resume", "must be a run directory, auto, false or null; quote a numeric "
+                                       "directory name, e.g. trainer.resume='2024'")
+        if self.overwrite and self.resume is not None:
             raise self.error("overwrite", f"contradicts trainer.resume={self.resume}; continue the run (resume) "
                                           "or start over (overwrite), not both")
 
