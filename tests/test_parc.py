@@ -216,8 +216,53 @@ def test_step_keeps_lambda_and_its_gradient_on_the_device():
         r = opt.driver.residual()
     assert counter.total == 0 and isinstance(r, torch.Tensor) and abs(float(r)) < 1e-5
     with count_host_syncs() as counter:
-        small_run(model, opt, batches[7:8])             # j = 4 ends it: one λ read for the finish test
-    assert counter.total == 1 and opt.driver.j == 0
+        small_run(model, opt, batches[7:8])             # j = 4 ends it: the finish test runs on the device too
+    assert counter.total == 0 and opt.driver.j == 0
+
+
+class LateFlag:
+    """The CUDA case on the CPU: the host sees a posted flag only after `late` reads (late=None: never), except
+    when it waits for it (sphere_radius_m > 0)."""
+
+    def __init__(self, late):
+        self.late, self.value, self.wait, self.pending = late, None, 0, False
+
+    def post(self, flag):
+        self.value = tuple(bool(x) for x in flag) if flag.dim() else bool(flag)
+        self.wait = self.late if self.late is not None else float("inf")
+        self.pending = True
+
+    def read(self, wait=False):
+        if not self.pending or (self.wait > 0 and not wait):
+            self.wait -= 1
+            return None
+        self.pending = False
+        return self.value
+
+
+@pytest.mark.parametrize("late", [2, None])
+@pytest.mark.parametrize("arc", [dict(constraint="textbook"), dict(constraint="authors", lagrange_mu=0.1),
+                                 dict(constraint="textbook", sphere_radius_m=0.5, max_continuation_steps=6)],
+                         ids=["textbook", "authors", "sphere-maxk"])
+def test_a_host_that_sees_the_corrector_flags_late_gets_the_same_numbers(late, arc):
+    """Where the host cannot see a corrector's end at once (CUDA), the end-of-corrector work runs at every step
+    masked by the device flag (the host never sees it here), and after λ reaches 1 on the device every PARC update is a no-op until the host
+    learns it: bitwise the run of a host that knew at once, through λ = 1 and beyond (the inner optimizer)."""
+    c = parc_cfg(delta_s=0.1, min_arc_len=0.05, max_arc_len=0.2, corrector_steps=6, corrector_min_steps=2,
+                 ma_window=2, loss_tol=0.05, **arc, **ADAM)
+    batches = data(160)
+    runs = []
+    for flags in (None, True):
+        model = Small(seed=3)
+        opt = OPTIMIZERS.get("parc")(c, model)
+        if flags is not None:
+            opt.driver.ended, opt.driver.progress = LateFlag(None), LateFlag(late)
+        losses = small_run(model, opt, batches)
+        runs.append((model, opt, losses))
+    (m1, o1, l1), (m2, o2, l2) = runs
+    assert get_lambda(m1) == get_lambda(m2) == 1.0 and not o1.driver.active
+    assert l1 == l2 and all(torch.equal(p, q) for p, q in zip(m1.parameters(), m2.parameters()))
+    assert o2.driver.active == (late is None)     # never told: still taking its no-op PARC steps
 
 
 def test_paper_arms_keep_the_authors_early_stop():

@@ -17,7 +17,7 @@ import torch
 
 from contnet.schema import Options, opt
 
-from .state import LambdaState
+from .state import HostFlag, LambdaState
 
 RATIO_MODES = ("intended", "frozen")
 
@@ -125,33 +125,6 @@ class GradNormWindow:
     def load_state_dict(self, sd: dict) -> None:
         self.buf = sd["buf"].clone().to(self.buf.device)
         self.count = int(sd["count"])
-
-
-class HostFlag:
-    """A device boolean that the host reads without waiting for the device: `post(flag)` copies it into host
-    memory (pinned, non_blocking on CUDA) and `read()` gives it once that copy has finished (None before, or
-    when nothing was posted).  On the CPU the copy has finished when post() returns.  The host reads its own
-    memory (a numpy view of the pinned buffer), never a device tensor, so it never blocks on the device."""
-
-    def __init__(self, device):
-        self.lags = torch.device(device).type == "cuda"      # can the host see the flag later than the device set it?
-        self.host = torch.zeros((), dtype=torch.bool, pin_memory=self.lags)
-        self._memory = self.host.numpy()
-        self.event = None
-        self.pending = False
-
-    def post(self, flag: torch.Tensor) -> None:
-        self.host.copy_(flag, non_blocking=self.lags)
-        if self.lags:
-            self.event = torch.cuda.Event()
-            self.event.record()
-        self.pending = True
-
-    def read(self) -> bool | None:
-        if not self.pending or (self.event is not None and not self.event.query()):
-            return None
-        self.pending = False
-        return bool(self._memory)
 
 
 class SecantPredictor:

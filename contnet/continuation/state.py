@@ -39,6 +39,38 @@ class LambdaState(nn.Module):
         return f"value={self.get():.4g}"
 
 
+class HostFlag:
+    """Device booleans that the host reads without waiting for the device: `post(flags)` copies them into host
+    memory (pinned, non_blocking on CUDA) and `read()` gives them once that copy has finished (None before, or
+    when nothing was posted).  On the CPU the copy has finished when post() returns.  The host reads its own
+    memory (a numpy view of the pinned buffer), never a device tensor, so it never blocks on the device;
+    `read(wait=True)` is the exception: it waits for the copy (one device sync on CUDA).
+    `size` = 0: one flag, read as a bool; `size` = n: n flags, read as a tuple of n bools."""
+
+    def __init__(self, device, size: int = 0):
+        self.lags = torch.device(device).type == "cuda"      # can the host see the flag later than the device set it?
+        self.size = size
+        self.host = torch.zeros((size,) if size else (), dtype=torch.bool, pin_memory=self.lags)
+        self._memory = self.host.numpy()
+        self.event = None
+        self.pending = False
+
+    def post(self, flag: torch.Tensor) -> None:
+        self.host.copy_(flag, non_blocking=self.lags)
+        if self.lags:
+            self.event = torch.cuda.Event()
+            self.event.record()
+        self.pending = True
+
+    def read(self, wait: bool = False):
+        if self.pending and wait and self.event is not None:
+            self.event.synchronize()
+        if not self.pending or (self.event is not None and not self.event.query()):
+            return None
+        self.pending = False
+        return tuple(bool(x) for x in self._memory) if self.size else bool(self._memory)
+
+
 class LambdaRef:
     """Mixin for homotopy points: holds λ without registering it as a submodule."""
 
