@@ -62,6 +62,17 @@ def test_parc_two_processes_match_one_process(tmp_path):
     assert ddp_vs_single(tmp_path, ["task=digits_ae", "optimizer=parc", "model.width=16"], batch=64) < 1e-4
 
 
+@pytest.mark.slow
+def test_parc_early_stops_and_lambda_steps_are_those_of_the_global_batch(tmp_path):
+    """C2's early stop ends correctors on a loss test and λ steps on ∂L/∂λ: per rank (λ is a buffer, so DDP
+    averages neither) the ranks would end correctors at different steps and project θ with different λ.
+    PARC averages both over the ranks in one all_reduce per step; with a test that fires often
+    (corrector_min_steps=2, ma_window=2, loss_tol=0.2) two processes still match one with the global batch."""
+    arm = ["task=digits_ae", "optimizer=parc", "model.width=16", "optimizer.corrector_min_steps=2",
+           "optimizer.ma_window=2", "optimizer.loss_tol=0.2", "optimizer.lambda_lr=0.05"]
+    assert ddp_vs_single(tmp_path, arm, batch=64) < 1e-4
+
+
 def test_explicit_gpu_index_under_data_parallel_is_one_clear_error():
     """trainer.device=cuda:N under torchrun would put every rank on GPU N; auto/cuda take cuda:LOCAL_RANK."""
     from contnet.engine.distributed import Context, device_for

@@ -224,8 +224,8 @@ class LateFlag:
     """The CUDA case on the CPU: the host sees a posted flag only after `late` reads (late=None: never), except
     when it waits for it (sphere_radius_m > 0)."""
 
-    def __init__(self, late):
-        self.late, self.value, self.wait, self.pending = late, None, 0, False
+    def __init__(self, late, lags=False):
+        self.late, self.lags, self.value, self.wait, self.pending = late, lags, None, 0, False
 
     def post(self, flag):
         self.value = tuple(bool(x) for x in flag) if flag.dim() else bool(flag)
@@ -240,14 +240,16 @@ class LateFlag:
         return self.value
 
 
-@pytest.mark.parametrize("late", [2, None])
+@pytest.mark.parametrize("late", [2, None, "delayed"])
 @pytest.mark.parametrize("arc", [dict(constraint="textbook"), dict(constraint="authors", lagrange_mu=0.1),
                                  dict(constraint="textbook", sphere_radius_m=0.5, max_continuation_steps=6)],
                          ids=["textbook", "authors", "sphere-maxk"])
 def test_a_host_that_sees_the_corrector_flags_late_gets_the_same_numbers(late, arc):
     """Where the host cannot see a corrector's end at once (CUDA), the end-of-corrector work runs at every step
-    masked by the device flag (the host never sees it here), and after λ reaches 1 on the device every PARC update is a no-op until the host
-    learns it: bitwise the run of a host that knew at once, through λ = 1 and beyond (the inner optimizer)."""
+    masked by the device flag (here the host never sees it), and after λ reaches 1 on the device every PARC
+    update is a no-op until the host learns it (late: after 2 reads; None: never; delayed: the CUDA rule,
+    PROGRESS_DELAY steps after the post, waiting): bitwise the run of a host that knew at once, through λ = 1
+    and beyond (the inner optimizer)."""
     c = parc_cfg(delta_s=0.1, min_arc_len=0.05, max_arc_len=0.2, corrector_steps=6, corrector_min_steps=2,
                  ma_window=2, loss_tol=0.05, **arc, **ADAM)
     batches = data(160)
@@ -256,7 +258,8 @@ def test_a_host_that_sees_the_corrector_flags_late_gets_the_same_numbers(late, a
         model = Small(seed=3)
         opt = OPTIMIZERS.get("parc")(c, model)
         if flags is not None:
-            opt.driver.ended, opt.driver.progress = LateFlag(None), LateFlag(late)
+            opt.driver.ended = LateFlag(None)
+            opt.driver.progress = LateFlag(None, lags=True) if late == "delayed" else LateFlag(late)
         losses = small_run(model, opt, batches)
         runs.append((model, opt, losses))
     (m1, o1, l1), (m2, o2, l2) = runs

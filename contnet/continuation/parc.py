@@ -40,12 +40,14 @@ from dataclasses import dataclass, fields
 from typing import Any, Optional
 
 import torch
+import torch.distributed as dist
 
 from contnet.schema import Options, opt
 
 from .state import HostFlag, LambdaState
 
 CONSTRAINTS = ("textbook", "authors")
+PROGRESS_DELAY = 8        # steps between posting PARC's progress flags and reading them where the host lags (CUDA)
 CORRECTOR_CHECKS = ("fixed", "loss")
 
 
@@ -121,6 +123,21 @@ def orthogonal_direction(t_theta, t_lam, kappa: float, generator=None):
     return d, d_lam / norm
 
 
+def _data_parallel() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def _global_mean(g_lam: torch.Tensor, loss):
+    """Under data parallelism: ∂L/∂λ (λ is a buffer, so DDP does not average its gradient) and the loss that the
+    early-stop test reads, averaged over the ranks in one all_reduce (no host read), so that every rank takes
+    the same λ step, projection and corrector ends — those of one process with the global batch."""
+    parts = [g_lam.reshape(1)] + ([loss.detach().to(g_lam.dtype).reshape(1)] if loss is not None else [])
+    both = torch.cat(parts)
+    dist.all_reduce(both)
+    both = both / dist.get_world_size()
+    return both[0].reshape(g_lam.shape), (both[1].to(loss.dtype) if loss is not None else None)
+
+
 def _select_(dst: list[torch.Tensor], src: list[torch.Tensor], take: torch.Tensor) -> None:
     """dst ← src where the 0-dim float `take` is 1, dst where it is 0 (exact for finite values; no host read)."""
     torch._foreach_mul_(dst, 1.0 - take)
@@ -156,6 +173,7 @@ class PARCDriver:
         self.recent = torch.full((cfg.ma_window + 1,), float("nan"), **f64)  # the last ma_window + 1 losses
         self.ended = HostFlag(dev)              # this step's corrector ended (posted at every step of corrector_check=loss)
         self.progress = HostFlag(dev, size=2)   # (finished, arclength): sticky, posted again once the host has read it
+        self.posted_at = 0                      # the step of the pending progress post
         with torch.no_grad():
             self.theta_ref = [p.detach().clone() for p in params]   # z_k (θ part)
             self.tangent = [torch.zeros_like(p) for p in params]    # textbook: unit ż θ part; authors: v_θ (0 before the first secant)
@@ -194,6 +212,9 @@ class PARCDriver:
         with torch.no_grad():
             grad = self.lam.value.grad
             g_lam = torch.zeros_like(self.lam.tensor()) if grad is None else grad.detach()
+            seen_loss = loss
+            if _data_parallel():
+                g_lam, seen_loss = _global_mean(g_lam, loss)
             if c.constraint == "authors":          # ∇(μ·N) = μ·v; v = 0 before the first secant and after the finish
                 for p, v in zip(self.params, self.tangent):
                     if p.grad is not None:
@@ -212,11 +233,22 @@ class PARCDriver:
                     self.j_host = 0
                     self._end_corrector(self.running.clone())
             else:
-                self._loss_check_step(loss)
-            if not self.progress.pending:
-                self.progress.post(torch.stack([~self.running, self.arc]))
-            self._learn(self.progress.read())
+                self._loss_check_step(seen_loss)
+            self._poll_progress()
         return loss
+
+    def _poll_progress(self) -> None:
+        """Post (finished, arclength) when no post is pending, and learn it: where the host sees it at once, now;
+        where it lags (CUDA), PROGRESS_DELAY steps after the post, waiting if it must (by then the device is
+        long done with that step): the same step on every rank of a data-parallel run, so that the ranks stop
+        calling this driver — and its collective — together."""
+        if not self.progress.pending:
+            self.progress.post(torch.stack([~self.running, self.arc]))
+            self.posted_at = self.steps
+        if not getattr(self.progress, "lags", False):
+            self._learn(self.progress.read())
+        elif self.steps - self.posted_at >= PROGRESS_DELAY:
+            self._learn(self.progress.read(wait=True))
 
     @torch.no_grad()
     def _loss_check_step(self, loss) -> None:

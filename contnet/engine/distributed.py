@@ -86,7 +86,8 @@ def shard_of(ctx: Context) -> tuple[int, int] | None:
 
 
 def shard(batch, ctx: Context):
-    """This rank's contiguous slice (along dim 0) of a global batch: tensors in tuples/lists/dicts."""
+    """This rank's contiguous slice (along dim 0) of a global batch: tensors in tuples/lists/dicts.  The definition
+    of a shard that the tasks' sharded collation (`train_batches(..., shard=shard_of(ctx))`) is tested against."""
     if not ctx.enabled:
         return batch
     if isinstance(batch, torch.Tensor):

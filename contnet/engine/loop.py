@@ -127,8 +127,8 @@ def training_models(model, task, cfg: TrainerConfig, setup: Setup, seed: int):
 
     def probe_loss():            # the first global batch's shard (a fixed generator; RNG put back)
         gen = torch.Generator().manual_seed(seed)
-        probe = next(iter(task.train_batches(cfg.batch_size * ctx.world_size, gen, device)))
-        return task.loss(model, distributed.shard(probe, ctx))
+        probe = task.train_batches(cfg.batch_size * ctx.world_size, gen, device, shard=distributed.shard_of(ctx))
+        return task.loss(model, next(iter(probe)))
     unused = distributed.find_unused(cfg.find_unused_parameters, model, probe_loss, ctx)
     return compile_(distributed.wrap_model(model, ctx, device, find_unused_parameters=unused)), eval_model
 
