@@ -68,5 +68,52 @@ def run_cli(args: list[str], cwd: Path, timeout: int = 300, env: dict | None = N
                           text=True, timeout=timeout, env=full_env)
 
 
+def cli_inprocess(args: list[str], cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`contnet <args>` through the same entry point as run_cli (contnet.cli.main.main), in this process: no
+    interpreter start and no torch/Hydra import per call.  For tests that are not about the process itself; each
+    failure path keeps at least one real run_cli test.  Exit code, stdout and stderr come back as run_cli's do
+    (a sys.exit becomes the return code); cwd, env, sys.argv, the root logger's handlers (Hydra's job logging)
+    and torch's thread count are restored afterwards."""
+    import contextlib
+    import io
+    import logging
+
+    import torch
+    from hydra.core.global_hydra import GlobalHydra
+
+    from contnet.cli.main import main
+    out, err = io.StringIO(), io.StringIO()
+    env = {"COLUMNS": "80", **(env or {})}        # rich's width in a process whose output is a pipe
+    saved_env = {k: os.environ.get(k) for k in env}
+    root = logging.getLogger()
+    saved_log = (list(root.handlers), root.level, torch.get_num_threads(), list(sys.argv), os.getcwd())
+    os.environ.update(env)
+    os.chdir(cwd)
+    GlobalHydra.instance().clear()
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                rc = main([str(a) for a in args])
+            except SystemExit as e:
+                rc = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    finally:
+        GlobalHydra.instance().clear()
+        handlers, level, threads, argv, where = saved_log
+        for h in root.handlers:
+            if h not in handlers:
+                h.close()
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        torch.set_num_threads(threads)
+        sys.argv[:] = argv
+        os.chdir(where)
+        for k, v in saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return subprocess.CompletedProcess(["contnet", *args], rc, out.getvalue(), err.getvalue())
+
+
 def read_metrics(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]

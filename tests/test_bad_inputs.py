@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import cli_inprocess, run_cli
 from tests.test_torchvision_tasks import write_idx
 
 
@@ -24,8 +24,10 @@ def assert_one_line(res, *words, code=2):
     return errors[0]
 
 
-def train(tmp_path, *args, **kw):
-    return run_cli(["train", f"hydra.run.dir={tmp_path / 'run'}", "trainer.max_steps=2", *args], tmp_path, **kw)
+def train(tmp_path, *args, cli=run_cli, **kw):
+    """The real CLI by default; cli=cli_inprocess (same entry point, no process start) for a variant of a failure
+    path that a real-CLI test here already tries, or for a run that only sets a test up."""
+    return cli(["train", f"hydra.run.dir={tmp_path / 'run'}", "trainer.max_steps=2", *args], tmp_path, **kw)
 
 
 # --- 1. malformed overrides, null where a number is needed, wrong types; `params` checks the same way -----
@@ -38,11 +40,12 @@ def train(tmp_path, *args, **kw):
     (["trainer.batch_size=1.5"], ["trainer.batch_size=1.5", "integer"]),
 ])
 def test_malformed_overrides_train_and_params_say_the_same(tmp_path, args, words):
-    line = assert_one_line(train(tmp_path, *args), *words)
+    cli = run_cli if args in (["=3"], ["model.depth=abc"]) else cli_inprocess   # a real process per kind of mistake
+    line = assert_one_line(train(tmp_path, *args, cli=cli), *words)
     assert not (tmp_path / "run").exists()
     if "or null" not in line:
         assert "null" not in line or "null is not a number" in line      # null is not offered where it crashes
-    params = run_cli(["params", "model=mlp", "task=digits", *args], tmp_path)
+    params = cli(["params", "model=mlp", "task=digits", *args], tmp_path)
     assert_one_line(params, *words)
     assert line.split("error: ", 1)[1] == [ln for ln in params.stderr.splitlines()
                                           if "error:" in ln][0].split("error: ", 1)[1]
@@ -81,7 +84,8 @@ def test_garbage_mnist_label_file_is_corrupt_and_named(tmp_path):
     f.write_bytes(os.urandom(64))
     assert_one_line(_mnist_cli(tmp_path, tmp_path / "d"), "corrupt", str(f))
     # with task.download=true the file is there, so torchvision would not fetch it: still an error
-    assert_one_line(_mnist_cli(tmp_path, tmp_path / "d", download="true"), "corrupt", str(f), "delete it")
+    assert_one_line(_mnist_cli(tmp_path, tmp_path / "d", download="true", cli=cli_inprocess), "corrupt", str(f),
+                    "delete it")
 
 
 def test_missing_mnist_file_names_the_exact_path(tmp_path):
@@ -112,7 +116,7 @@ def test_only_good_gz_files_are_unpacked_and_used(tmp_path):
     write_idx(tmp_path / "d", "MNIST")
     raw = tmp_path / "d" / "MNIST" / "raw"
     _gzip_all(raw)
-    res = _mnist_cli(tmp_path, tmp_path / "d")
+    res = _mnist_cli(tmp_path, tmp_path / "d", cli=cli_inprocess)            # a success: no process needed
     assert res.returncode == 0, res.stderr[-2000:]
     assert (raw / "train-images-idx3-ubyte").stat().st_size == 16 + 60 * 28 * 28
 
@@ -133,13 +137,14 @@ def test_corrupt_cifar_batch_is_named(tmp_path):
 def test_unwritable_or_empty_run_dir_is_one_line(tmp_path, where):
     (tmp_path / "FILE").write_text("a file, not a folder")
     where = where.replace("FILE", str(tmp_path / "FILE"))
-    res = run_cli(["train", f"hydra.run.dir={where}", "trainer.max_steps=2"], tmp_path)
+    cli = run_cli if where in ("/proc/x", "") else cli_inprocess      # one real process per kind (unwritable, empty)
+    res = cli(["train", f"hydra.run.dir={where}", "trainer.max_steps=2"], tmp_path)
     assert_one_line(res, "hydra.run.dir")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["FILE"]       # nothing written, not even in cwd
 
 
 def test_a_run_dir_holding_another_run_is_refused_before_hydra_rewrites_its_config(tmp_path):
-    first = train(tmp_path, "trainer.eval_every=0")
+    first = train(tmp_path, "trainer.eval_every=0", cli=cli_inprocess)
     assert first.returncode == 0, first.stderr[-2000:]
     before = {p: p.read_bytes() for p in (tmp_path / "run").rglob("*") if p.is_file()}
     res = train(tmp_path, "trainer.eval_every=0", "seed=5")
@@ -151,11 +156,11 @@ def test_a_sweep_into_a_sweep_dir_holding_runs_is_refused_unless_resuming(tmp_pa
     sweep = tmp_path / "sweep"
     args = ["train", "-m", "seed=0,1", f"hydra.sweep.dir={sweep}", "trainer.max_steps=2", "trainer.eval_every=0",
             "hydra.callbacks.report.enabled=false"]
-    assert run_cli(args, tmp_path).returncode == 0
+    assert cli_inprocess(args, tmp_path).returncode == 0
     before = {p: p.read_bytes() for p in sweep.rglob("*") if p.is_file()}
     assert_one_line(run_cli(args, tmp_path), f"hydra.sweep.dir={sweep}", "jobs 0, 1", "trainer.resume=auto")
     assert {p: p.read_bytes() for p in sweep.rglob("*") if p.is_file()} == before
-    res = run_cli([*args, "trainer.resume=auto"], tmp_path)         # every job already completed: nothing to do
+    res = cli_inprocess([*args, "trainer.resume=auto"], tmp_path)         # every job already completed: nothing to do
     assert res.returncode == 0, res.stderr[-2000:]
     assert {p: p.read_bytes() for p in sweep.rglob("summary.json")} == \
         {p: b for p, b in before.items() if p.name == "summary.json"}
@@ -191,18 +196,23 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
-def test_an_unexpected_failure_is_one_line_and_the_traceback_goes_to_the_log(tmp_path):
-    (tmp_path / "boom.py").write_text(BOOM)
+def _boom(cfg, task):
+    raise RuntimeError("boom in the model builder")
 
-    def cli(*args):
-        return subprocess.run([sys.executable, str(tmp_path / "boom.py"), "train", "trainer.max_steps=2", *args],
-                              cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    res = cli(f"hydra.run.dir={tmp_path / 'run'}")
+
+def test_an_unexpected_failure_is_one_line_and_the_traceback_goes_to_the_log(tmp_path, monkeypatch):
+    (tmp_path / "boom.py").write_text(BOOM)
+    res = subprocess.run([sys.executable, str(tmp_path / "boom.py"), "train", "trainer.max_steps=2",
+                          f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path, capture_output=True, text=True,
+                         timeout=300)
     assert_one_line(res, "RuntimeError: boom in the model builder", "contnet.log", code=1)
     assert "Traceback" in (tmp_path / "run" / "contnet.log").read_text()
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["status"] == "failed"
+    from contnet.registry import MODELS                  # the sweep: the same builder patched in this process
+    MODELS.names()
+    monkeypatch.setitem(MODELS._items, "mlp", _boom)
     sweep = tmp_path / "sweep"
-    res = cli("-m", "seed=0,1", f"hydra.sweep.dir={sweep}")
+    res = cli_inprocess(["train", "trainer.max_steps=2", "-m", "seed=0,1", f"hydra.sweep.dir={sweep}"], tmp_path)
     assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr[-2000:]
     errors = [ln for ln in res.stderr.splitlines() if ln.startswith("error:")]
     assert len(errors) == 3 and errors[-1] == f"error: 2 of 2 jobs did not complete (2 failed); see {sweep}"
