@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import compose
+from conftest import cli_inprocess, compose
 from contnet.tune import completed_seeds, plan_from, study_trials
 from contnet.validation import validate
 
@@ -17,12 +17,11 @@ REPO = Path(__file__).resolve().parents[1]
 TINY = ["trainer.max_steps=6", "trainer.eval_every=3"]
 
 
-def tune(out: Path, *args: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "contnet.tune", "experiment=tune_digits_ae", "--out", str(out), "--arms", "cadam",
-           *args, *TINY]
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    return proc
+def tune(out: Path, *args: str) -> None:
+    """The driver's main in this process (its training sweeps are still `contnet train -m` processes); the
+    driver as a process is tried by test_unknown_arm_is_one_line_and_exit_2."""
+    from contnet.tune import main
+    assert main(["experiment=tune_digits_ae", "--out", str(out), "--arms", "cadam", *args, *TINY]) == 0
 
 
 def trial_values(out: Path) -> list[tuple[dict, float]]:
@@ -88,11 +87,11 @@ def test_unknown_arm_is_one_line_and_exit_2(tmp_path):
 def test_a_diverged_trial_scores_inf_not_its_last_val_loss(tmp_path):
     """A minimising sweeper must never pick a diverged run for the last finite val/loss it logged."""
     db = tmp_path / "s.db"
-    cmd = [sys.executable, "-m", "contnet.cli.main", "train", "-m", "task=digits_ae", "hydra/sweeper=tuned",
-           "optimizer.lr=choice(50.0)", "hydra.sweeper.n_trials=1", "hydra.sweeper.study_name=s",
-           f"hydra.sweeper.storage=sqlite:///{db}", f"hydra.sweep.dir={tmp_path / 'sweep'}",
-           "hydra.callbacks.report.enabled=false", "trainer.max_steps=30", "trainer.eval_every=1", "trainer.progress=false"]
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    args = ["train", "-m", "task=digits_ae", "hydra/sweeper=tuned",
+            "optimizer.lr=choice(50.0)", "hydra.sweeper.n_trials=1", "hydra.sweeper.study_name=s",
+            f"hydra.sweeper.storage=sqlite:///{db}", f"hydra.sweep.dir={tmp_path / 'sweep'}",
+            "hydra.callbacks.report.enabled=false", "trainer.max_steps=30", "trainer.eval_every=1", "trainer.progress=false"]
+    proc = cli_inprocess(args, REPO)              # the sweeper's objective, not the process, is under test
     summary = json.loads((tmp_path / "sweep" / "0" / "summary.json").read_text())
     assert summary["status"] == "diverged", proc.stderr[-1500:]
     [trial] = study_trials(db, "s")
