@@ -327,7 +327,8 @@ def lm(device, out, emit):
     emit("|---|---|---|---|---|---|")
     for peft in ("full", "lora", "solo"):
         model = MODELS.get("tiny-gpt2")(OmegaConf.create({"name": "tiny-gpt2", "homotopy": False}), task)
-        model = PEFTS.get(peft)(OmegaConf.create({"name": peft, "lambda_ramp_steps": 2}), model, task).to(device)
+        pcfg = {"name": peft, **({"lambda_ramp_steps": 2} if peft == "solo" else {})}     # each PEFT has its own keys
+        model = PEFTS.get(peft)(OmegaConf.create(pcfg), model, task).to(device)
         params = [p for p in model.parameters() if p.requires_grad]
         opt = torch.optim.AdamW(params, lr=1e-3)
         batch = [b.to(device) if torch.is_tensor(b) else b

@@ -51,3 +51,18 @@ def test_cpu_check_finishes_and_writes_every_section(tmp_path):
     for name in ("env", "default_train", "host_syncs", "precision", "continuation", "seq2d", "lm", "torchrun"):
         assert f"## {name}" in text
     assert "FAILED" not in text and "finished in" in text
+
+
+def test_lm_and_host_sync_sections_run_on_cpu(tmp_path):
+    """The two sections that build the engine's pieces by hand (so a config change can break them without
+    breaking a training test): every PEFT takes one step, and in the host-sync window Adam, C-Adam and PARC
+    make only the 3 flushes' conversions."""
+    res = subprocess.run([sys.executable, str(SCRIPT), "--device", "cpu", "--only", "lm,host_syncs",
+                          "--out", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    text = (tmp_path / "results.md").read_text()
+    assert "FAILED" not in text
+    for peft in ("full", "lora", "solo"):
+        assert f"\n| {peft} |" in text
+    for name in ("adam", "cadam", "parc"):
+        assert f"\n| {name} | 3 | 0.04 |" in text
