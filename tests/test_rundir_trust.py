@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from contnet.registry import MODELS, ConfigError
-from tests.conftest import compose, read_metrics, run_cli, run_inprocess
+from tests.conftest import cli_inprocess, compose, read_metrics, run_cli, run_inprocess
 from tests.test_resume import _SignalAtStep, curves
 
 BASE = ["task=digits", "model.width=16", "trainer.max_steps=20", "trainer.eval_every=10", "trainer.eval_train=false",
@@ -80,16 +80,16 @@ def test_a_failed_resume_leaves_the_source_run_byte_identical(tmp_path, source, 
 def test_a_second_run_into_a_run_dir_is_refused_unless_it_overwrites(tmp_path):
     run_dir = tmp_path / "run"
     args = ["train", f"hydra.run.dir={run_dir}", *BASE, "trainer.progress=false"]
-    assert run_cli([*args, "seed=0"], cwd=tmp_path).returncode == 0
+    assert cli_inprocess([*args, "seed=0"], cwd=tmp_path).returncode == 0
     before = snapshot(run_dir)
-    res = run_cli([*args, "seed=1"], cwd=tmp_path)
+    res = cli_inprocess([*args, "seed=1"], cwd=tmp_path)     # as a process: test_bad_inputs (run dir holding a run)
     line = one_error_line(res)
     assert res.returncode == 2 and "trainer.resume=auto" in line and "trainer.overwrite=true" in line
     assert {k: v for k, v in snapshot(run_dir).items() if not k.startswith(".hydra")} == \
         {k: v for k, v in before.items() if not k.startswith(".hydra")}
     res = run_cli([*args, "seed=1", "trainer.overwrite=true", "trainer.resume=auto"], cwd=tmp_path)
     assert res.returncode == 2 and "contradict" in one_error_line(res)
-    assert run_cli([*args, "seed=1", "trainer.overwrite=true"], cwd=tmp_path).returncode == 0
+    assert cli_inprocess([*args, "seed=1", "trainer.overwrite=true"], cwd=tmp_path).returncode == 0
     run_inprocess([*BASE, "seed=1"], tmp_path / "alone")
     assert curves(run_dir) == curves(tmp_path / "alone")            # one run, seed 1 only, no leftovers
     assert json.loads((run_dir / "summary.json").read_text())["seed"] == 1
