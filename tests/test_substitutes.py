@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import cli_inprocess, run_cli
 from tests.test_bad_inputs import assert_one_line
 
 pytest.importorskip("transformers")
@@ -19,8 +19,9 @@ TINY = ["task=e2e", "model=tiny-gpt2", "task.download=false", "trainer.max_steps
         "trainer.eval_every=0", "task.generation.max_new_tokens=8"]
 
 
-def train(tmp_path, *args, env=None):
-    return run_cli(["train", f"hydra.run.dir={tmp_path / 'run'}", *TINY, *args], tmp_path, env=env)
+def train(tmp_path, *args, env=None, cli=run_cli):
+    """The real CLI by default; cli=cli_inprocess where a real-CLI test of the same path exists here."""
+    return cli(["train", f"hydra.run.dir={tmp_path / 'run'}", *TINY, *args], tmp_path, env=env)
 
 
 # --- 3. empty or malformed E2E files ----------------------------------------------------------------------
@@ -38,7 +39,8 @@ def test_bad_e2e_files_are_one_line_naming_the_file(tmp_path, name, content, wor
     if name.endswith(".csv"):                     # the CSV is read when there is no txt for that split
         (d / "valid.txt").unlink()
     (d / name).write_bytes(content)
-    assert_one_line(train(tmp_path, f"task.data_dir={d}"), str(d / name.split(":")[0]), *words)
+    cli = run_cli if content == b"" and name == "valid.txt" else cli_inprocess     # one real process for the path
+    assert_one_line(train(tmp_path, f"task.data_dir={d}", cli=cli), str(d / name.split(":")[0]), *words)
     assert not (tmp_path / "run").exists()
 
 
@@ -56,7 +58,8 @@ def test_bad_webnlg_json_is_one_line(tmp_path):
 @pytest.mark.parametrize("task,expected", [("e2e", "valid.txt"), ("webnlg", "dev.json"), ("dart", "dev.json")])
 def test_missing_data_outside_smoke_scale_is_an_error_naming_the_path(tmp_path, task, expected):
     empty = tmp_path / "nothing"
-    res = run_cli(["train", f"hydra.run.dir={tmp_path / 'run'}", f"task={task}", "model=tiny-gpt2",
+    cli = run_cli if task == "e2e" else cli_inprocess                              # one real process for the path
+    res = cli(["train", f"hydra.run.dir={tmp_path / 'run'}", f"task={task}", "model=tiny-gpt2",
                    "task.scale=cpu", "task.download=false", f"task.data_dir={empty}"], tmp_path)
     line = assert_one_line(res, "not found", str(empty), "task.data_dir")
     assert expected in line
@@ -74,8 +77,8 @@ def test_no_train_file_outside_smoke_scale_is_an_error_not_training_on_valid(tmp
 
 def test_e2e_recipe_does_not_fall_back_to_valid(tmp_path):
     d = e2e_dir(tmp_path)
-    res = run_cli(["train", f"hydra.run.dir={tmp_path / 'run'}", "experiment=e2e_recipe", "model=tiny-gpt2",
-                   "task.download=false", f"task.data_dir={d}"], tmp_path)
+    res = cli_inprocess(["train", f"hydra.run.dir={tmp_path / 'run'}", "experiment=e2e_recipe", "model=tiny-gpt2",
+                         "task.download=false", f"task.data_dir={d}"], tmp_path)   # the path's process: the test above
     assert_one_line(res, "train.txt", "task.train_split=valid")
 
 
@@ -85,7 +88,7 @@ def _no_java_env(tmp_path):
 
 
 def test_smoke_substitutes_are_marked_in_summary_table_and_report(tmp_path):
-    res = train(tmp_path, f"task.data_dir={tmp_path / 'nothing'}", env=_no_java_env(tmp_path))
+    res = train(tmp_path, f"task.data_dir={tmp_path / 'nothing'}", env=_no_java_env(tmp_path), cli=cli_inprocess)
     assert res.returncode == 0, res.stderr[-2000:]
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["data"] == "synthetic" and summary["train_split"] == "train"
@@ -93,7 +96,7 @@ def test_smoke_substitutes_are_marked_in_summary_table_and_report(tmp_path):
     assert "test/rouge_l" in summary["final"] and "test/meteor" not in summary["final"]
     assert "ROUGE-L/CIDEr are approximate" in (tmp_path / "run" / "contnet.log").read_text()   # the log says it
     assert "data: synthetic" in res.stdout and "scores: approximate" in res.stdout     # the final table
-    rep = run_cli(["report", str(tmp_path / "run"), "--no-plots"], tmp_path)
+    rep = cli_inprocess(["report", str(tmp_path / "run"), "--no-plots"], tmp_path)
     assert rep.returncode == 0, rep.stderr[-2000:]
     assert "data: synthetic" in rep.stdout and "scores: approximate" in rep.stdout
     md = (tmp_path / "run" / "report.md").read_text()
@@ -104,7 +107,7 @@ def test_smoke_substitutes_are_marked_in_summary_table_and_report(tmp_path):
 
 def test_train_on_valid_is_marked_and_empty_generate_splits_decodes_nothing(tmp_path):
     d = e2e_dir(tmp_path)
-    res = train(tmp_path, f"task.data_dir={d}", "task.generate_splits=[]", env=_no_java_env(tmp_path))
+    res = train(tmp_path, f"task.data_dir={d}", "task.generate_splits=[]", env=_no_java_env(tmp_path), cli=cli_inprocess)
     assert res.returncode == 0, res.stderr[-2000:]
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["train_split"] == "valid" and summary["data"] == str(d)
