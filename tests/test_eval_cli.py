@@ -9,7 +9,7 @@ import pytest
 pytest.importorskip("transformers")
 pytest.importorskip("peft")
 
-from conftest import run_cli  # noqa: E402
+from conftest import cli_inprocess, run_cli  # noqa: E402
 from contnet.tasks import e2e_data  # noqa: E402
 
 TRAIN = ["train", "task=e2e", "model=tiny-gpt2", "trainer.max_steps=3", "trainer.batch_size=8", "task.train_size=16",
@@ -29,7 +29,8 @@ def e2e_dir(tmp_path):
 @pytest.mark.parametrize("peft", ["solo", pytest.param("lora", marks=pytest.mark.slow)])   # full: test_adapter_io
 def test_eval_scores_a_saved_run_again(tmp_path, peft):
     run = tmp_path / "run"
-    done = run_cli([*TRAIN, f"peft={peft}", f"task.data_dir={e2e_dir(tmp_path)}", f"hydra.run.dir={run}"], tmp_path)
+    done = cli_inprocess([*TRAIN, f"peft={peft}", f"task.data_dir={e2e_dir(tmp_path)}", f"hydra.run.dir={run}"],
+                         tmp_path)                    # the saved run; `contnet eval` reads it in a fresh process
     assert done.returncode == 0, done.stderr[-2000:]
     assert (run / "adapter" / "adapter_config.json").exists()
     summary = json.loads((run / "summary.json").read_text())
@@ -47,6 +48,6 @@ def test_eval_scores_a_saved_run_again(tmp_path, peft):
 def test_eval_bad_input_is_one_line_and_exit_2(tmp_path):
     out = run_cli(["eval", str(tmp_path / "nope")], tmp_path)
     assert out.returncode == 2 and "not a directory" in out.stderr and len(out.stderr.strip().splitlines()) == 1
-    out = run_cli(["eval", str(tmp_path)], tmp_path)
+    out = cli_inprocess(["eval", str(tmp_path)], tmp_path)
     assert out.returncode == 2 and ".hydra/config.yaml" in out.stderr
     assert not (tmp_path / "eval").exists()
