@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from contnet.continuation.pca import fix_signs, sequential_svd_bases
-from tests.conftest import run_cli, run_inprocess
+from tests.conftest import cli_inprocess, run_cli, run_inprocess
 from tests.test_resume import curves
 
 JOB = ["optimizer=cadam", "task=digits_ae", "model.init=pca", "model.ae_widths=null", "model.width=32", "trainer.max_steps=20", "trainer.eval_every=10",
@@ -28,7 +28,8 @@ def alone(tmp_path_factory) -> dict[str, list[dict]]:
 @pytest.mark.parametrize("order", ["0,1", "1,0"])
 def test_a_two_job_sweep_gives_each_job_the_numbers_it_gives_alone(tmp_path, alone, order):
     sweep = tmp_path / "sweep"
-    res = run_cli(["train", "-m", f"seed={order}", *JOB, f"hydra.sweep.dir={sweep}"], cwd=tmp_path)
+    cli = run_cli if order == "0,1" else cli_inprocess     # a fresh process, then this one (after other tests' jobs)
+    res = cli(["train", "-m", f"seed={order}", *JOB, f"hydra.sweep.dir={sweep}"], cwd=tmp_path)
     assert res.returncode == 0, res.stderr[-2000:]
     for job, seed in enumerate(order.split(",")):
         assert curves(sweep / str(job)) == alone[seed], f"job {job} (seed {seed}) differs from the same job alone"
