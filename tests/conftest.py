@@ -1,6 +1,7 @@
 """Shared fixtures: compose configs in-process and run the CLI as a subprocess, never touching the network."""
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -54,6 +55,13 @@ def compose(overrides: list[str] | None = None):
     GlobalHydra.instance().clear()
     with initialize_config_module(config_module="contnet.conf", version_base="1.3"):
         return hydra_compose("config", overrides=list(overrides or []))
+
+
+@functools.lru_cache(maxsize=None)
+def compose_option(group: str, option: str):
+    """The default config with `group=option`, composed once per session for the tests that compose every option
+    (test_schema, test_validation) and only read it: do not modify the returned config."""
+    return compose([f"{group}={option}"])
 
 
 def run_inprocess(overrides: list[str], run_dir: Path) -> dict:

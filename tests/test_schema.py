@@ -12,7 +12,7 @@ from contnet.errors import ConfigError
 from contnet.registry import ALL, OPTIMIZERS, Registry
 from contnet.schema import Options, opt, typed
 
-from conftest import compose, run_cli
+from tests.conftest import cli_inprocess, compose, compose_option, run_cli
 
 OPTIONS = [(reg.group, name) for reg in ALL for name in reg.names()]
 
@@ -25,7 +25,7 @@ def _registry(group: str) -> Registry:
 def test_every_option_composes_to_its_typed_config_and_equals_the_library_default(group, name):
     cls = _registry(group).config(name)
     assert cls is not None and issubclass(cls, Options), f"{group}={name} has no typed config"
-    node = compose([f"{group}={name}"])[group]
+    node = compose_option(group, name)[group]
     assert OmegaConf.get_type(node) is cls, f"conf/{group}/{name}.yaml does not use schema/{group}/{name}"
     assert OmegaConf.to_object(node) == cls(), f"{group}={name}: the YAML sets values that differ from {cls.__name__}()"
     assert cls().name == name
@@ -89,8 +89,8 @@ def test_an_unknown_key_in_a_preset_is_rejected(tmp_path):
 
 def test_a_wrong_type_in_one_job_of_a_sweep_stops_every_job(tmp_path):
     sweep = tmp_path / "s"
-    res = run_cli(["train", "-m", f"hydra.sweep.dir={sweep}", "trainer.max_steps=3", "optimizer.lr=1e-3,fast"],
-                  tmp_path)
+    res = cli_inprocess(["train", "-m", f"hydra.sweep.dir={sweep}", "trainer.max_steps=3", "optimizer.lr=1e-3,fast"],
+                        tmp_path)      # a sweep refused by the real process: test_validation (one bad value)
     assert res.returncode == 2
     assert res.stderr.strip() == "error: optimizer.lr=fast: must be a number > 0 (default 0.001)"
     assert not sweep.exists()
