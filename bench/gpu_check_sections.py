@@ -295,7 +295,7 @@ def compile_(device, out, emit):
 
 def continuation(device, out, emit):
     import bench_continuation
-    argv = ["--device", device.type] + ([] if device.type == "cuda" else ["--steps", "80", "--block", "2", "--batch", "64"])
+    argv = ["--device", device.type, "--parc"] + ([] if device.type == "cuda" else ["--steps", "80", "--block", "2", "--batch", "64"])
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
         bench_continuation.main(argv)
