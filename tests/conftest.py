@@ -123,5 +123,31 @@ def cli_inprocess(args: list[str], cwd: Path, env: dict | None = None) -> subpro
     return subprocess.CompletedProcess(["contnet", *args], rc, out.getvalue(), err.getvalue())
 
 
+class InProcessCommands:
+    """A stand-in for the `subprocess` module of the reproduce and tune drivers (monkeypatch it onto
+    contnet.reproduce.driver / contnet.tune): their `python -m contnet.tune …` and `python -m contnet.cli.main …`
+    commands run through those modules' mains in this process, the output going to the log file the driver
+    opened.  The commands are the drivers' own; only the interpreter start is saved."""
+    STDOUT, TimeoutExpired, SubprocessError = subprocess.STDOUT, subprocess.TimeoutExpired, subprocess.SubprocessError
+
+    @staticmethod
+    def run(cmd, cwd=None, stdout=None, **kw) -> subprocess.CompletedProcess:
+        import contextlib
+        import io
+
+        from contnet.tune import main as tune_main
+        assert cmd[:2] == [sys.executable, "-m"] and cmd[2] in ("contnet.tune", "contnet.cli.main"), cmd
+        if cmd[2] == "contnet.cli.main":
+            res = cli_inprocess(cmd[3:], cwd)
+            rc, text = res.returncode, res.stdout + res.stderr
+        else:
+            buf = io.StringIO()
+            with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
+                rc = tune_main(cmd[3:])
+            text = buf.getvalue()
+        stdout.write(text)
+        return subprocess.CompletedProcess(cmd, rc)
+
+
 def read_metrics(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]

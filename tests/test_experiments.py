@@ -1,8 +1,6 @@
 """conf/experiment presets (every claim at both scales) and the `contnet reproduce` driver (make reproduce-paper)."""
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import math
 import subprocess
@@ -12,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import cli_inprocess, compose
+from conftest import InProcessCommands, compose
 
 from contnet import reproduce
 from contnet.reproduce.claims import CLAIMS, claim_by_key, compare
@@ -210,40 +208,18 @@ def test_equivalence_check_is_exact():
     assert eq["max_abs_diff"] == 0.0 and eq["params_mlp"] == eq["params_seq2d"]
 
 
-class _Mains:
-    """A stand-in for the `subprocess` module of the reproduce and tune drivers: their `python -m contnet.tune …`
-    and `python -m contnet.cli.main train …` commands run through those modules' mains in this process, their
-    output going to the log file the driver opened; the commands themselves are the drivers' own."""
-    STDOUT, TimeoutExpired, SubprocessError = subprocess.STDOUT, subprocess.TimeoutExpired, subprocess.SubprocessError
-
-    @staticmethod
-    def run(cmd, cwd=None, stdout=None, **kw):
-        from contnet.tune import main as tune_main
-        assert cmd[:2] == [sys.executable, "-m"] and cmd[2] in ("contnet.tune", "contnet.cli.main"), cmd
-        if cmd[2] == "contnet.cli.main":
-            res = cli_inprocess(cmd[3:], cwd)
-            rc, text = res.returncode, res.stdout + res.stderr
-        else:
-            buf = io.StringIO()
-            with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
-                rc = tune_main(cmd[3:])
-            text = buf.getvalue()
-        stdout.write(text)
-        return subprocess.CompletedProcess(cmd, rc)
-
-
 @pytest.mark.parametrize("processes", [False, pytest.param(True, marks=pytest.mark.slow)],
                          ids=["in-process", "processes"])
 def test_smoke_run_writes_report(tmp_path, monkeypatch, processes):
     """The driver end to end: a tuned claim (2 arms × 2 trials, then 2 seeds each, 20 steps), REPORT.md.  The
-    fast suite runs the drivers' commands through their mains in this process (_Mains: 5 interpreter starts
-    less); `make test-all` also runs them as the processes they are.  Processes launched by a driver stay in
+    fast suite runs the drivers' commands through their mains in this process (conftest.InProcessCommands: 5
+    interpreter starts less); `make test-all` also runs them as the processes they are.  Processes launched by a driver stay in
     the fast suite elsewhere: test_tuning (tune -> `contnet train -m`), test_launchers, test_gpu_check."""
     if not processes:
         import contnet.tune
         from contnet.reproduce import driver
-        monkeypatch.setattr(driver, "subprocess", _Mains)
-        monkeypatch.setattr(contnet.tune, "subprocess", _Mains)
+        monkeypatch.setattr(driver, "subprocess", InProcessCommands)
+        monkeypatch.setattr(contnet.tune, "subprocess", InProcessCommands)
     assert reproduce.main(["--smoke", "--out", str(tmp_path)]) == 0
     text = (tmp_path / "REPORT.md").read_text()
     assert (tmp_path / "npacs" / "report" / "report.md").is_file()

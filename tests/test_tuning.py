@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import cli_inprocess, compose
+from conftest import InProcessCommands, cli_inprocess, compose
 from contnet.tune import completed_seeds, plan_from, study_trials
 from contnet.validation import validate
 
@@ -45,11 +45,14 @@ def test_preset_composes_with_a_seeded_optuna_sweeper_and_arms():
     assert full.hydra.sweeper.sampler.seed == 0 and full.hydra.sweeper.direction == "minimize"
 
 
-def test_tuning_is_deterministic_resumable_and_reports_on_test(tmp_path):
+def test_tuning_is_deterministic_resumable_and_reports_on_test(tmp_path, monkeypatch):
     a, b = tmp_path / "a", tmp_path / "b"
-    tune(a, "--trials", "3", "--seeds", "0")
-    tune(b, "--trials", "2", "--tune-only")
-    tune(b, "--trials", "3", "--tune-only")       # resumes: asks for the one missing trial only
+    tune(a, "--trials", "3", "--seeds", "0")      # its training sweeps are `contnet train -m` processes
+    import contnet.tune
+    with monkeypatch.context() as m:              # b's sweeps in this process: the same trials either way
+        m.setattr(contnet.tune, "subprocess", InProcessCommands)
+        tune(b, "--trials", "2", "--tune-only")
+        tune(b, "--trials", "3", "--tune-only")   # resumes: asks for the one missing trial only
     ta, tb = trial_values(a), trial_values(b)
     assert len(ta) == 3 and len(tb) == 3
     assert ta[:2] == tb[:2]                       # same sampler seed, same trial values and results
