@@ -83,12 +83,13 @@ def test_e2e_recipe_does_not_fall_back_to_valid(tmp_path):
 
 
 def _no_java_env(tmp_path):
-    (tmp_path / "bin").mkdir(exist_ok=True)                  # a PATH without java
+    """A PATH without java: a real process (this process may have found java already, and keeps the answer)."""
+    (tmp_path / "bin").mkdir(exist_ok=True)
     return {"PATH": str(tmp_path / "bin")}
 
 
 def test_smoke_substitutes_are_marked_in_summary_table_and_report(tmp_path):
-    res = train(tmp_path, f"task.data_dir={tmp_path / 'nothing'}", env=_no_java_env(tmp_path), cli=cli_inprocess)
+    res = train(tmp_path, f"task.data_dir={tmp_path / 'nothing'}", env=_no_java_env(tmp_path))
     assert res.returncode == 0, res.stderr[-2000:]
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["data"] == "synthetic" and summary["train_split"] == "train"
@@ -107,7 +108,7 @@ def test_smoke_substitutes_are_marked_in_summary_table_and_report(tmp_path):
 
 def test_train_on_valid_is_marked_and_empty_generate_splits_decodes_nothing(tmp_path):
     d = e2e_dir(tmp_path)
-    res = train(tmp_path, f"task.data_dir={d}", "task.generate_splits=[]", env=_no_java_env(tmp_path), cli=cli_inprocess)
+    res = train(tmp_path, f"task.data_dir={d}", "task.generate_splits=[]", env=_no_java_env(tmp_path))
     assert res.returncode == 0, res.stderr[-2000:]
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["train_split"] == "valid" and summary["data"] == str(d)
