@@ -35,3 +35,18 @@ def test_tf32_of_an_earlier_run_does_not_leak_into_a_deterministic_one(monkeypat
         assert torch.backends.cudnn.allow_tf32 == CUDNN_TF32_DEFAULT
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark = saved
+
+
+def test_seed_everything_sets_deterministic_algorithms_either_way():
+    """trainer.deterministic leaves no leftover from a previous job in the same process (the call is skipped
+    only when the state already matches)."""
+    import torch
+
+    from contnet.engine.run import seed_everything
+    try:
+        seed_everything(0, True)
+        assert torch.are_deterministic_algorithms_enabled() and torch.is_deterministic_algorithms_warn_only_enabled()
+        seed_everything(0, False)
+        assert not torch.are_deterministic_algorithms_enabled()
+    finally:
+        torch.use_deterministic_algorithms(False)
