@@ -109,8 +109,14 @@ def test_run_epochs_collates_only_this_ranks_slice_after_a_mid_epoch_resume(digi
 @pytest.fixture(scope="module")
 def text(tmp_path_factory):
     pytest.importorskip("transformers")
-    from tests.test_nlg_e2e import build, e2e_dir
-    task, model = build(e2e_dir(tmp_path_factory.mktemp("e2e")), "full", train_size=24, max_len=512)
+    from contnet.tasks import e2e_data
+    from tests.test_nlg_e2e import build
+    d = tmp_path_factory.mktemp("e2e") / "e2e"      # generated, so that the test does not depend on ../shared
+    d.mkdir()
+    for split, n_mrs, seed in (("valid", 16, 7), ("test", 3, 8)):
+        pairs = e2e_data.synthetic_e2e(n_mrs, seed)
+        (d / f"{split}.txt").write_text("\n".join(f"{mr}||{ref}" for mr, ref in pairs) + "\n", encoding="utf-8")
+    task, model = build(d, "full", train_size=24, max_len=512)
     return task, model.eval()
 
 
