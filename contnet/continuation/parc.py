@@ -99,9 +99,11 @@ class ArclengthOptions(Options):
         return {f.name: getattr(self, f.name) for f in fields(ArclengthOptions)}
 
 
-def corrector_omega(j: int, guess: int) -> float:
-    """Δs factor from the corrector iterations used (C2): fast convergence grows Δs, slow shrinks it."""
-    return 1.0 + guess / j if j <= guess else max(guess / j, 0.05)
+def corrector_omega(j, guess: int) -> torch.Tensor:
+    """Δs factor from the corrector iterations used (C2): fast convergence grows Δs, slow shrinks it.
+    `j` a number or a float64 tensor on any device (no host read); the result is a float64 tensor there."""
+    j = torch.as_tensor(j, dtype=torch.float64)
+    return torch.where(j <= guess, 1.0 + guess / j, torch.clamp(guess / j, min=0.05))
 
 
 def _dot(a: list[torch.Tensor], b: list[torch.Tensor]) -> torch.Tensor:
@@ -289,13 +291,12 @@ class PARCDriver:
         c = self.cfg
         lam = self.lam.tensor().clone()
         dtype = lam.dtype
-        j, g = self.j_t, float(c.guess_steps)
         grow = end & self.arc                              # Δs adapts after arclength correctors only
-        omega = torch.where(j <= g, 1.0 + g / j, torch.clamp(g / j, min=0.05))
+        ds_new = torch.clamp(corrector_omega(self.j_t, c.guess_steps) * self.ds_t, c.min_arc_len, c.max_arc_len)
         self.ds_prev_t = torch.where(grow, self.ds_t, self.ds_prev_t)
-        self.ds_t = torch.where(grow, torch.clamp(omega * self.ds_t, c.min_arc_len, c.max_arc_len), self.ds_t)
+        self.ds_t = torch.where(grow, ds_new, self.ds_t)
         self.k_t = self.k_t + end.to(self.k_t.dtype)
-        self.j_t = torch.where(end, 0.0, j)
+        self.j_t = torch.where(end, 0.0, self.j_t)
         done = lam.double() >= 1.0 - c.finish_tol
         if c.max_continuation_steps is not None:
             done = done | (self.k_t >= c.max_continuation_steps)
