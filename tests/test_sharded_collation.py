@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from contnet.engine import loop
-from contnet.engine.distributed import Context, shard, shard_of
+from contnet.engine.distributed import Context, shard_of
 from contnet.registry import TASKS
 from contnet.tasks.base import shard_slice
 from tests.conftest import compose
@@ -24,6 +24,15 @@ def epoch(task, batch_size, seed=7, **kw):
 
 def same(a, b) -> bool:
     return len(a) == len(b) and all(torch.equal(x, y) for x, y in zip(a, b))
+
+
+def shard(batch, ctx: Context):
+    """The reference: rank r's contiguous slice (along dim 0) of a collated global batch, the slicing the loop
+    did before sharded collation (tensors in tuples/lists)."""
+    if isinstance(batch, torch.Tensor):
+        per = batch.shape[0] // ctx.world_size
+        return batch[ctx.rank * per:(ctx.rank + 1) * per]
+    return type(batch)(shard(b, ctx) for b in batch)
 
 
 def assert_shards_are_slices_of_the_global_batches(task, per_rank: int, world: int, **kw):

@@ -85,21 +85,6 @@ def shard_of(ctx: Context) -> tuple[int, int] | None:
     return (ctx.rank, ctx.world_size) if ctx.enabled else None
 
 
-def shard(batch, ctx: Context):
-    """This rank's contiguous slice (along dim 0) of a global batch: tensors in tuples/lists/dicts.  The definition
-    of a shard that the tasks' sharded collation (`train_batches(..., shard=shard_of(ctx))`) is tested against."""
-    if not ctx.enabled:
-        return batch
-    if isinstance(batch, torch.Tensor):
-        per = batch.shape[0] // ctx.world_size
-        return batch[ctx.rank * per:(ctx.rank + 1) * per]
-    if isinstance(batch, (tuple, list)):
-        return type(batch)(shard(b, ctx) for b in batch)
-    if isinstance(batch, dict):
-        return {k: shard(v, ctx) for k, v in batch.items()}
-    return batch
-
-
 def unused_parameters(model, loss) -> list[str]:
     """Names of the trainable parameters that one forward/backward (`loss()`, a scalar of `model`) leaves
     without a gradient, e.g. a Sequential2D grid cell whose slot never reaches the output.  The probe
