@@ -247,7 +247,7 @@ class PARCDriver:
         if not self.progress.pending:
             self.progress.post(torch.stack([~self.running, self.arc]))
             self.posted_at = self.steps
-        if not getattr(self.progress, "lags", False):
+        if not self.progress.lags:
             self._learn(self.progress.read())
         elif self.steps - self.posted_at >= PROGRESS_DELAY:
             self._learn(self.progress.read(wait=True))
