@@ -213,39 +213,51 @@ def check_output_dir(path, key: str) -> None:
 
 
 def check_run_dir_holds_no_other_run(cfg, where) -> None:
-    """The engine's own run-directory rules (contnet.engine.run), applied before Hydra rewrites `.hydra/` in
-    a directory that holds another run: not the working directory, and one run per directory unless
-    trainer.resume / trainer.overwrite say otherwise."""
+    """The engine's own run-directory rules (contnet.engine.rundir), applied before Hydra starts: not the working
+    directory, not a sweep's directory, one run per directory unless trainer.resume / trainer.overwrite say
+    otherwise, and no other process writing there: the run's lock is taken here (released when the command ends)."""
     import logging
 
-    from contnet.engine.run import check_run_dir, plan_fresh_start, resume_checkpoint
-    run_dir = check_run_dir(where)
-    resuming = resume_checkpoint(cfg.trainer.get("resume"), run_dir)[0] is not None
+    from contnet.engine import rundir
+    run_dir = rundir.check_run_dir(where)
+    resume_from, run_dir = rundir.resume_checkpoint(cfg.trainer.get("resume"), run_dir)
     logging.disable(logging.WARNING)           # the run itself says what it decided
     try:
-        plan_fresh_start(cfg.trainer, run_dir, resuming)
+        rundir.plan_fresh_start(cfg.trainer, run_dir, resume_from is not None)
     finally:
         logging.disable(logging.NOTSET)
-
-
+    if os.environ.get("RANK", "0") == "0" and run_dir.is_dir():      # a run there: no second writer from now on
+        rundir.acquire(run_dir)
 
 
 def check_sweep_dir_holds_no_other_runs(cfg, where, subdir, n_jobs: int) -> None:
-    """The same rule for a sweep: the job directories it will use (`<sweep dir>/<job number>`, the default
-    subdir; a preset's own sweeper params may add jobs beyond the command line's, unchecked here) must not
-    hold runs of an earlier sweep unless every job resumes (trainer.resume=auto) or starts over
-    (trainer.overwrite=true).  Drivers with their own subdir pattern (contnet.tune) manage their folders."""
-    if cfg.trainer.get("resume") == "auto" or cfg.trainer.get("overwrite", False):
-        return
+    """The same rules for a sweep: its directory is not a single run's, no other sweep writes there (its lock
+    is taken here), and the job directories it will use (`<sweep dir>/<job number>`, the default subdir; a
+    preset's own sweeper params may add jobs beyond the command line's, unchecked here) do not hold runs of an
+    earlier sweep unless every job resumes (trainer.resume=auto) or starts over (trainer.overwrite=true).
+    Starting over also removes the earlier sweep's job folders beyond this sweep's jobs, so that no report
+    mixes the two.  Drivers with their own subdir pattern (contnet.tune) manage their folders."""
+    from contnet.engine import rundir
+    root = Path(str(where)).expanduser()
+    held_here = [f for f in ("metrics.jsonl", "summary.json") if (root / f).exists()]
+    if held_here:
+        raise ConfigError(f"hydra.sweep.dir={where} holds a single run ({', '.join(held_here)}); a sweep there would "
+                          "mix with it: choose another hydra.sweep.dir")
     if str(subdir) != "${hydra.job.num}" or not n_jobs:
         return
-    root = Path(str(where)).expanduser()
-    held = [str(i) for i in range(n_jobs)
-            if (root / str(i) / "metrics.jsonl").exists() or (root / str(i) / "summary.json").exists()]
-    if held:
-        raise ConfigError(f"hydra.sweep.dir={where} already holds runs (jobs {', '.join(held[:5])}"
+    jobs = sorted((int(p.name) for p in root.iterdir() if p.name.isdigit() and p.is_dir()) if root.is_dir() else [])
+    held = [i for i in jobs if (root / str(i) / "metrics.jsonl").exists() or (root / str(i) / "summary.json").exists()]
+    resume, overwrite = cfg.trainer.get("resume") == "auto", cfg.trainer.get("overwrite", False)
+    if held and not (resume or overwrite):
+        raise ConfigError(f"hydra.sweep.dir={where} already holds runs (jobs {', '.join(map(str, held[:5]))}"
                           f"{', ...' if len(held) > 5 else ''}); continue them with trainer.resume=auto, start over "
                           "with trainer.overwrite=true, or choose another hydra.sweep.dir")
+    if os.environ.get("RANK", "0") == "0" and root.is_dir():
+        rundir.acquire(root)
+    if overwrite:
+        for i in jobs:
+            if i >= n_jobs:
+                shutil.rmtree(root / str(i))
 
 
 def _output_key(argv: list[str]) -> str:

@@ -69,6 +69,14 @@ def _failed_job_summary(cfg, run_dir: Path, error: str) -> dict:
     return summary
 
 
+def _hydra_files(hc) -> dict[str, str]:
+    """`.hydra/` besides config.yaml, as Hydra itself would write them (output_subdir is null: the engine writes
+    them with the run's first write)."""
+    from omegaconf import OmegaConf
+    return {"overrides.yaml": OmegaConf.to_yaml(hc.overrides.task),
+            "hydra.yaml": OmegaConf.to_yaml(OmegaConf.create({"hydra": OmegaConf.to_container(hc, resolve=False)}))}
+
+
 def _task_function(cfg) -> float | None:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
@@ -85,7 +93,7 @@ def _task_function(cfg) -> float | None:
     else:
         group = cfg.logger.get("group")
     try:
-        summary = run(cfg, run_dir, group=group, name=name)
+        summary = run(cfg, run_dir, group=group, name=name, hydra_files=_hydra_files(hc))
     except ConfigError as e:
         if full_errors():
             raise
@@ -137,20 +145,33 @@ def _sweep_statuses() -> tuple[list[str], str | None]:
 
 
 def main(argv: list[str]) -> int:
-    import hydra
-
-    from contnet.engine import distributed
+    from contnet.engine import rundir
+    from contnet.engine.signals import Interrupted, StopOnSignal
     quiet = os.environ.get("RANK", "0") != "0"        # under torchrun, rank 0 alone reports config errors
     flags = ("-m", "--multirun")                      # anywhere on the line (Hydra's parser wants it first)
     argv = [a for a in argv if a in flags] + [a for a in argv if a not in flags]
     try:
-        check_overrides(argv)
+        with StopOnSignal():                          # a signal before the run starts: one line, nothing written
+            return _main(argv, quiet)
     except ConfigError as e:
         if full_errors():
             raise
         if not quiet:
             print(f"error: {one_line(e)}", file=sys.stderr)
         return EXIT_CONFIG
+    except Interrupted as e:
+        print(f"error: stopped by signal {e.signum} outside a run (nothing of a run was lost: a run ends with its "
+              "summary.json, an interrupted one resumes with trainer.resume=auto)", file=sys.stderr)
+        return 128 + e.signum
+    finally:
+        rundir.release_all()                          # the locks the pre-flight check took
+
+
+def _main(argv: list[str], quiet: bool) -> int:
+    import hydra
+
+    from contnet.engine import distributed
+    check_overrides(argv)
     ctx = distributed.init_from_env()
     try:
         if ctx.enabled:

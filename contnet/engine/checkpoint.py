@@ -94,10 +94,13 @@ def optimizer_kind(optimizer) -> str:
 
 
 def save(path: Path, *, model, optimizer, scheduler, progress: dict, scaler=None,
-         rng_ranks: list[dict] | None = None) -> None:
+         rng_ranks: list[dict] | None = None, run: dict | None = None) -> None:
     """Written to a temp file and renamed: a kill mid-save leaves the previous last.pt intact.
-    `rng_ranks` (data-parallel runs, from `gather_rng`): every rank's RNG state, index = rank."""
+    `rng_ranks` (data-parallel runs, from `gather_rng`): every rank's RNG state, index = rank.
+    `run`: the keys that make the run (rundir.run_identity); a resume that changes one is refused."""
     extra = {"rng_ranks": rng_ranks} if rng_ranks is not None else {}
+    if run is not None:
+        extra["run"] = run
     atomic_torch_save({
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),      # continuation optimizers: λ, Δλ, secant history too
@@ -183,4 +186,4 @@ def load(ckpt: dict | Path, *, model, optimizer, scheduler, scaler=None, ctx=Non
 
 def after_restore(ckpt: dict) -> dict:
     """What `load` still needs once `restore` has run: the scaler, RNG states and progress."""
-    return {k: ckpt[k] for k in ("scaler", "rng", "rng_ranks", "progress", "path") if k in ckpt}
+    return {k: ckpt[k] for k in ("scaler", "rng", "rng_ranks", "progress", "path", "run") if k in ckpt}

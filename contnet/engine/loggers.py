@@ -30,6 +30,26 @@ def _step_of(line: str) -> int | None:
         return None
 
 
+def metrics_gap(path: Path, step: int) -> str | None:
+    """What is missing from metrics.jsonl for a resume at `step` (a train/loss record for every step up to it),
+    as words; None when every record is there (or the file is gone: the resume then starts it anew)."""
+    if step <= 0 or not Path(path).exists():
+        return None
+    seen = set()
+    for ln in Path(path).read_text(errors="replace").splitlines():
+        try:
+            rec = json.loads(ln)
+            if "train/loss" in rec:
+                seen.add(int(rec["step"]))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            continue
+    missing = [s for s in range(1, step + 1) if s not in seen]
+    if not missing:
+        return None
+    return (f"has no train record for {len(missing)} of the {step} steps before the checkpoint "
+            f"(first missing: step {missing[0]})")
+
+
 class JsonlLogger:
     """One JSON object per line; buffered and flushed every `flush_every` records and at close.
     The file holds one run: a fresh run (`truncate_after_step=None`) starts it empty, a resumed one

@@ -33,9 +33,15 @@ from .plots import plot_curves
 from .progress import ProgressReporter
 from .setup import Setup
 from .setup import CUDNN_TF32_DEFAULT, autocast_for, device_settings, pick_device  # noqa: F401  (their older home)
-from .signals import StopOnSignal
+from .signals import Interrupted, StopOnSignal
 
 log = logging.getLogger("contnet")
+
+
+def seed64(x: int) -> int:
+    """A derived seed as torch.Generator takes it (−2**63 ≤ x < 2**64): unchanged where it already fits, so only
+    seeds that overflowed before (≳ 1.8e13) are folded."""
+    return x if -2**63 <= x < 2**64 else x % 2**64
 
 
 def is_better(key: str, new: float, old: float | None) -> bool:
@@ -83,6 +89,7 @@ class RunState:
     best: dict = field(default_factory=dict)
     last: dict = field(default_factory=dict)
     first_loss: float | None = None   # the run's first train/loss: the divergence guard is relative to it
+    final_step: int = -1              # the step whose final evaluation is done (a resume does not repeat it)
 
 
 class Stop(Exception):
@@ -113,6 +120,8 @@ class Loop:
     paused: float = 0.0                   # time spent evaluating/checkpointing since the loop started
     timed_ckpt: bool = False              # the checkpoint clock ran out (agreed over ranks at a flush)
     next_ckpt_t: float = 0.0
+    saved_step: int = -1                  # the step of the last checkpoint this loop saved
+    identity: dict | None = None          # the keys that make this run (rundir.run_identity), kept in checkpoints
 
 
 def training_models(model, task, cfg: TrainerConfig, setup: Setup, seed: int):
@@ -226,7 +235,7 @@ def evaluate(lp: Loop, final: bool = False) -> dict:
     cfg, task, device, st = lp.cfg, lp.task, lp.setup.device, lp.state
     autocast = lp.setup.precision.autocast
     if lp.bn_batches:             # re-estimate BatchNorm statistics under the current weights; every rank
-        gen = torch.Generator().manual_seed(lp.seed * 1_000_003 - 1)     # (SyncBatchNorm: a collective)
+        gen = torch.Generator().manual_seed(seed64(lp.seed * 1_000_003 - 1))     # (SyncBatchNorm: a collective)
         with autocast():
             batchnorm.recalibrate(lp.model, itertools.islice(task.train_batches(cfg.batch_size, gen, device), lp.bn_batches),
                                   lambda b: task.loss(lp.eval_model, b))
@@ -261,16 +270,17 @@ def save_checkpoint(lp: Loop) -> None:
     ctx, device, st = lp.setup.ctx, lp.setup.device, lp.state
     rng_ranks = checkpoint.gather_rng(ctx, device)     # under DDP a collective: every rank calls this
     if not ctx.is_main:
+        lp.saved_step = st.step                        # every rank: the next save decision is the same on all
         return
     t_ckpt = time.perf_counter()
-    for lg in lp.loggers:
-        if hasattr(lg, "flush"):
-            lg.flush()
+    flush_loggers(lp)
     checkpoint.save(lp.run_dir / "checkpoints" / "last.pt", model=lp.model, optimizer=lp.optimizer,
                     scheduler=lp.scheduler, scaler=lp.setup.precision.scaler, rng_ranks=rng_ranks, progress={
                         "step": st.step, "epoch": st.epoch, "batch_in_epoch": st.batch_in_epoch,
                         "elapsed_s": time.perf_counter() - lp.t0, "train_time_s": st.train_time_s,
-                        "best": st.best, "last": st.last, "first_loss": st.first_loss})
+                        "best": st.best, "last": st.last, "first_loss": st.first_loss,
+                        "final_step": st.final_step}, run=lp.identity)
+    lp.saved_step = st.step
     now = time.perf_counter()
     lp.paused += now - t_ckpt
     # the next timed save waits at least 100× this one: saving stays ≤ 1 % of the run's time
@@ -301,7 +311,7 @@ def run_epochs(lp: Loop, signals: StopOnSignal) -> None:
     """Steps until the budget: data order = f(seed, epoch); a resume mid-epoch skips the batches seen."""
     st, ctx, n_steps = lp.state, lp.setup.ctx, lp.setup.steps
     while st.step < n_steps:
-        gen = torch.Generator().manual_seed(lp.seed * 1_000_003 + st.epoch)
+        gen = torch.Generator().manual_seed(seed64(lp.seed * 1_000_003 + st.epoch))
         batches = lp.task.train_batches(lp.cfg.batch_size * ctx.world_size, gen, lp.setup.device,
                                         shard=distributed.shard_of(ctx))     # this rank's slice of each global batch
         for i, batch in enumerate(batches):
@@ -333,59 +343,123 @@ def plot(lp: Loop) -> None:
 
 def fit(*, model, task, optimizer, scheduler, tcfg, run_dir: Path, loggers: list, seed: int,
         resume_from: dict | Path | None = None, ctx: distributed.Context | None = None,
-        setup: Setup | None = None) -> dict:
-    """Train; returns the summary fields the engine owns (status, steps, final, best, timings).
+        setup: Setup | None = None, signals: StopOnSignal | None = None, identity: dict | None = None,
+        into: dict | None = None) -> dict:
+    """Train, evaluate at the end, save the last checkpoint and the plot; returns the summary fields the engine
+    owns (status, steps, final, best, timings), and keeps them in `into` as well when it ends by an exception.
 
     `setup` is what `run()` decided (device, precision, step budget, model already placed); a library call
-    without it gets one here.  With a data-parallel context every rank runs this loop on its shard of each
-    global batch; only rank 0 has loggers and writes checkpoints."""
+    without it gets one here.  `signals` is the run's signal scope (engine/signals.py; a library call gets its
+    own).  With a data-parallel context every rank runs this loop on its shard of each global batch; only
+    rank 0 has loggers and writes checkpoints."""
     cfg = trainer_config(tcfg)
     if setup is None:
         setup = Setup.choose(cfg, ctx)
         setup.place(model, task, cfg)
     lp = Loop(cfg, setup, model, *training_models(model, task, cfg, setup, seed), task=task, optimizer=optimizer,
-              scheduler=scheduler, loggers=loggers, run_dir=Path(run_dir), seed=seed)
+              scheduler=scheduler, loggers=loggers, run_dir=Path(run_dir), seed=seed, identity=identity)
     lp.next_ckpt_t = time.perf_counter() + cfg.checkpoint_every_s
     if resume_from is not None:
         prog = checkpoint.load(resume_from, model=model, optimizer=optimizer, scheduler=scheduler,
                                scaler=setup.precision.scaler, ctx=setup.ctx, device=setup.device)
         lp.state = RunState(**{k: prog[k] for k in ("step", "epoch", "batch_in_epoch", "elapsed_s", "train_time_s",
-                                                    "best", "last")}, first_loss=prog.get("first_loss"))
+                                                    "best", "last")}, first_loss=prog.get("first_loss"),
+                            final_step=prog.get("final_step", -1))
+        lp.saved_step = lp.state.step
         log.info("resumed in %s at step %d", run_dir, lp.state.step)
-    st = lp.state
-    lp.t0 = time.perf_counter() - st.elapsed_s
+    lp.t0 = time.perf_counter() - lp.state.elapsed_s
     lp.bn_batches = cfg.bn_recalibrate if batchnorm.batchnorms(model) else 0
     lp.lam = find_lambda(model)
-    lp.reporter = ProgressReporter(setup.steps, cfg.progress, cfg.print_every, st.step)
+    lp.reporter = ProgressReporter(setup.steps, cfg.progress, cfg.print_every, lp.state.step)
     model.train()
-    t_loop = None
-    # SIGINT/SIGTERM: finish the current step, save a checkpoint, mark the run interrupted
-    with StopOnSignal() as signals:
+    with contextlib.ExitStack() as stack:
+        if signals is None:
+            signals = stack.enter_context(StopOnSignal())
         try:
-            if st.step == 0 and cfg.eval_every:
+            train(lp, signals)
+            # a data-parallel run finishes its outputs on a signal (rank 0 alone evaluates: no agreed stop there)
+            with signals.deferred() if setup.ctx.enabled else contextlib.nullcontext():
+                finish(lp)
+        except Interrupted as e:
+            stop_now(lp, signals, e)
+        finally:
+            if into is not None:
+                into.update(outcome(lp, signals))
+    return outcome(lp, signals)
+
+
+def train(lp: Loop, signals: StopOnSignal) -> None:
+    """The training loop: a first signal ends it after the current step (Stop, status interrupted)."""
+    st, t_loop = lp.state, None
+    with signals.deferred():
+        try:
+            if st.step == 0 and lp.cfg.eval_every:
                 evaluate(lp)
             t_loop, lp.paused = time.perf_counter(), 0.0
             run_epochs(lp, signals)
         except Stop:
             pass
         except BaseException:
-            if not setup.ctx.enabled:          # a crash: keep the steps that ran (no collective on one rank)
-                with contextlib.suppress(BaseException):
+            if not lp.setup.ctx.enabled:          # a crash: keep the steps that ran (no collective on one rank)
+                with signals.shielded(), contextlib.suppress(Exception):
                     flush(lp)
+                    flush_loggers(lp)
             raise
         finally:
             if t_loop is not None:
                 st.train_time_s += time.perf_counter() - t_loop - lp.paused
             lp.reporter.close()
-    if lp.status == "completed":
+
+
+def finish(lp: Loop) -> None:
+    """After the loop: the final evaluation (once per step: a resume after it does not repeat it), the last
+    checkpoint, the records on disk and the plot.  A signal here raises Interrupted at once (see fit)."""
+    st = lp.state
+    if lp.status == "completed" and st.final_step != st.step:
         evaluate(lp, final=True)
-    if lp.status != "diverged":
+        st.final_step = st.step
+    if lp.status == "completed" or (lp.status != "diverged" and lp.saved_step != st.step):
         save_checkpoint(lp)
-    for lg in loggers:
+    flush_loggers(lp)
+    if lp.setup.ctx.is_main and lp.status != "interrupted":
+        plot(lp)
+
+
+def stop_now(lp: Loop, signals: StopOnSignal, e: Interrupted) -> None:
+    """A signal outside the training steps (or a second one): the records on disk, then — after a first
+    signal, past the first step — a checkpoint at this step unless one is there already."""
+    lp.status = "interrupted"
+    st = lp.state
+    with signals.shielded():
+        try:
+            if not lp.setup.ctx.enabled:
+                flush(lp)
+        except Stop:                              # the pending steps diverged: that is the status
+            return
+        finally:
+            flush_loggers(lp)
+    if e.second or st.step == 0 or lp.saved_step == st.step:
+        if e.second:
+            log.warning("second signal: stopping now; the checkpoint on disk (step %d) stands", max(lp.saved_step, 0))
+        return
+    try:
+        save_checkpoint(lp)
+        log.warning("signal %s: checkpoint saved at step %d (continue with trainer.resume=%s)", e.signum, st.step,
+                    lp.run_dir)
+    except Interrupted:
+        log.warning("second signal: the checkpoint at step %d was not saved; the one on disk (step %d) stands",
+                    st.step, max(lp.saved_step, 0))
+
+
+def flush_loggers(lp: Loop) -> None:
+    for lg in lp.loggers:
         if hasattr(lg, "flush"):
             lg.flush()
-    if setup.ctx.is_main:
-        plot(lp)
+
+
+def outcome(lp: Loop, signals: StopOnSignal) -> dict:
+    """The summary fields the loop owns, true at any moment (the step count included)."""
+    st = lp.state
     extra = {"diverged_at_step": st.step} if lp.status == "diverged" else {}
     if lp.status == "interrupted":
         extra["signal"] = signals.signum
@@ -393,4 +467,4 @@ def fit(*, model, task, optimizer, scheduler, tcfg, run_dir: Path, loggers: list
             "train_time_s": round(st.train_time_s, 4),
             "steps_per_s": round(st.step / st.train_time_s, 2) if st.train_time_s else None,
             "final": {k: v for k, v in st.last.items() if k not in ("step", "time_s")}, "best": dict(st.best),
-            "device": str(setup.device), "world_size": setup.ctx.world_size}
+            "device": str(lp.setup.device), "world_size": lp.setup.ctx.world_size}

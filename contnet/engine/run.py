@@ -4,10 +4,8 @@ Usable without Hydra: `run(cfg, run_dir)` with an OmegaConf config shaped like c
 """
 from __future__ import annotations
 
-import json
 import logging
 import random
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -17,12 +15,14 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from contnet.models.common import count_parameters
 from contnet.registry import LOGGERS, MODELS, OPTIMIZERS, PEFTS, SCHEDULERS, TASKS, ConfigError
 from contnet.validation import validate
-from . import checkpoint, distributed, loop
+from . import checkpoint, distributed, loop, rundir
 from .config import TrainerConfig, trainer_config
-from .io import atomic_write_json, versions
-from .loggers import JsonlLogger
+from .io import atomic_write_bytes, atomic_write_json, versions
+from .loggers import JsonlLogger, metrics_gap
 from .progress import final_table
+from .rundir import check_run_dir, finished_summary, read_summary, resume_checkpoint  # noqa: F401 (read_summary: drivers)
 from .setup import Setup
+from .signals import Interrupted, StopOnSignal
 
 log = logging.getLogger("contnet")
 
@@ -72,81 +72,6 @@ def resolve_auto(cfg: DictConfig) -> None:
             cfg.model.init = "default"             # the closed-form λ=0 start is a continuation optimizer's (models/common.py)
 
 
-RUN_FILES = ("metrics.jsonl", "summary.json", "checkpoints", "curves.png", "tensorboard")
-
-
-def check_run_dir(run_dir) -> Path:
-    """The run directory must be a directory of its own: run files never go into the working directory."""
-    text = "" if run_dir is None else str(run_dir).strip()
-    if text in ("", ".") or Path(text).expanduser().resolve() == Path.cwd().resolve():
-        raise ConfigError(f"the run directory is {'empty' if not text else repr(text)} (the working directory); "
-                          "run files would mix with yours: set hydra.run.dir=<a new directory>, or leave it unset")
-    return Path(text).expanduser()
-
-
-def resume_checkpoint(resume, run_dir: Path) -> tuple[Path | None, Path]:
-    """trainer.resume: null | auto (this run dir, if it has a checkpoint) | <run dir>."""
-    if resume in (None, "", False):
-        return None, run_dir
-    if resume == "auto":
-        ckpt = run_dir / "checkpoints" / "last.pt"
-        return (ckpt if ckpt.exists() else None), run_dir
-    src = Path(str(resume)).expanduser()
-    ckpt = src / "checkpoints" / "last.pt"
-    if not ckpt.exists():
-        raise ConfigError(f"trainer.resume={resume}: no checkpoint at {ckpt}; give a run directory that has checkpoints/last.pt, or auto")
-    return ckpt, src
-
-
-def read_summary(run_dir: Path) -> dict | None:
-    try:
-        summary = json.loads((run_dir / "summary.json").read_text())
-    except (OSError, ValueError):
-        return None
-    return summary if isinstance(summary, dict) else None
-
-
-def finished_summary(run_dir: Path) -> dict | None:
-    """summary.json of a run that already completed (a resumed rerun of it has nothing to do)."""
-    summary = read_summary(run_dir)
-    return summary if summary is not None and summary.get("status") == "completed" else None
-
-
-def plan_fresh_start(tcfg, run_dir: Path, resuming: bool) -> bool:
-    """Decide, touching nothing, whether a run may start in run_dir; True: clear its old run files first.
-    A run directory holds one run: one that already holds a run (metrics.jsonl, summary.json) is
-    continued (trainer.resume), cleared on request (trainer.overwrite=true) or refused.
-    (resume together with overwrite is refused by TrainerConfig.check.)"""
-    tcfg = trainer_config(tcfg)
-    resume, overwrite = tcfg.resume, tcfg.overwrite
-    if resuming:
-        return False
-    held = [f for f in ("metrics.jsonl", "summary.json") if (run_dir / f).exists()]
-    if not held:
-        return False
-    if overwrite:
-        return True
-    if resume == "auto":
-        summary = read_summary(run_dir)
-        if summary is None:                  # killed before its first checkpoint: nothing to continue
-            log.warning("trainer.resume=auto: %s has no checkpoint yet; starting over (its metrics.jsonl is cleared)",
-                        run_dir)
-            return True
-        raise ConfigError(f"trainer.resume=auto: {run_dir} holds a finished run (status {summary.get('status')}) "
-                          "without checkpoints/last.pt; start over with trainer.overwrite=true or choose another run directory")
-    raise ConfigError(f"{run_dir} already holds a run ({', '.join(held)}); continue it with trainer.resume=auto, "
-                      "start over with trainer.overwrite=true (clears its run files), or choose another hydra.run.dir")
-
-
-def clear_run_files(run_dir: Path) -> None:
-    for name in RUN_FILES:
-        path = run_dir / name
-        if path.is_dir():
-            shutil.rmtree(path)
-        else:
-            path.unlink(missing_ok=True)
-
-
 def make_loggers(cfg, run_dir: Path, truncate_after: int | None, group, name) -> list:
     """metrics.jsonl always; `logger=<name>` may add one more (a LOGGERS entry; jsonl adds none)."""
     loggers = [JsonlLogger(run_dir / "metrics.jsonl", truncate_after_step=truncate_after)]
@@ -170,16 +95,23 @@ def build(cfg, tcfg: TrainerConfig, seed: int, run_dir: Path, setup: Setup):
 
 
 def failure(e: BaseException) -> dict:
+    if isinstance(e, Interrupted):
+        return {"status": "interrupted", "signal": e.signum}
     status = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
     return {"status": status, "error": f"{e.__class__.__name__}: {' '.join(str(e).split())}"}
 
 
-def run(cfg: DictConfig, run_dir: Path, group: str | None = None, name: str | None = None) -> dict:
-    """One run.  Under torchrun every rank calls this; only rank 0 writes into run_dir.
+def run(cfg: DictConfig, run_dir: Path, group: str | None = None, name: str | None = None,
+        hydra_files: dict[str, str] | None = None) -> dict:
+    """One run.  Under torchrun every rank calls this; only rank 0 writes into run_dir, and holds its lock.
 
-    Order: every check that can refuse the run (config, run directory, device, precision, checkpoint
-    and its fit to the built model) comes before the first write, so a refused run changes no file
-    (a ConfigError: one line, exit 2).  From then on every run ends with a summary.json."""
+    Order: every check that can refuse the run (config, run directory and its lock, device, precision,
+    checkpoint and its fit to the built model and to this config's identity) comes before the first write, so a
+    refused run changes no file (a ConfigError: one line, exit 2; what the process appended to a log in the
+    run directory is cut again).  From then on every run ends with a summary.json, whatever stops it: one
+    signal scope covers the whole run (engine/signals.py).  `hydra_files`: `.hydra/` files besides
+    config.yaml (the CLI's overrides.yaml, hydra.yaml), written with the run's first write."""
+    composed = OmegaConf.to_yaml(cfg)              # .hydra/config.yaml: the config as composed
     validate(cfg)                                  # before any work: one line naming the key
     run_dir = check_run_dir(run_dir)
     resolve_auto(cfg)
@@ -189,67 +121,114 @@ def run(cfg: DictConfig, run_dir: Path, group: str | None = None, name: str | No
     tcfg = trainer_config(cfg.trainer)
     ctx = distributed.context()
     setup = Setup.choose(tcfg, ctx)                # a device or precision this machine lacks: fail now
-    device = setup.device
     resume_from, run_dir = resume_checkpoint(tcfg.resume, run_dir)
-    restart = plan_fresh_start(tcfg, run_dir, resume_from is not None) if ctx.is_main else False
+    logs = rundir.open_log_sizes(run_dir)
+    files = {"config.yaml": composed, **(hydra_files or {})}
+    locked = False
+    try:
+        locked = rundir.acquire(run_dir) if ctx.is_main else False      # taken at the check, held to the end
+        with StopOnSignal() as signals:
+            return _run(cfg, tcfg, setup, run_dir, resume_from, signals, (group, name), files, logs)
+    except ConfigError:
+        rundir.roll_back_logs(logs)
+        raise
+    finally:
+        if locked:
+            rundir.release(run_dir)
+
+
+def _first_write(run_dir: Path, restart: bool, files: dict, logs: dict) -> None:
+    """The run's first write: clear a run that is started over, drop a stale summary, write `.hydra/`."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if restart:
+        rundir.clear_for_overwrite(run_dir, logs)
+    (run_dir / "summary.json").unlink(missing_ok=True)    # never leave a stale "completed" behind
+    for fname, text in files.items():
+        atomic_write_bytes(run_dir / ".hydra" / fname, text.encode())
+
+
+def _run(cfg, tcfg, setup, run_dir, resume_from, signals, names, files, logs) -> dict:
+    ctx, seed, is_main = setup.ctx, int(cfg.seed), setup.ctx.is_main
+    restart = rundir.plan_fresh_start(tcfg, run_dir, resume_from is not None) if is_main else False
     ckpt = checkpoint.read(resume_from) if resume_from is not None else None   # corrupt/truncated: fail now
-    done = finished_summary(run_dir) if ckpt is not None else None
-    seed = int(cfg.seed)
+    identity = rundir.run_identity(cfg)
+    if ckpt is not None:
+        check_continues(ckpt, identity, run_dir, is_main)
     summary = {"status": "failed", "steps": 0, "seed": seed, "trainable_params": 0, "total_params": 0,
-               "task": cfg.task.name, "model": cfg.model.name, "optimizer": cfg.optimizer.name,
-               "peft": cfg.peft.name,
-               "scheduler": cfg.scheduler.name, "run_dir": str(run_dir), "versions": versions(),
-               "final": {}, "best": {}, "wall_time_s": 0.0}
-
-    def start_files() -> None:                      # the first write into the run directory
-        if ctx.is_main:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            if restart:
-                clear_run_files(run_dir)
-            (run_dir / "summary.json").unlink(missing_ok=True)    # never leave a stale "completed" behind
-
-    set_threads(tcfg.threads, device)              # before the build: the PCA start's SVD uses them
+               **{g: cfg[g].name for g in ("task", "model", "optimizer", "peft", "scheduler")},
+               "run_dir": str(run_dir), "versions": versions(), "final": {}, "best": {}, "wall_time_s": 0.0}
+    set_threads(tcfg.threads, setup.device)        # before the build: the PCA start's SVD uses them
     seed_everything(seed, tcfg.deterministic)
     try:
         task, model, optimizer, scheduler = build(cfg, tcfg, seed, run_dir, setup)
     except ConfigError:
         raise                                      # bad input: nothing written
     except BaseException as e:
-        if ckpt is None and ctx.is_main:           # a resume leaves its source run as it was
-            start_files()
+        if ckpt is not None or not is_main:        # a resume leaves its source run as it was
+            if isinstance(e, Interrupted):
+                return {**summary, **failure(e)}
+            raise
+        with signals.shielded():
+            _first_write(run_dir, restart, files, logs)
             atomic_write_json(run_dir / "summary.json", {**summary, **failure(e)})
+        if isinstance(e, Interrupted):
+            return {**summary, **failure(e)}
         raise
     trainable, total = count_parameters(model)
     summary.update(trainable_params=trainable, total_params=total)
     summary.update(getattr(task, "provenance", {}))   # substitutes on record, e.g. data: synthetic (tasks/e2e.py)
-    set_threads(tcfg.threads, device, total)
+    set_threads(tcfg.threads, setup.device, total)
+    done = finished_summary(run_dir) if ckpt is not None else None
     if done is not None and done.get("steps", 0) >= setup.steps:
         log.info("%s already completed %d steps: nothing to resume", run_dir, done["steps"])
+        rundir.roll_back_logs(logs)
         return done
     truncate_after = None
     if ckpt is not None:                           # checked against the built objects before any write
         checkpoint.restore(ckpt, model=model, optimizer=optimizer, scheduler=scheduler)
         truncate_after = int(ckpt["progress"]["step"])
         ckpt = checkpoint.after_restore(ckpt)      # fit() restores the RNG states and the progress
-    start_files()
-    loggers = []
+    if is_main:
+        _first_write(run_dir, restart, files, logs)
+    objs = {"task": task, "model": model, "optimizer": optimizer, "scheduler": scheduler}
+    return _train(cfg, tcfg, setup, run_dir, (ckpt, truncate_after), signals, names, identity, objs, summary)
+
+
+def check_continues(ckpt: dict, identity: dict, run_dir: Path, is_main: bool) -> None:
+    """A resume continues the checkpoint's run: the same keys that make a run, and every record up to its step."""
+    why = rundir.identity_mismatch(ckpt.get("run"), identity)
+    if why:
+        raise ConfigError(f"trainer.resume: {why}; a resume continues the same run: resume with the run's values, "
+                          f"or start a new run (another hydra.run.dir, or trainer.overwrite=true in {run_dir})")
+    gap = metrics_gap(run_dir / "metrics.jsonl", int(ckpt["progress"]["step"])) if is_main else None
+    if gap:
+        raise ConfigError(f"trainer.resume: {run_dir}/metrics.jsonl {gap}; the resumed run would have a gap: "
+                          "restore the file, or start over with trainer.overwrite=true")
+
+
+def _train(cfg, tcfg, setup, run_dir, resume, signals, names, identity, objs, summary) -> dict:
+    """The loggers, fit(), the adapter; summary.json last, whatever ended the run."""
+    (ckpt, truncate_after), is_main, loggers = resume, setup.ctx.is_main, []
     try:
-        if ctx.is_main:
-            loggers = make_loggers(cfg, run_dir, truncate_after, group, name)
-        summary.update(loop.fit(model=model, task=task, optimizer=optimizer, scheduler=scheduler, tcfg=tcfg,
-                                run_dir=run_dir, loggers=loggers, seed=seed, resume_from=ckpt, setup=setup))
-        if ctx.is_main and summary.get("status") == "completed":
+        if is_main:
+            loggers = make_loggers(cfg, run_dir, truncate_after, *names)
+        loop.fit(**objs, tcfg=tcfg, run_dir=run_dir, loggers=loggers, seed=summary["seed"], resume_from=ckpt,
+                 setup=setup, signals=signals, identity=identity, into=summary)
+        if is_main and summary.get("status") == "completed":
             from contnet.peft.io import save_for_run
-            save_for_run(cfg.peft, model, run_dir)      # <run>/adapter/: what `contnet eval <run>` loads
+            save_for_run(cfg.peft, objs["model"], run_dir)      # <run>/adapter/: what `contnet eval <run>` loads
+    except Interrupted as e:                        # in writing the outputs: the checkpoint of fit() stands
+        summary.update(failure(e))
     except BaseException as e:
         summary.update(failure(e))
         raise
     finally:
-        for lg in loggers:
-            lg.summary(summary)
-            lg.close(summary["status"])
-        if ctx.is_main:
-            atomic_write_json(run_dir / "summary.json", summary)   # written last, by temp file + rename
-    if ctx.is_main:
+        with signals.shielded():
+            for lg in loggers:
+                lg.summary(summary)
+                lg.close(summary["status"])
+            if is_main:
+                atomic_write_json(run_dir / "summary.json", summary)   # written last, by temp file + rename
+    if is_main:
         final_table(summary)
     return summary
