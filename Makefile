@@ -8,7 +8,7 @@ STAMP := $(VENV)/.contnet-installed
 SCALE ?= cpu
 PYTEST_ARGS ?=
 
-.PHONY: install train test test-all bench reproduce-paper compare-digits-ae clean gpu-check
+.PHONY: install train test test-all bench reproduce-paper compare-digits-ae clean gpu-check golden
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -49,3 +49,8 @@ compare-digits-ae: $(STAMP)
 
 clean:
 	rm -rf outputs/20* outputs/multirun .pytest_cache
+
+# Regenerate the golden-run fixtures (tests/golden/fixtures/, checked by tests/test_golden.py) from this tree's
+# committed code.  They prove that a change moves no number: a commit that changes them must say why.
+golden: $(STAMP)
+	$(BIN)/python -m tests.golden.regenerate
