@@ -221,13 +221,13 @@ def check_run_dir_holds_no_other_run(cfg, where) -> None:
     from contnet.engine import rundir
     run_dir = rundir.check_run_dir(where)
     resume_from, run_dir = rundir.resume_checkpoint(cfg.trainer.get("resume"), run_dir)
+    if os.environ.get("RANK", "0") == "0" and run_dir.is_dir():      # a run there: no second writer from now on
+        rundir.acquire(run_dir)
     logging.disable(logging.WARNING)           # the run itself says what it decided
     try:
         rundir.plan_fresh_start(cfg.trainer, run_dir, resume_from is not None)
     finally:
         logging.disable(logging.NOTSET)
-    if os.environ.get("RANK", "0") == "0" and run_dir.is_dir():      # a run there: no second writer from now on
-        rundir.acquire(run_dir)
 
 
 def check_sweep_dir_holds_no_other_runs(cfg, where, subdir, n_jobs: int) -> None:
@@ -239,6 +239,8 @@ def check_sweep_dir_holds_no_other_runs(cfg, where, subdir, n_jobs: int) -> None
     mixes the two.  Drivers with their own subdir pattern (contnet.tune) manage their folders."""
     from contnet.engine import rundir
     root = Path(str(where)).expanduser()
+    if os.environ.get("RANK", "0") == "0" and root.is_dir():
+        rundir.acquire(root)
     held_here = [f for f in ("metrics.jsonl", "summary.json") if (root / f).exists()]
     if held_here:
         raise ConfigError(f"hydra.sweep.dir={where} holds a single run ({', '.join(held_here)}); a sweep there would "
@@ -252,8 +254,6 @@ def check_sweep_dir_holds_no_other_runs(cfg, where, subdir, n_jobs: int) -> None
         raise ConfigError(f"hydra.sweep.dir={where} already holds runs (jobs {', '.join(map(str, held[:5]))}"
                           f"{', ...' if len(held) > 5 else ''}); continue them with trainer.resume=auto, start over "
                           "with trainer.overwrite=true, or choose another hydra.sweep.dir")
-    if os.environ.get("RANK", "0") == "0" and root.is_dir():
-        rundir.acquire(root)
     if overwrite:
         for i in jobs:
             if i >= n_jobs:

@@ -261,7 +261,8 @@ def identity_mismatch(saved: dict | None, now: dict) -> str | None:
     """The first key that makes this config another run than the checkpoint's, as `key=now (the run: saved)`."""
     if not saved:
         return None                           # a checkpoint from before identities were recorded
-    for key in sorted(set(saved) | set(now)):
+    order = lambda k: (not k.endswith(".name"), k != "seed", k)     # noqa: E731 - a choice first, then the seed
+    for key in sorted(set(saved) | set(now), key=order):
         a, b = saved.get(key, "<unset>"), now.get(key, "<unset>")
         if a != b:
             return f"{key}={b} (the checkpoint's run has {key}={a})"
