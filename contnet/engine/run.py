@@ -151,7 +151,7 @@ def _run(cfg, tcfg, setup, run_dir, resume_from, signals, names, files, logs) ->
     ctx, seed, is_main = setup.ctx, int(cfg.seed), setup.ctx.is_main
     restart = rundir.plan_fresh_start(tcfg, run_dir, resume_from is not None) if is_main else False
     ckpt = checkpoint.read(resume_from) if resume_from is not None else None   # corrupt/truncated: fail now
-    identity = rundir.run_identity(cfg)
+    identity = rundir.run_identity(cfg, ctx.world_size)
     if ckpt is not None:
         check_continues(ckpt, identity, run_dir, is_main)
     summary = {"status": "failed", "steps": 0, "seed": seed, "trainable_params": 0, "total_params": 0,

@@ -246,14 +246,17 @@ def _flat(node, prefix: str) -> dict:
     return {prefix: node}
 
 
-def run_identity(cfg) -> dict:
-    """The composed config's keys that define a run (seed, precision, batch size, every task, model, peft,
-    optimizer and scheduler key, …), flat: `{"seed": 0, "trainer.precision": "fp32", "optimizer.lr": 0.001, …}`."""
+def run_identity(cfg, world_size: int = 1) -> dict:
+    """The composed config's keys that define a run (seed, precision, every task, model, peft, optimizer and
+    scheduler key, …), flat: `{"seed": 0, "trainer.precision": "fp32", "optimizer.lr": 0.001, …}`.  The batch is
+    the global one (`trainer.batch_size*world_size`): a data-parallel run may resume on another process count."""
     from omegaconf import OmegaConf
     container = OmegaConf.to_container(cfg, resolve=True) if not isinstance(cfg, dict) else cfg
     out = {"seed": container.get("seed")}
     for group in IDENTITY_GROUPS:
         out.update(_flat(container.get(group) or {}, group))
+    if isinstance(out.get("trainer.batch_size"), int):
+        out["trainer.batch_size*world_size"] = out.pop("trainer.batch_size") * world_size
     return {k: v for k, v in out.items() if k not in MAY_CHANGE and not k.startswith("logger.")}
 
 
