@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import read_metrics, run_cli, run_inprocess
+from tests.conftest import cli_inprocess, read_metrics, run_inprocess
 
 TINY = ["trainer.max_steps=25", "trainer.eval_every=10", "model.width=16", "trainer.progress=false",
         "trainer.log_every=5"]
@@ -95,7 +95,7 @@ def test_a_signal_in_the_final_evaluation_keeps_records_status_steps_and_a_check
     assert ckpt_step(run_dir) == 25
     assert [r["step"] for r in read_metrics(run_dir) if "train/loss" in r] == list(range(1, 26))
     assert not any("test/acc" in r for r in read_metrics(run_dir))        # the final evaluation did not happen
-    again = run_cli(["train", f"hydra.run.dir={run_dir}", *TINY, "trainer.resume=auto"], tmp_path)
+    again = cli_inprocess(["train", f"hydra.run.dir={run_dir}", *TINY, "trainer.resume=auto"], tmp_path)
     assert again.returncode == 0, again.stderr
     ref_dir, ref = reference
     assert curves(run_dir) == curves(ref_dir)
@@ -109,7 +109,7 @@ def test_a_signal_while_writing_the_outputs_is_resumable_without_a_second_final_
     s = summary_of(run_dir)
     assert s["status"] == "interrupted" and s["steps"] == 25 and ckpt_step(run_dir) == 25
     assert sum("test/acc" in r for r in read_metrics(run_dir)) == 1        # the final evaluation ran once
-    again = run_cli(["train", f"hydra.run.dir={run_dir}", *TINY, "trainer.resume=auto"], tmp_path)
+    again = cli_inprocess(["train", f"hydra.run.dir={run_dir}", *TINY, "trainer.resume=auto"], tmp_path)
     assert again.returncode == 0, again.stderr
     assert curves(run_dir) == curves(reference[0])                     # still one final record, not two
     assert (run_dir / "curves.png").exists()
@@ -135,7 +135,7 @@ def test_a_second_sigint_during_the_checkpoint_aborts_cleanly_and_the_last_check
     assert s["status"] == "interrupted" and s["steps"] == 25
     assert ckpt_step(run_dir) == 20                                     # the save at 25 was cut; 20 stands
     assert not list((run_dir / "checkpoints").glob(".*tmp"))             # no half-written temp file
-    again = run_cli(["train", *args, "trainer.resume=auto"], tmp_path)
+    again = cli_inprocess(["train", *args, "trainer.resume=auto"], tmp_path)
     assert again.returncode == 0, again.stderr
     assert curves(run_dir) == curves(reference[0])
 
@@ -175,23 +175,23 @@ def start_slow_run(run_dir: Path, cwd: Path) -> subprocess.Popen:
     return proc
 
 
-@pytest.mark.parametrize("extra", [[], ["trainer.overwrite=true"], ["trainer.resume=auto"]])
-def test_a_second_writer_is_refused_while_a_run_writes_and_a_dead_ones_lock_is_free(tmp_path, extra):
+def test_a_second_writer_is_refused_while_a_run_writes_and_a_dead_ones_lock_is_free(tmp_path):
     run_dir = tmp_path / "run"
     proc = start_slow_run(run_dir, tmp_path)
     try:
-        second = run_cli(["train", f"hydra.run.dir={run_dir}", "trainer.max_steps=5", *extra], tmp_path)
-        assert second.returncode == 2
-        lines = second.stderr.strip().splitlines()
-        assert len(lines) == 1 and "is in use by another run" in lines[0] and f"pid {proc.pid}" in lines[0], lines
+        for extra in ([], ["trainer.overwrite=true"], ["trainer.resume=auto"]):
+            second = cli_inprocess(["train", f"hydra.run.dir={run_dir}", "trainer.max_steps=5", *extra], tmp_path)
+            assert second.returncode == 2, extra
+            lines = second.stderr.strip().splitlines()
+            assert len(lines) == 1 and "is in use by another run" in lines[0] and f"pid {proc.pid}" in lines[0], lines
     finally:
         proc.kill()                                         # SIGKILL: the lock file stays, its flock is gone
         proc.wait(timeout=30)
     assert (run_dir / ".contnet.lock").exists()
     step = ckpt_step(run_dir)
-    resumed = run_cli(["train", f"hydra.run.dir={run_dir}", f"trainer.max_steps={step + 5}", "model.width=16",
-                       "trainer.progress=false", "trainer.eval_every=0", "trainer.checkpoint_every=20",
-                       "trainer.resume=auto"], tmp_path)
+    resumed = cli_inprocess(["train", f"hydra.run.dir={run_dir}", f"trainer.max_steps={step + 5}", "model.width=16",
+                             "trainer.progress=false", "trainer.eval_every=0", "trainer.checkpoint_every=20",
+                             "trainer.resume=auto"], tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     assert summary_of(run_dir)["steps"] == step + 5
     assert not (run_dir / ".contnet.lock").exists()         # released at the end
@@ -208,7 +208,7 @@ def test_two_sweeps_into_one_directory_the_second_is_refused(tmp_path):
     """)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
-        proc = run_cli(["train", "-m", f"hydra.sweep.dir={sweep}", "seed=0,1", "trainer.max_steps=3"], tmp_path)
+        proc = cli_inprocess(["train", "-m", f"hydra.sweep.dir={sweep}", "seed=0,1", "trainer.max_steps=3"], tmp_path)
         assert proc.returncode == 2 and "is in use by another run" in proc.stderr, proc.stderr
         assert not any(p.name.isdigit() for p in sweep.iterdir())
     finally:
@@ -222,12 +222,12 @@ def test_two_sweeps_into_one_directory_the_second_is_refused(tmp_path):
 
 def test_a_refused_resume_leaves_every_file_of_the_source_run_byte_identical(tmp_path):
     run_dir = tmp_path / "run"
-    first = run_cli(["train", f"hydra.run.dir={run_dir}", *TINY, "trainer.max_steps=5"], tmp_path)
+    first = cli_inprocess(["train", f"hydra.run.dir={run_dir}", *TINY, "trainer.max_steps=5"], tmp_path)
     assert first.returncode == 0, first.stderr
     (run_dir / "summary.json").unlink()                     # as if killed after its checkpoint: resumable
     before = snapshot(run_dir)
     for change in (["optimizer=rmsprop"], ["seed=7"], ["optimizer.lr=0.01"], ["trainer.precision=bf16"]):
-        proc = run_cli(["train", f"hydra.run.dir={run_dir}", *TINY, "trainer.resume=auto", *change], tmp_path)
+        proc = cli_inprocess(["train", f"hydra.run.dir={run_dir}", *TINY, "trainer.resume=auto", *change], tmp_path)
         assert proc.returncode == 2, (change, proc.stderr)
         assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
         key = change[0].split("=")[0]
@@ -237,19 +237,19 @@ def test_a_refused_resume_leaves_every_file_of_the_source_run_byte_identical(tmp
 
 def test_a_no_op_resume_of_a_completed_run_changes_no_file(tmp_path):
     run_dir = tmp_path / "run"
-    assert run_cli(["train", f"hydra.run.dir={run_dir}", *TINY], tmp_path).returncode == 0
+    assert cli_inprocess(["train", f"hydra.run.dir={run_dir}", *TINY], tmp_path).returncode == 0
     before = snapshot(run_dir)
-    proc = run_cli(["train", f"hydra.run.dir={run_dir}", *TINY, "trainer.resume=auto"], tmp_path)
+    proc = cli_inprocess(["train", f"hydra.run.dir={run_dir}", *TINY, "trainer.resume=auto"], tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert snapshot(run_dir) == before
 
 
 def test_resume_into_another_directory_writes_the_continued_config_to_the_source_run(tmp_path):
     src = tmp_path / "src"
-    assert run_cli(["train", f"hydra.run.dir={src}", *TINY, "trainer.max_steps=5"], tmp_path).returncode == 0
+    assert cli_inprocess(["train", f"hydra.run.dir={src}", *TINY, "trainer.max_steps=5"], tmp_path).returncode == 0
     (src / "summary.json").unlink()
     other = tmp_path / "other"
-    proc = run_cli(["train", f"hydra.run.dir={other}", *TINY, "trainer.max_steps=9", f"trainer.resume={src}"],
+    proc = cli_inprocess(["train", f"hydra.run.dir={other}", *TINY, "trainer.max_steps=9", f"trainer.resume={src}"],
                    tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert summary_of(src)["steps"] == 9
@@ -260,12 +260,12 @@ def test_resume_into_another_directory_writes_the_continued_config_to_the_source
 def test_a_resume_over_metrics_with_missing_records_is_refused(tmp_path):
     run_dir = tmp_path / "run"
     args = [f"hydra.run.dir={run_dir}", *TINY, "trainer.checkpoint_every=10"]
-    assert run_cli(["train", *args], tmp_path).returncode == 0
+    assert cli_inprocess(["train", *args], tmp_path).returncode == 0
     (run_dir / "summary.json").unlink()
     lines = (run_dir / "metrics.jsonl").read_text().splitlines()
     (run_dir / "metrics.jsonl").write_text("\n".join(ln for ln in lines if '"step": 7,' not in ln) + "\n")
     before = snapshot(run_dir)
-    proc = run_cli(["train", *args, "trainer.resume=auto"], tmp_path)
+    proc = cli_inprocess(["train", *args, "trainer.resume=auto"], tmp_path)
     assert proc.returncode == 2 and "first missing: step 7" in proc.stderr, proc.stderr
     assert snapshot(run_dir) == before
 
@@ -275,12 +275,12 @@ def test_a_resume_over_metrics_with_missing_records_is_refused(tmp_path):
 
 def test_overwrite_leaves_nothing_of_the_old_run(tmp_path):
     run_dir = tmp_path / "run"
-    assert run_cli(["train", f"hydra.run.dir={run_dir}", *TINY, "seed=1"], tmp_path).returncode == 0
+    assert cli_inprocess(["train", f"hydra.run.dir={run_dir}", *TINY, "seed=1"], tmp_path).returncode == 0
     for junk in ("adapter/adapter.safetensors", "eval/scores.json", "test_predictions.txt", "wandb/run-1/x"):
         (run_dir / junk).parent.mkdir(parents=True, exist_ok=True)
         (run_dir / junk).write_text("old")
     old_log = (run_dir / "contnet.log").read_text()
-    proc = run_cli(["train", f"hydra.run.dir={run_dir}", *TINY, "seed=2", "trainer.overwrite=true"], tmp_path)
+    proc = cli_inprocess(["train", f"hydra.run.dir={run_dir}", *TINY, "seed=2", "trainer.overwrite=true"], tmp_path)
     assert proc.returncode == 0, proc.stderr
     names = {p.name for p in run_dir.iterdir()}
     assert not names & {"adapter", "eval", "test_predictions.txt", "wandb"}, names
@@ -294,9 +294,9 @@ def test_a_sweep_that_starts_over_removes_the_old_sweeps_extra_jobs(tmp_path):
     sweep = tmp_path / "sweep"
     base = ["train", "-m", f"hydra.sweep.dir={sweep}", "trainer.max_steps=3", "trainer.eval_every=0",
             "trainer.progress=false", "model.width=8"]
-    assert run_cli([*base, "seed=0,1,2"], tmp_path).returncode == 0
+    assert cli_inprocess([*base, "seed=0,1,2"], tmp_path).returncode == 0
     assert (sweep / "2" / "summary.json").exists()
-    proc = run_cli([*base, "seed=5", "trainer.overwrite=true"], tmp_path)
+    proc = cli_inprocess([*base, "seed=5", "trainer.overwrite=true"], tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert sorted(p.name for p in sweep.iterdir() if p.name.isdigit()) == ["0"]
     assert summary_of(sweep / "0")["seed"] == 5
@@ -304,14 +304,14 @@ def test_a_sweep_that_starts_over_removes_the_old_sweeps_extra_jobs(tmp_path):
 
 def test_a_single_run_into_a_sweep_directory_and_a_sweep_into_a_run_directory_are_refused(tmp_path):
     sweep = tmp_path / "sweep"
-    ok = run_cli(["train", "-m", f"hydra.sweep.dir={sweep}", "seed=0,1", "trainer.max_steps=3",
+    ok = cli_inprocess(["train", "-m", f"hydra.sweep.dir={sweep}", "seed=0,1", "trainer.max_steps=3",
                   "trainer.eval_every=0", "model.width=8"], tmp_path)
     assert ok.returncode == 0, ok.stderr
     before = snapshot(sweep)
-    single = run_cli(["train", f"hydra.run.dir={sweep}", "trainer.max_steps=3"], tmp_path)
+    single = cli_inprocess(["train", f"hydra.run.dir={sweep}", "trainer.max_steps=3"], tmp_path)
     assert single.returncode == 2 and "directory of a sweep" in single.stderr, single.stderr
     run_dir = tmp_path / "run"
-    assert run_cli(["train", f"hydra.run.dir={run_dir}", *TINY, "trainer.max_steps=3"], tmp_path).returncode == 0
-    multi = run_cli(["train", "-m", f"hydra.sweep.dir={run_dir}", "seed=0,1", "trainer.max_steps=3"], tmp_path)
+    assert cli_inprocess(["train", f"hydra.run.dir={run_dir}", *TINY, "trainer.max_steps=3"], tmp_path).returncode == 0
+    multi = cli_inprocess(["train", "-m", f"hydra.sweep.dir={run_dir}", "seed=0,1", "trainer.max_steps=3"], tmp_path)
     assert multi.returncode == 2 and "holds a single run" in multi.stderr, multi.stderr
     assert snapshot(sweep) == before
