@@ -29,7 +29,7 @@ from contnet.metrics.coco import java_available
 from contnet.registry import TASK_CHECKS, TASKS, ConfigError
 from contnet.schema import typed
 from .base import Task, TaskMeta, batch_starts, shard_slice
-from .e2e_data import LOADERS, expected_files, synthetic_e2e
+from .e2e_data import LOADERS, DownloadFailed, expected_files, synthetic_e2e
 from .e2e_generate import GenerationSettings, generate
 from .nlg_options import CONFIGS, NLGOptions
 
@@ -259,9 +259,17 @@ def load_raw(cfg: NLGOptions, dataset: str, scale: str, download: bool, missing_
     missing file is an error naming the path and the fix.  `missing_ok`: return early instead (the
     CLI's check before a run that will download); `quiet`: no log lines (the run says it).
     """
-    loader = LOADERS[dataset]
     data_dir = cfg.root()
-    raw = {s: loader(data_dir, s, cfg.format, download) for s in ("valid", "test")}
+    failed: dict[str, str] = {}                # split -> why task.download=true could not fetch it
+
+    def read(split: str):
+        try:
+            return LOADERS[dataset](data_dir, split, cfg.format, download)
+        except DownloadFailed as e:
+            failed[split] = f"; {e}"
+            return None
+
+    raw = {s: read(s) for s in ("valid", "test")}
     synthetic = {True: "true", False: "false"}.get(cfg.synthetic, str(cfg.synthetic))
     missing = [s for s in ("valid", "test") if raw[s] is None]
     provenance = {"data": str(data_dir)}
@@ -281,10 +289,10 @@ def load_raw(cfg: NLGOptions, dataset: str, scale: str, download: bool, missing_
         if dataset == "e2e":
             fix += ("" if download else ", or set task.download=true to fetch them") + \
                 ", or task.synthetic=true for generated test lines (marked data: synthetic)"
-        raise ConfigError(f"task={dataset}: data not found: {files}; {fix}")
+        raise ConfigError(f"task={dataset}: data not found: {files}{failed.get(missing[0], '')}; {fix}")
     train_split = cfg.train_split
     if "train" not in raw and train_split in ("auto", "train"):
-        raw["train"] = loader(data_dir, "train", cfg.format, download)
+        raw["train"] = read("train")
     if train_split == "auto":
         if raw.get("train"):
             train_split = "train"
@@ -297,8 +305,9 @@ def load_raw(cfg: NLGOptions, dataset: str, scale: str, download: bool, missing_
             return raw, None, provenance
         else:
             raise ConfigError(f"task={dataset}: no training split: {data_dir / expected_files(dataset, 'train')} "
-                              "not found; put it there, or set task.train_split=valid to train on valid MRs "
-                              "(val = MRs held out of valid; summary.json then says train_split: valid)")
+                              f"not found{failed.get('train', '')}; put it there, or set task.train_split=valid to "
+                              "train on valid MRs (val = MRs held out of valid; summary.json then says train_split: "
+                              "valid)")
     if train_split == "train" and not raw.get("train") and not missing_ok:
         raise ConfigError(f"task.train_split=train but {data_dir / expected_files(dataset, 'train')} not found; "
                           "put it there or use task.train_split=valid")

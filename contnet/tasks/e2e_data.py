@@ -16,6 +16,7 @@ import urllib.request
 from pathlib import Path
 
 from contnet.registry import ConfigError
+from .common import download_failure
 
 log = logging.getLogger("contnet")
 
@@ -41,8 +42,9 @@ def expected_files(dataset: str, split: str) -> str:
 
 
 def _read_text(path: Path) -> str:
+    """The file's text; a UTF-8 byte order mark (as editors and spreadsheets save it) is not part of it."""
     try:
-        return Path(path).read_text(encoding="utf-8")
+        return Path(path).read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as e:
         raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}); the file is corrupt or not a data file, "
                           "replace it with the dataset's file") from None
@@ -60,10 +62,14 @@ def read_e2e_txt(path: Path) -> list[Pair]:
     for n, line in enumerate(_read_text(path).splitlines(), 1):
         if not line.strip():
             continue
-        if "||" not in line:
-            raise ConfigError(f"{path}:{n}: expected 'MR||reference', got {line[:60]!r}")
-        mr, ref = line.split("||", 1)
-        pairs.append((mr.strip(), ref.strip()))
+        fields = [f.strip() for f in line.split("||")]
+        empty = [what for what, f in zip(("MR", "reference"), fields) if not f]
+        found = ("no '||'" if len(fields) == 1 else f"{len(fields)} fields ({len(fields) - 1} '||')"
+                 if len(fields) > 2 else f"an empty {empty[0]}" if empty else "")
+        if found:
+            raise ConfigError(f"{path}:{n}: expected 'MR||reference', found {found} in {line[:60]!r}; "
+                              "fix or remove the line")
+        pairs.append((fields[0], fields[1]))
     return _nonempty(pairs, path, "'MR||reference' lines")
 
 
@@ -78,22 +84,26 @@ def official_mr_to_lora(mr: str) -> str:
 def read_e2e_csv(path: Path) -> list[Pair]:
     """Official CSV (columns mr, ref); references stay as written (untokenised, unlike the LoRA files)."""
     reader = csv.DictReader(io.StringIO(_read_text(path), newline=""))
+    pairs = []
     try:
-        rows = list(reader)
+        if reader.fieldnames is None:
+            raise ConfigError(f"{path}: empty file; expected a CSV with columns 'mr' and 'ref'")
+        if not {"mr", "ref"} <= set(reader.fieldnames):
+            raise ConfigError(f"{path}: expected columns 'mr' and 'ref', found {list(reader.fieldnames)}")
+        for r in reader:
+            where = f"{path}:{reader.line_num}"
+            if None in r:                               # DictReader's place for the fields past the header's
+                raise ConfigError(f"{where}: {len(reader.fieldnames) + len(r[None])} fields where the header has "
+                                  f"{len(reader.fieldnames)}; expected columns 'mr' and 'ref' (quote a field that "
+                                  "holds a comma)")
+            if not r["mr"] or not (r["ref"] or "").strip():
+                raise ConfigError(f"{where}: a row without its mr or ref")
+            try:
+                pairs.append((official_mr_to_lora(r["mr"]), " ".join(r["ref"].split())))
+            except ConfigError as e:
+                raise ConfigError(f"{where}: {e}") from None
     except csv.Error as e:
         raise ConfigError(f"{path}:{reader.line_num}: not a valid CSV file ({e})") from None
-    if reader.fieldnames is None:
-        raise ConfigError(f"{path}: empty file; expected a CSV with columns 'mr' and 'ref'")
-    if not {"mr", "ref"} <= set(reader.fieldnames):
-        raise ConfigError(f"{path}: expected columns 'mr' and 'ref', found {list(reader.fieldnames)}")
-    pairs = []
-    for n, r in enumerate(rows, 2):
-        if not r["mr"] or r["ref"] is None:
-            raise ConfigError(f"{path}:{n}: a row without its mr or ref")
-        try:
-            pairs.append((official_mr_to_lora(r["mr"]), " ".join(r["ref"].split())))
-        except ConfigError as e:
-            raise ConfigError(f"{path}:{n}: {e}") from None
     return _nonempty(pairs, path, "CSV rows with columns 'mr' and 'ref'")
 
 
@@ -105,15 +115,21 @@ def _read_json(path: Path):
                           "replace it with the dataset's file") from None
 
 
-def download_e2e(data_dir: Path, split: str, timeout: float = 15.0) -> Path | None:
-    """Fetch `{split}.txt` of the pinned LoRA copy; None when offline (the caller decides what next)."""
+class DownloadFailed(ConfigError):
+    """task.download=true could not fetch a file; the message says why (the caller decides what next)."""
+
+
+def download_e2e(data_dir: Path, split: str, timeout: float = 15.0) -> Path:
+    """Fetch `{split}.txt` of the pinned LoRA copy; DownloadFailed (also logged) when it cannot."""
     target = Path(data_dir) / f"{split}.txt"
+    url = LORA_E2E_URL.format(split=split)
     try:
-        with urllib.request.urlopen(LORA_E2E_URL.format(split=split), timeout=timeout) as r:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
             data = r.read()
     except OSError as e:
-        log.warning("could not download E2E %s split (%s)", split, str(e).splitlines()[0][:80])
-        return None
+        why = download_failure(e, [url])
+        log.warning("could not download E2E %s split: %s", split, why)
+        raise DownloadFailed(f"task.download=true could not fetch {target.name}: {why}") from None
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_suffix(".part")
     tmp.write_bytes(data)
@@ -122,7 +138,8 @@ def download_e2e(data_dir: Path, split: str, timeout: float = 15.0) -> Path | No
 
 
 def load_e2e(data_dir, split: str, fmt: str = "auto", download: bool = False) -> list[Pair] | None:
-    """Pairs of one split ('train' | 'valid' | 'test'), or None when the files are absent."""
+    """Pairs of one split ('train' | 'valid' | 'test'), or None when the files are absent (with `download`: fetched,
+    or DownloadFailed saying why not)."""
     d = Path(data_dir).expanduser()
     txt, csv_path = d / f"{split}.txt", d / E2E_CSV[split]
     if fmt in ("auto", "txt") and txt.exists():
@@ -131,8 +148,8 @@ def load_e2e(data_dir, split: str, fmt: str = "auto", download: bool = False) ->
         return read_e2e_csv(csv_path)
     if fmt not in ("auto", "txt", "csv"):
         raise ConfigError(f"task.format='{fmt}' is unknown; choose auto, txt or csv")
-    if download and fmt != "csv" and download_e2e(d, split) is not None:
-        return read_e2e_txt(txt)
+    if download and fmt != "csv":
+        return read_e2e_txt(download_e2e(d, split))
     return None
 
 

@@ -15,8 +15,8 @@ import torch
 from contnet.registry import ConfigError
 from contnet.schema import opt
 from .augment import AugmentOptions, image_task
-from .common import (ReconstructOptions, TaskOptions, data_root, make_task, register_with_autoencoder, split_indices,
-                     subset)
+from .common import (ReconstructOptions, TaskOptions, data_folder, data_root, download_failure, make_task,
+                     register_with_autoencoder, split_indices, subset)
 from .image_files import check_torchvision_files
 
 
@@ -32,7 +32,7 @@ class ImageOptions(TaskOptions):
     split_seed: int = 0
 
     def root(self) -> Path:
-        return Path(self.data_dir).expanduser() if self.data_dir else data_root()
+        return data_folder(self.data_dir, data_root())
 
 
 @dataclass
@@ -101,8 +101,10 @@ def _load(kind: str, root: Path, train: bool, download: bool):
         ds = cls(root=str(root), train=train, download=download)
     except (RuntimeError, OSError) as e:   # missing files, or a download that failed (offline)
         if download:
-            raise ConfigError(f"could not download {kind} into {root} ({e.__class__.__name__}); copy the dataset "
-                              f"files into {root} (torchvision layout) and rerun with task.download=false") from None
+            why = download_failure(e, getattr(cls, "mirrors", None) or [cls.url])     # MNIST's mirrors, CIFAR's url
+            raise ConfigError(f"could not download {kind} into {root}: {why}; put the dataset files into {root} "
+                              "(torchvision layout) and rerun with task.download=false, or rerun where the network "
+                              "reaches the host") from None
         raise ConfigError(f"{kind} data not found under {root}; put the files there (torchvision layout) or run "
                           f"once online with task.download=true task.data_dir={root}") from None
     data = ds.data if isinstance(ds.data, np.ndarray) else ds.data.numpy()

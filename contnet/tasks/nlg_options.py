@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, ClassVar, List, Optional
 
 from contnet.schema import Options, opt
-from .common import TaskOptions, data_root
+from .common import TaskOptions, data_folder, data_root
 
 
 @dataclass
@@ -63,7 +63,7 @@ class NLGOptions(TaskOptions):
         self.generation.check()
 
     def root(self) -> Path:
-        return Path(self.data_dir).expanduser() if self.data_dir else data_root() / self.name
+        return data_folder(self.data_dir, data_root() / self.name)
 
 
 @dataclass
