@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(f"no such directory: {', '.join(missing)} (give a run or multirun directory, "
                      "e.g. outputs/multirun/<date>/<time>)")
 
-    from contnet.report import NoRunsError, make_report, parse_target
+    from contnet.report import MetricNotLoggedError, NoRunsError, make_report, parse_target
 
     try:
         targets = [parse_target(t) for t in args.target]
@@ -62,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
                     ignore=args.ignore, plots=not args.no_plots)
     except NoRunsError as exc:
         return _fail(f"{exc} (did the sweep write anything yet?)")
+    except MetricNotLoggedError as exc:
+        return _fail(str(exc))
     except OSError as exc:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise

@@ -153,9 +153,12 @@ def main(argv=None) -> int:
     ap.add_argument("--dry-run", action="store_true")
     ap.add_argument("--keep-checkpoints", action="store_true")
     ap.add_argument("--best", action="store_true", help="confirm: the screen's best row of each method")
-    ap.add_argument("--jobs", type=int, default=1)
+    ap.add_argument("--jobs", type=int, default=1, help="runs at a time, an integer ≥ 1")
     ap.add_argument("--set", nargs="*", default=[], dest="extra", help="overrides added to every run")
     a = ap.parse_args(argv)
+    if a.jobs < 1:
+        print(f"error: --jobs {a.jobs}: must be an integer ≥ 1 (the number of runs at a time)", file=sys.stderr)
+        return 2
     if a.stage == "collect":
         return collect(a.root, a.dest)
     if a.stage == "table":
@@ -188,7 +191,7 @@ def main(argv=None) -> int:
         return run_one(run_dir, overrides, a.dry_run, a.keep_checkpoints) != 0
 
     from concurrent.futures import ThreadPoolExecutor
-    with ThreadPoolExecutor(max_workers=max(1, a.jobs)) as pool:     # in the listed order, N at a time
+    with ThreadPoolExecutor(max_workers=a.jobs) as pool:     # in the listed order, N at a time
         failed = sum(pool.map(one, jobs))
     return 1 if failed else 0
 

@@ -188,8 +188,10 @@ def report(experiment: str, plan: dict, tuned: list[dict], timing: dict, out: Pa
     from contnet.report import make_report
     from contnet.report.stats import parse_target
     targets = [parse_target(f"val/loss={plan['target']}")] if plan.get("target") is not None else []
+    # val/loss first: it is logged along the run (time-to-target); final runs that all diverged before an
+    # evaluation logged neither key, and their report still says so (DNF) rather than failing
     make_report([out / "final"], out_dir=out, targets=targets, metrics=["val/loss", "test/loss"],
-                ignore=["seed"], quiet=True)      # val/loss first: it is logged along the run (time-to-target)
+                ignore=["seed"], quiet=True, require_logged=False)
     body = (out / "report.md").read_text(encoding="utf-8")
     if body.startswith("# "):                     # its title becomes our section's
         body = body.split("\n", 1)[1]
@@ -219,6 +221,16 @@ def load_avg() -> str:
         return "?"
 
 
+def parse_seeds(text: str) -> list[int]:
+    """`--seeds 0,1,2` as integers ≥ 0 (a ConfigError line naming the first that is not one)."""
+    from contnet.registry import ConfigError
+    for s in text.split(","):
+        if not (s.strip().isascii() and s.strip().isdigit()):
+            raise ConfigError(f"--seeds {text}: {s.strip()!r} is not a seed (an integer ≥ 0); give comma-separated "
+                              "seeds, e.g. --seeds 0,1,2")
+    return [int(s) for s in text.split(",")]
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m contnet.tune", description=__doc__.split("\n")[0])
     p.add_argument("experiment", help="experiment=<tune preset>, e.g. experiment=tune_digits_ae")
@@ -230,11 +242,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tune-only", action="store_true", help="stop after tuning (print the best values)")
     args = p.parse_intermixed_args(sys.argv[1:] if argv is None else argv)
 
+    from contnet.cli.checks import check_overrides
+    from contnet.cli.main import config_groups
     from contnet.registry import ConfigError
     experiment = args.experiment.split("=", 1)[-1]
     try:
+        presets = [name for name in config_groups()["experiment"] if name.startswith("tune_")]
+        if experiment not in presets:
+            what = "not a tuning preset" if experiment in config_groups()["experiment"] else "no such preset"
+            raise ConfigError(f"experiment={experiment}: {what}; choose one of: {', '.join(presets)} "
+                              "(conf/experiment/tune_*.yaml)")
+        check_overrides([f"experiment={experiment}", *args.overrides], output_dir=False)   # as `contnet train` does
         plan = plan_from(compose_preset(experiment, args.overrides), args.trials,
-                         [int(s) for s in args.seeds.split(",")] if args.seeds else None)
+                         parse_seeds(args.seeds) if args.seeds else None)
         arms = list(plan["arms"])
         if args.arms:
             unknown = [a for a in args.arms.split(",") if a not in plan["arms"]]

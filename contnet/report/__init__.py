@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import importlib
 
-_NAMES = {"NoRunsError": "build", "Report": "build", "make_report": "build", "Target": "stats",
-          "parse_target": "stats"}
+_NAMES = {"MetricNotLoggedError": "build", "NoRunsError": "build", "Report": "build", "make_report": "build",
+          "Target": "stats", "parse_target": "stats"}
 __all__ = list(_NAMES)
 
 

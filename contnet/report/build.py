@@ -19,6 +19,22 @@ class NoRunsError(ValueError):
     """No run directory under the given paths."""
 
 
+class MetricNotLoggedError(ValueError):
+    """A metric or target key that no run logged (the table would say DNF everywhere)."""
+
+
+def check_logged(runs: Sequence[Run], metrics: Sequence[str], targets: Sequence[Target]) -> None:
+    """Every asked-for metric and target key was logged by at least one run, else MetricNotLoggedError."""
+    logged: set[str] = set()
+    for run in runs:
+        logged.update(run.metric_keys(), final_metrics(run))
+    for flag, key in [*(("--metric", m) for m in metrics), *(("--target", t.key) for t in targets)]:
+        if key not in logged:
+            shown = sorted(k for k in logged if "/" in k or k == "lambda")
+            raise MetricNotLoggedError(f"{flag} {key}: no run logged it; the runs logged: "
+                                       f"{', '.join(shown) or 'nothing yet'} (choose one of those)")
+
+
 @dataclass
 class Report:
     runs: list[Run]
@@ -55,17 +71,20 @@ def display_metrics(runs: Sequence[Run], requested: Sequence[str]) -> list[str]:
 def make_report(paths: Sequence[Path | str], out_dir: Path | str | None = None,
                 targets: Sequence[Target] = (), metrics: Sequence[str] = (),
                 ignore: Sequence[str] = (), plots: bool = True,
-                console: Console | None = None, quiet: bool = False) -> Report:
+                console: Console | None = None, quiet: bool = False, require_logged: bool = True) -> Report:
     """Aggregate every run under `paths`; write the report files into `out_dir`.
 
     `targets` empty: one default target on the first displayed metric (see
-    stats.default_target). Raises NoRunsError when nothing is found.
+    stats.default_target). Raises NoRunsError when nothing is found, and (with `require_logged`)
+    MetricNotLoggedError, before writing anything, for a `metrics` or `targets` key that no run logged.
     """
     paths = [Path(p) for p in paths]
     runs = load_runs(paths)
     if not runs:
         raise NoRunsError("no run directories (with .hydra/config.yaml or summary.json) under "
                           + ", ".join(str(p) for p in paths))
+    if require_logged:
+        check_logged(runs, metrics, targets)
     out = Path(out_dir) if out_dir is not None else paths[0]
     out.mkdir(parents=True, exist_ok=True)
 

@@ -174,14 +174,17 @@ def schedule(runs: list[SweepRun], jobs: int, env: dict, timeout: float | None) 
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="contnet reproduce", description=__doc__.split("\n")[0])
-    p.add_argument("--scale", choices=["cpu", "paper"], default="cpu")
+    p = argparse.ArgumentParser(prog="contnet reproduce", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--scale", choices=["cpu", "paper"], default="cpu",
+                   help="cpu: the 2-core suite (default); paper: the authors' settings")
     p.add_argument("--claims", default=",".join(c.key for c in CLAIMS),
                    help="comma-separated subset of: " + ", ".join(c.key for c in CLAIMS))
     p.add_argument("--out", default="outputs/reproduce", help="output folder (default outputs/reproduce)")
-    p.add_argument("--jobs", type=int, default=None,
-                   help="sweeps run at once (default: 2 at cpu scale, each with 1 thread; 1 at paper scale, one GPU)")
-    p.add_argument("--timeout", type=float, default=None, help="seconds per sweep (default: 1800 on cpu, none on paper)")
+    p.add_argument("--jobs", type=int, default=None, help="sweeps run at once, an integer ≥ 1 (default: 2 at cpu "
+                   "scale, each with 1 thread; 1 at paper scale, one GPU)")
+    p.add_argument("--timeout", type=float, default=None, help="seconds per sweep, > 0 (default: 1800 on cpu, none on "
+                   "paper)")
     p.add_argument("--e2e-dir", default=None, help="folder with the E2E files (valid.txt, test.txt, ...)")
     p.add_argument("--smoke", action="store_true", help="a few seconds of the first claim only (cpu presets)")
     p.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
@@ -189,6 +192,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("overrides", nargs="*", help="Hydra overrides added to every sweep (e.g. seed=0,1 trainer.max_steps=50)")
     args = p.parse_args(argv)
 
+    bad = (f"--jobs {args.jobs}: must be an integer ≥ 1 (the number of sweeps run at once)"
+           if args.jobs is not None and args.jobs < 1 else
+           f"--timeout {args.timeout:g}: must be a number of seconds > 0 (leave it out for the scale's default)"
+           if args.timeout is not None and not args.timeout > 0 else None)
+    if bad:
+        print(f"contnet reproduce: error: {bad}", file=sys.stderr)
+        return 2
     keys = [k.strip() for k in args.claims.split(",") if k.strip()]
     unknown = [k for k in keys if k not in {c.key for c in CLAIMS}]
     if unknown:
@@ -225,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         env.setdefault("HYDRA_FULL_ERROR", "1")
         timeout = args.timeout if args.timeout is not None else SWEEP_TIMEOUT_S[scale_label]
         jobs = args.jobs if args.jobs is not None else (2 if args.scale == "cpu" or args.smoke else 1)
-        schedule(runs, max(1, jobs), env, timeout)
+        schedule(runs, jobs, env, timeout)
     extras: dict[str, dict] = {}
     if any(c.key == "seq2d" for c in claims):
         try:
