@@ -191,16 +191,49 @@ def check_task_files(task_cfg) -> None:
         TASK_CHECKS.get(name)(task_cfg)
 
 
+PATH_RESERVE = 128      # bytes left for the longest path a run writes inside its directory (W&B, TensorBoard files)
+
+
+def _existing_parent(target: Path) -> Path:
+    """The nearest folder at or above `target` that exists (a name too long to look up does not)."""
+    parent = target
+    while parent.parent != parent:
+        try:
+            if parent.exists():
+                return parent
+        except OSError:                        # ENAMETOOLONG and the like: not there
+            pass
+        parent = parent.parent
+    return parent
+
+
+def _shown(text: str) -> str:
+    return text if len(text) <= 100 else f"{text[:60]}...({len(text)} characters)"
+
+
 def check_output_dir(path, key: str) -> None:
-    """The directory Hydra will create (and write .hydra/ into) must be named and creatable."""
+    """The directory Hydra will create (and write .hydra/ into) must be named, fit the file system's name and
+    path lengths, and be creatable."""
     text = "" if path is None else str(path).strip()
     if not text:
         raise ConfigError(f"{key} is empty: the run files would land in the working directory; give a "
                           f"directory, e.g. {key}=outputs/myrun")
     target = Path(text).expanduser().absolute()
-    parent = target
-    while not parent.exists():
-        parent = parent.parent
+    parent = _existing_parent(target)
+    limit = {}
+    for name, default in (("PC_NAME_MAX", 255), ("PC_PATH_MAX", 4096)):
+        try:
+            limit[name] = os.pathconf(parent, name)
+        except (OSError, ValueError):
+            limit[name] = default
+    for part in target.relative_to(parent).parts:
+        if len(os.fsencode(part)) > limit["PC_NAME_MAX"]:
+            raise ConfigError(f"{key}={_shown(text)}: a folder name in it is {len(os.fsencode(part))} bytes long and "
+                              f"this file system allows {limit['PC_NAME_MAX']}; choose a shorter {key}")
+    if len(os.fsencode(str(target))) + PATH_RESERVE > limit["PC_PATH_MAX"]:
+        raise ConfigError(f"{key}={_shown(text)}: the path is {len(os.fsencode(str(target)))} bytes long; the files "
+                          f"of a run inside it must stay under the system's {limit['PC_PATH_MAX']}, so keep it under "
+                          f"{limit['PC_PATH_MAX'] - PATH_RESERVE}; choose a shorter {key}")
     if not parent.is_dir():
         raise ConfigError(f"{key}={text}: {parent} is a file, not a directory; choose another {key}")
     if target.exists() and os.access(target, os.W_OK | os.X_OK) and target.is_dir():
@@ -276,6 +309,33 @@ def _preset_sweep(hcfg) -> list[str]:
     return [f"{k}={v}" for k, v in params.items()]
 
 
+_NOTHING_RUNS = object()
+_VALUE_FLAGS = ("--cfg", "-c", "--package", "-p")      # the info flags kept by _config_to_print that take a value
+
+
+def _config_to_print(argv: list[str]):
+    """None without info flags; the overrides alone for `--cfg job|all` (with `--resolve`, `--package`), whose
+    config is checked like a run's; _NOTHING_RUNS for any other info flag (help, --info, `--cfg hydra`, another
+    config path or name: Hydra answers and composes nothing of ours)."""
+    flags = [a.split("=")[0] for a in argv if a.split("=")[0] in INFO_FLAGS]
+    if not flags:
+        return None
+    if not set(flags) <= {"--cfg", "-c", "--resolve", "--package", "-p"} or not {"--cfg", "-c"} & set(flags):
+        return _NOTHING_RUNS
+    rest, i = [], 0
+    while i < len(argv):
+        flag, eq, value = argv[i].partition("=")
+        if flag in _VALUE_FLAGS and not eq:
+            value = argv[i + 1] if i + 1 < len(argv) else ""
+            i += 1
+        if flag in ("--cfg", "-c") and value not in ("job", "all"):
+            return _NOTHING_RUNS
+        if flag not in (*_VALUE_FLAGS, "--resolve"):
+            rest.append(argv[i])
+        i += 1
+    return rest
+
+
 def precheck(argv: list[str], output_dir: bool = True, task_files: bool = True) -> None:
     """Compose and validate every job's config, check the task files and the output directory, before
     Hydra starts (nothing is written on failure)."""
@@ -286,8 +346,11 @@ def precheck(argv: list[str], output_dir: bool = True, task_files: bool = True) 
     from omegaconf.errors import OmegaConfBaseException
 
     from contnet.validation import validate
-    if any(a.split("=")[0] in INFO_FLAGS for a in argv):
+    printed = _config_to_print(argv)
+    if printed is _NOTHING_RUNS:
         return
+    if printed is not None:                    # --cfg job|all: what Hydra prints must be a config that would run
+        argv, output_dir, task_files = printed, False, False
     args = [a for a in argv if not a.startswith("-") and not _is_hydra(a)]
     hydra_args = [a for a in argv if not a.startswith("-") and _is_hydra(a)]
     key = _output_key(argv)

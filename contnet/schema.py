@@ -89,6 +89,25 @@ class Options:
         return dataclasses.asdict(self)
 
 
+OBJECTIVE_WORDS = {"classify": "classification", "reconstruct": "reconstruction", "generate": "text generation"}
+
+
+@dataclass(frozen=True)
+class TaskFacts:
+    """What the checks before a run know of a task from its typed config alone (no data read): its name, its
+    objective (classify | reconstruct | generate, as the built task's `meta.objective` will say) and whether its
+    inputs are (C, H, W) images (the torchvision tasks, 28-32 px, unless task.flatten=true).  Models check
+    themselves against it (`ModelConfig.check_task`), so a model that cannot serve the task is refused by
+    contnet.validation before any job of a sweep runs, not by the builder of one job."""
+    name: str
+    objective: str
+    images: bool = False
+
+    @property
+    def words(self) -> str:
+        return f"task={self.name} ({OBJECTIVE_WORDS.get(self.objective, self.objective)})"
+
+
 def field_names(cls) -> list[str]:
     return [f.name for f in dataclasses.fields(cls)]
 

@@ -78,13 +78,25 @@ def test_bad_input_is_one_line_naming_the_key_and_nothing_is_written(overrides, 
     assert list(tmp_path.iterdir()) == []           # no run dir, no summary.json, no checkpoints
 
 
+# options that the default model=mlp cannot serve (their builders refuse it): composed with a language model
+NEED_A_LANGUAGE_MODEL = {("peft", "lora"): ["model=tiny-gpt2", "task=e2e"],
+                         ("peft", "solo"): ["model=tiny-gpt2", "task=e2e"], ("task", "e2e"): ["model=tiny-gpt2"],
+                         ("task", "webnlg"): ["model=tiny-gpt2"], ("task", "dart"): ["model=tiny-gpt2"]}
+
+
 def test_every_option_of_every_group_passes_validation():
-    """Each group option composed into the default config, and every experiment preset."""
+    """Each group option composed into the default config (an adapter or a text task with a language model, which
+    it needs: with model=mlp it is refused, as its builder would), and every experiment preset."""
     from contnet.cli.main import config_groups
     from contnet.validation import problems
     for group, options in config_groups().items():
         for option in options:
-            assert problems(compose_option(group, option)) == [], (group, option)
+            partner = NEED_A_LANGUAGE_MODEL.get((group, option))
+            if partner is None:
+                assert problems(compose_option(group, option)) == [], (group, option)
+                continue
+            assert problems(compose([f"{group}={option}", *partner])) == [], (group, option)
+            assert "model=mlp" in problems(compose_option(group, option))[0], (group, option)
 
 
 def test_engine_validates_too_before_building_anything(tmp_path):

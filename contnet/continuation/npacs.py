@@ -33,6 +33,7 @@ class NPACSOptions(Options):
     (`optimizer=cadam optimizer/npacs=authors`).
     """
     group = "optimizer"          # errors read `optimizer.<key>=...` also for a bare NPACSOptions
+    lambda_start_key = "l_init"  # the key of λ's start (contnet.validation: model.init=auto with a start at 1)
     l_init: float = opt(0.0, ge=0, le=1)        # A3 best reading: start at the closed-form λ=0 (authors' code: 0.01); 1 = no continuation
     delta_l: float = opt(0.05, gt=0)            # initial Δλ (spec: 0.008; scaled for the step budget)
     delta_l_prev: float = opt(0.125, gt=0)      # initial previous Δλ; keeps the spec's frozen ratio 0.4 (spec: 0.02)
@@ -60,6 +61,9 @@ class NPACSOptions(Options):
         super().check()
         if self.delta_l_min > self.delta_l_max:
             raise self.error("delta_l_min", f"must be <= optimizer.delta_l_max={self.delta_l_max}")
+        if not self.secant and self.ratio_mode != NPACSOptions.ratio_mode:     # a non-default value that nothing reads
+            raise self.error("ratio_mode", "only read by the secant predictor; add optimizer.secant=true (or leave "
+                                           "optimizer.ratio_mode out: without the secant there is no ratio)")
 
     def npacs_dict(self) -> dict:
         """The NPACS keys alone (what a checkpoint records)."""

@@ -58,6 +58,7 @@ class ArclengthOptions(Options):
     allows, so the arclength values are scaled so that λ reaches 1 well inside it.  C2's values are the
     preset conf/optimizer/arclength/authors.yaml (`optimizer=parc optimizer/arclength=authors`)."""
     group = "optimizer"          # errors read `optimizer.<key>=...` also for a bare ArclengthOptions
+    lambda_start_key = "lambda_init"   # the key of λ's start (contnet.validation: model.init=auto with a start at 1)
     # A9 best reading: ⟨z − z_k, ż⟩ = Δs enforced exactly (projection); authors = C2's fixed-μ penalty around z_pred
     constraint: str = opt("textbook", choices=CONSTRAINTS)
     lagrange_mu: float = opt(1e-3, ge=0)       # μ of the authors' penalty (C2 AE lagrange_init 0.001); unused by textbook

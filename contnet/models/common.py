@@ -24,18 +24,47 @@ class ModelConfig(Options):
     # language model, so `contnet params` need not build the task)
     needs_task: ClassVar[bool] = True
 
+    # the task objectives its builder serves (contnet.tasks.base.OBJECTIVES), checked before a run by
+    # check_task; () = not checked
+    objectives: ClassVar[tuple[str, ...]] = ()
+    # a causal language model: decoder blocks (what peft=lora/solo adapt) and no homotopy points of its own
+    language_model: ClassVar[bool] = False
+    # model.init=auto can give the closed-form λ=0 (PCA) start of an autoencoder (models/common.py resolve_init)
+    closed_form_start: ClassVar[bool] = False
+
     name: str = ""
     # a model-level λ (homotopy points read it) when the optimizer is a continuation method; auto: the runner
     # sets it from optimizer.homotopy (engine/run.py resolve_auto); called directly, auto = the standard network
     homotopy: Any = opt("auto", choices=("auto", True, False))
 
     def check_widths(self, *keys: str) -> None:
-        """Each of `keys` is null or a list of positive integers (hidden widths)."""
+        """Each of `keys` is null or a non-empty list of positive integers (hidden widths).  An empty list is
+        refused: the builders read it as "not given" and would build the default widths."""
         for key in keys:
             widths = getattr(self, key)
+            if isinstance(widths, (list, tuple)) and not widths:
+                default = "auto (or null)" if key == "ae_widths" else "null"
+                raise self.error(key, f"must be a non-empty list of positive integers, e.g. [200,100,50]; for the "
+                                      f"default widths write model.{key}={default}")
             if isinstance(widths, (list, tuple)) and not all(
                     isinstance(w, int) and not isinstance(w, bool) and w > 0 for w in widths):
                 raise self.error(key, "must be a list of positive integers, e.g. [200,100,50]")
+
+    def decoder_blocks(self) -> int | None:
+        """The number of decoder blocks of a language model's shipped shape (None: no such blocks, or unknown)."""
+        return None
+
+    def check_task(self, task, homotopy: str | None) -> None:
+        """Refuse, as the builder would, a task this model cannot serve; `task` is a contnet.schema.TaskFacts,
+        `homotopy` names what gives the model a λ (e.g. 'optimizer=cadam' or 'model.homotopy=true'), None when it
+        has none.  Only rules that need no data belong here (the builder keeps its own checks)."""
+        if self.objectives and task.objective not in self.objectives:
+            from contnet.registry import MODELS
+            others = [n for n in MODELS.names() if task.objective in MODELS.config(n).objectives]
+            lms = all(MODELS.config(n).language_model for n in others)
+            use = (f"a language model (model={'|'.join(others)})" if lms and others
+                   else " or ".join(f"model={n}" for n in others) or "another model")
+            raise ConfigError(f"model={self.name}: cannot serve {task.words}; use {use}")
 
 
 def new_lambda(cfg) -> LambdaState | None:

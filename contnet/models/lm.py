@@ -32,7 +32,13 @@ class LMConfig(ModelConfig):
     """Base of the causal language models' configs; homotopy (inherited): a model-level λ when the optimizer
     is a continuation method (Solo Connection reads it)."""
     needs_task: ClassVar[bool] = False   # shapes from the shipped configuration (lm_configs.py)
+    objectives = ("generate",)
+    language_model = True
     dtype: str = opt("float32", choices=tuple(DTYPES))   # the LoRA recipe trains in fp32
+
+    def check_task(self, task, homotopy) -> None:
+        """Not checked against the task: `contnet params model=gpt2-medium` counts a language model on the composed
+        default task (digits), which it never builds."""
 
 
 @dataclass
@@ -41,6 +47,12 @@ class GPT2BaseConfig(LMConfig):
     init_seed: int = opt(0, ge=0, integer=True)   # random weights: the same network for every run seed
     # resid/embd/attn dropout; 0 as in the LoRA code's GPT-2 (spec §B2; the HF default is 0.1)
     dropout: float = opt(0.0, ge=0, lt=1)
+
+    def decoder_blocks(self) -> int | None:
+        if getattr(self, "hub_id", self.name) != self.name:       # another checkpoint: its shape is not shipped
+            return None
+        shape = lm_configs.TINY_GPT2 if self.name == "tiny-gpt2" else lm_configs.GPT2_SHAPES.get(self.name)
+        return None if shape is None else int(shape["n_layer"])
 
 
 @dataclass
@@ -86,6 +98,10 @@ class SmolLM2Config(LMConfig):
     # separator and end of text of the LoRA format; null = the tokenizer's (<|im_end|>, best in our 40-step
     # CPU runs) | <|endoftext|> (the pretraining document separator)
     eos_token: Optional[str] = None
+
+    def decoder_blocks(self) -> int | None:
+        return int(lm_configs.SMOLLM2_135M["num_hidden_layers"])
+
 
 log = logging.getLogger("contnet")
 

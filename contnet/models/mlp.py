@@ -20,6 +20,9 @@ from .common import (ACTIVATIONS, ModelConfig, autoencoder_widths, finish, hidde
 @dataclass
 class MLPConfig(ModelConfig):
     """`model=mlp`: fully connected; an autoencoder d–widths–code–reversed(widths)–d on *_ae tasks."""
+    objectives = ("classify", "reconstruct")
+    closed_form_start = True
+
     name: str = "mlp"
     depth: int = opt(2, gt=0, integer=True)   # hidden layers (used when widths is null)
     width: int = opt(128, gt=0, integer=True)
@@ -43,6 +46,12 @@ class MLPConfig(ModelConfig):
         if not (self.ae_widths in (None, "auto") or isinstance(self.ae_widths, (list, tuple))):
             raise self.error("ae_widths", "must be auto, null or a list of positive integers")
         self.check_widths("widths", "ae_widths")
+
+    def check_task(self, task, homotopy) -> None:
+        super().check_task(task, homotopy)
+        if self.init == "pca" and task.objective != "reconstruct":
+            raise self.error("init", f"is the closed-form start of an autoencoder and {task.words} is not "
+                                     "an autoencoder task; use a *_ae task, or model.init=default")
 
 
 def _stack(sizes: list[int], act: str, lam, last_linear: bool = True) -> nn.Sequential:

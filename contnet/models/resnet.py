@@ -20,6 +20,8 @@ from .common import ACTIVATIONS, ModelConfig, finish, in_features, init_weights,
 @dataclass
 class ResNetConfig(ModelConfig):
     """`model=resnet`: a residual classifier; homotopy (inherited): auto = on under a continuation optimizer."""
+    objectives = ("classify",)
+
     name: str = "resnet"
     # auto: fc for vectors, cifar for images ≤ 64 px, resnet18 (torchvision) above
     variant: str = opt("auto", choices=("auto", "fc", "cifar", "resnet18"))
@@ -31,7 +33,22 @@ class ResNetConfig(ModelConfig):
     skip_homotopy: bool = True           # with homotopy: out = (1−λ)·act(y) + λ·act(y + skip)  (λ=0: no skip)
     # auto: the standard init (a residual net has no closed-form start; the runner resolves auto)
     init: str = opt("default", choices=("auto", "default", "xavier", "orthogonal"))
-    # (depth: 6n+2 is checked by CifarResNet itself, once the variant is resolved)
+    # (depth: 6n+2 is checked by CifarResNet itself, once the variant is resolved, and before a run by check_task)
+
+    def check_task(self, task, homotopy) -> None:
+        """The builder's rules that need no data: variant auto is fc for vectors and cifar for the (≤ 64 px)
+        torchvision images; cifar and resnet18 need images; cifar needs depth 6n+2; resnet18 has no λ."""
+        super().check_task(task, homotopy)
+        variant = self.variant if self.variant != "auto" else ("cifar" if task.images else "fc")
+        if variant in ("cifar", "resnet18") and not task.images:
+            raise self.error("variant", f"needs image inputs (C, H, W) and {task.words} gives vectors; use "
+                                        "model.variant=fc")
+        if variant == "cifar" and ((self.depth - 2) % 6 != 0 or self.depth < 8):
+            auto = " (model.variant=auto is cifar for images)" if self.variant == "auto" else ""
+            raise self.error("depth", f"is not a CIFAR ResNet depth{auto}; use 6n+2 (20, 32, 44, 56, 110)")
+        if variant == "resnet18" and homotopy:
+            raise self.error("variant", f"torchvision's ResNet-18 has no homotopy points and {homotopy} needs "
+                                        "them; use model.variant=cifar or fc, or a plain optimizer")
 
 
 class FCBlock(nn.Module):

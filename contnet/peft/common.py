@@ -12,6 +12,18 @@ def parameter_report(model: nn.Module) -> str:
     return f"trainable params: {trainable:,} || all params: {total:,} || trainable%: {100 * trainable / max(total, 1):.4f}"
 
 
+def require_language_model(peft: str, what: str, model_cfg) -> None:
+    """Before a run (contnet.validation): an adapter that `what` (e.g. 'adapts the attention projections of a
+    language model') refuses another model in one line, as its builder would once the job started.  `model_cfg`
+    is the model's typed config (ModelConfig)."""
+    if model_cfg.language_model:
+        return
+    from contnet.registry import MODELS
+    lms = [n for n in MODELS.names() if MODELS.config(n).language_model]
+    raise ConfigError(f"peft={peft}: {what} and model={model_cfg.name} is not one; use a language model "
+                      f"(model={'|'.join(lms)}) or peft=none|full")
+
+
 def freeze(model: nn.Module) -> None:
     for p in model.parameters():
         p.requires_grad_(False)

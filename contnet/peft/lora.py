@@ -42,6 +42,11 @@ class LoRAConfig(Options):
         if not (t in (None, "auto") or (isinstance(t, (list, tuple)) and t and all(isinstance(x, str) for x in t))):
             raise self.error("targets", "must be auto or a list of module names, e.g. [q_proj,v_proj]")
 
+    def check_model(self, model_cfg) -> None:
+        """Before a run: the model must be a language model (its attention projections are what LoRA adapts)."""
+        from .common import require_language_model
+        require_language_model("lora", "adapts the attention projections of a language model", model_cfg)
+
 # model_type -> the query and value projection names peft should target
 QV_TARGETS = {
     "llama": ["q_proj", "v_proj"], "mistral": ["q_proj", "v_proj"], "qwen2": ["q_proj", "v_proj"],

@@ -37,6 +37,7 @@ import torch
 from torch import nn
 
 from contnet.continuation.state import LambdaState, attach_lambda, find_lambda
+from contnet.errors import fmt
 from contnet.registry import PEFTS, ConfigError
 from contnet.schema import Options, opt, typed
 from .common import count_parameters, decoder_blocks, freeze, hidden_size
@@ -93,9 +94,32 @@ class SoloConfig(Options):
             raise self.error("stride", "a long skip spans at least 2 blocks")
         if self.placement == "pairs" and not self.pairs:
             raise self.error("pairs", "placement=pairs needs the skips as [[i,j],...]")
+        if self.pairs is not None and self.placement != "pairs":
+            raise self.error("pairs", f"only read with peft.placement=pairs (placement is {self.placement}); add "
+                                      "peft.placement=pairs, or leave peft.pairs out")
+        if self.target is not None and self.placement != "first_last":
+            raise self.error("target", f"only read with peft.placement=first_last (placement is {self.placement}); "
+                                       "add peft.placement=first_last, or leave peft.target out")
+        for pair in self.pairs or ():
+            why = (f"has {len(pair)} element{'s' if len(pair) != 1 else ''}" if len(pair) != 2
+                   else f"has i = {pair[0]}" if pair[0] < 0 else f"has j − i = {pair[1] - pair[0]}"
+                   if pair[1] - pair[0] < 2 else "")
+            if why:
+                raise self.error("pairs", f"each skip is a pair [i,j] of block outputs (0 = the embeddings) with "
+                                          f"0 ≤ i and j ≥ i + 2; {fmt(list(pair))} {why}")
         if self.lambda_mode == "trainable" and self.init == "zero_b" and self.lambda_init == 0.0:
             raise self.error("init", "with lambda_mode=trainable and lambda_init=0 never trains (λ = 0 and B = 0 "
                                      "give each other zero gradient); use init=small_random")
+
+    def check_model(self, model_cfg) -> None:
+        """Before a run: the model must be a language model, and the long skips must fit its decoder blocks
+        (their number is known from the shipped shape, unless peft.blocks names other blocks)."""
+        from .common import require_language_model
+        require_language_model("solo", "adds long skips between the decoder blocks of a language model",
+                               model_cfg)
+        n_blocks = model_cfg.decoder_blocks()
+        if n_blocks is not None and self.blocks is None:
+            connections(self, n_blocks)
 
     def driver(self) -> str:
         """lambda_driver with auto resolved: external when the optimizer moves λ, else Solo's own ramp."""
@@ -121,8 +145,9 @@ def connections(cfg: SoloConfig, n_blocks: int) -> list[tuple[int, int]]:
         pairs = [(int(i), int(j)) for i, j in cfg.pairs]
     bad = [p for p in pairs if not (0 <= p[0] and p[1] <= L and p[1] - p[0] >= 2)]
     if not pairs or bad:
-        raise ConfigError(f"peft.placement={cfg.placement} gives invalid long skips {bad or pairs} for "
-                          f"{L} blocks (need 0 ≤ i, j ≤ {L}, j − i ≥ 2)")
+        key = f"pairs={fmt(cfg.pairs)}" if cfg.placement == "pairs" else f"placement={cfg.placement}"
+        what = f"the long skips {bad} do not fit" if bad else "no long skip fits"
+        raise ConfigError(f"peft.{key}: {what} the {L} blocks of this model (need 0 ≤ i, j ≤ {L}, j − i ≥ 2)")
     return pairs
 
 

@@ -11,6 +11,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, ClassVar, List, Optional
 
+from contnet.errors import fmt
 from contnet.registry import MODELS, ConfigError
 from contnet.schema import Options, opt
 from ..common import ACTIVATIONS, ModelConfig, finish, hidden_widths, in_features, new_lambda
@@ -84,6 +85,8 @@ class Seq2DConfig(ModelConfig):
     """`model=seq2d`: Sequential2D, the network as a block matrix F=[f_ij] (row i = target slot, column j =
     source slot) iterated T times (Jacobi).  homotopy (inherited): homotopy activations σ_λ on every hidden
     slot; auto: on when the optimizer is a continuation method."""
+    objectives = ("classify", "reconstruct")
+
     name: str = "seq2d"
     # mlp | resnet | dense (lower-triangular skips) | rnn (recurrent, input re-injected) | grid (layout below)
     pattern: str = opt("mlp", choices=PATTERNS)
@@ -118,6 +121,15 @@ class Seq2DConfig(ModelConfig):
             sub.check()
         if self.pattern == "grid" and not (self.grid.layout and self.grid.sizes):
             raise self.error("pattern", "needs model.grid.layout (a square list of cells) and model.grid.sizes")
+
+    def check_task(self, task, homotopy) -> None:
+        super().check_task(task, homotopy)
+        if self.pattern in ("resnet", "rnn") and task.objective != "classify":
+            raise self.error("pattern", f"is a classifier here and {task.words} is not; use model.pattern=mlp, "
+                                        "dense or grid")
+        if self.pattern == "grid" and "code" in (self.grid.sizes or ()) and task.objective != "reconstruct":
+            raise ConfigError(f"model.grid.sizes={fmt(self.grid.sizes)}: code is the code layer of an autoencoder "
+                              f"and {task.words} has none; use an integer size")
 
 
 def _chain_sizes(cfg, task) -> list[int]:
