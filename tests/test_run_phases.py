@@ -315,3 +315,15 @@ def test_a_single_run_into_a_sweep_directory_and_a_sweep_into_a_run_directory_ar
     multi = cli_inprocess(["train", "-m", f"hydra.sweep.dir={run_dir}", "seed=0,1", "trainer.max_steps=3"], tmp_path)
     assert multi.returncode == 2 and "holds a single run" in multi.stderr, multi.stderr
     assert snapshot(sweep) == before
+
+
+def test_report_finds_a_sweeps_jobs_even_beside_a_single_run_in_its_directory(tmp_path):
+    """Directories an older contnet made: a single run's files at the root of a sweep's directory."""
+    from contnet.report.runs import discover_run_dirs
+    sweep = tmp_path / "sweep"
+    for d in (sweep, sweep / "0", sweep / "1"):
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "summary.json").write_text(json.dumps({"status": "completed"}))
+    (sweep / "0" / "checkpoints").mkdir()
+    assert [p.name for p in discover_run_dirs([sweep])] == ["sweep", "0", "1"]
+    assert [p.name for p in discover_run_dirs([tmp_path])] == ["sweep", "0", "1"]

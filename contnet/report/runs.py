@@ -76,20 +76,17 @@ def is_run_dir(path: Path) -> bool:
 def discover_run_dirs(roots: Iterable[Path]) -> list[Path]:
     """Every run directory at or below the roots, sorted, without duplicates.
 
-    The walk stops at a run directory (runs do not nest) and skips hidden folders
-    such as `.submitit/` and `.hydra/`, and `wandb/` (its own files, not ours).
+    Inside a run directory the walk goes on only into numbered folders (a sweep's jobs: a single run that an
+    older contnet let into a sweep's directory does not hide them), and it skips hidden folders such as
+    `.submitit/` and `.hydra/`, and `wandb/` (its own files, not ours).
     """
     found: set[Path] = set()
     for root in roots:
-        root = Path(root)
-        if is_run_dir(root):
-            found.add(root.resolve())
-            continue
-        for dirpath, dirnames, _ in os.walk(root):
+        for dirpath, dirnames, _ in os.walk(Path(root)):
             here = Path(dirpath)
-            if here != root and is_run_dir(here):
+            if is_run_dir(here):
                 found.add(here.resolve())
-                dirnames[:] = []
+                dirnames[:] = [d for d in dirnames if d.isdigit()]
                 continue
             dirnames[:] = [d for d in dirnames if not d.startswith(".") and d != "wandb"]
     return sorted(found, key=_natural_key)
