@@ -25,6 +25,7 @@ def main(argv=None) -> None:
     torch.set_num_threads(1)
     from sklearn.datasets import load_digits
     from contnet.engine.loop import fit
+    from contnet.engine.setup import Setup
     from contnet.registry import OPTIMIZERS
     from contnet.tasks.base import TaskMeta, TensorTask
     d = load_digits()
@@ -39,8 +40,9 @@ def main(argv=None) -> None:
         cfg.lr = lr
         opt = OPTIMIZERS.get(name)(cfg, model)
         with tempfile.TemporaryDirectory() as tmp:
+            tcfg = g.trainer_cfg(torch.device("cpu"), args.steps, 64, 50, bn_recalibrate=args.bn_recalibrate)
             fit(model=model, task=task, optimizer=opt, scheduler=None, seed=0, run_dir=Path(tmp), loggers=[],
-                tcfg=g.trainer_cfg(torch.device("cpu"), args.steps, 64, 50, bn_recalibrate=args.bn_recalibrate))
+                tcfg=tcfg, setup=Setup.prepare(tcfg, model, task))
         xv, yv = task.tensors("val")
         with torch.no_grad():
             model.eval()

@@ -87,14 +87,16 @@ def trainer_cfg(device, steps: int, batch: int, flush: int, **over):
 def contnet_rate(kind, task, device, warm, steps, batch, precision, compile_, clock=None, **build_kw):
     """Steps/s of contnet's loop between the records of step `warm` and `warm + steps` (both flush points)."""
     from contnet.engine.loop import fit
+    from contnet.engine.setup import Setup
     from contnet.registry import OPTIMIZERS
     model, opt_cfg = build(kind, task, **build_kw)
     model.to(device)
     opt = OPTIMIZERS.get(opt_cfg.name)(opt_cfg, model)
     clock = clock or StepClock()
+    tcfg = trainer_cfg(device, warm + steps, batch, warm, precision=precision, compile=compile_)
     with tempfile.TemporaryDirectory() as d:
         summary = fit(model=model, task=task, optimizer=opt, scheduler=None, seed=0, run_dir=Path(d), loggers=[clock],
-                      tcfg=trainer_cfg(device, warm + steps, batch, warm, precision=precision, compile=compile_))
+                      tcfg=tcfg, setup=Setup.prepare(tcfg, model, task))
     assert summary["status"] == "completed", summary
     return steps / (clock.t[warm + steps] - clock.t[warm]), model
 

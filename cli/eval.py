@@ -53,7 +53,7 @@ def fine_tuned_model(cfg, run_dir: Path, task):
 
 
 def evaluate(run_dir: Path, overrides: list[str]) -> dict:
-    from contnet.engine import loop
+    from contnet.engine import setup
     from contnet.engine.io import atomic_write_json
     from contnet.engine.run import resolve_auto
     from contnet.registry import TASKS
@@ -64,7 +64,7 @@ def evaluate(run_dir: Path, overrides: list[str]) -> dict:
     task = TASKS.get(cfg.task.name)(cfg.task, int(cfg.seed))
     task.run_dir = out                               # predictions/references land in <run>/eval/
     model, source = fine_tuned_model(cfg, run_dir, task)
-    device = loop.pick_device(str(cfg.trainer.get("device", "auto")))
+    device = setup.pick_device(str(cfg.trainer.get("device", "auto")))
     model.to(device).eval()
     metrics = {}
     for split in ("val", "test"):

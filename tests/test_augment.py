@@ -117,21 +117,22 @@ def test_cifar_resnet_preset_is_the_standard_recipe_and_trains(tmp_path, monkeyp
 
 def test_device_settings_on_cpu_channels_last_and_precision_auto():
     from omegaconf import OmegaConf
-    from contnet.engine.loop import autocast_for, device_settings
+    from contnet.engine.config import trainer_config
+    from contnet.engine.setup import Precision, device_settings
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten())
-    device_settings(model, OmegaConf.create({"channels_last": "auto"}), torch.device("cpu"))
+    device_settings(model, trainer_config(OmegaConf.create({"channels_last": "auto"})), torch.device("cpu"))
     assert model[0].weight.is_contiguous()                       # auto: NHWC on CUDA only
-    device_settings(model, OmegaConf.create({"channels_last": True}), torch.device("cpu"))
+    device_settings(model, trainer_config(OmegaConf.create({"channels_last": True})), torch.device("cpu"))
     assert model[0].weight.is_contiguous(memory_format=torch.channels_last) and not model[0].weight.is_contiguous()
     try:
-        device_settings(model, OmegaConf.create({"flush_denormal": True}), torch.device("cpu"))
+        device_settings(model, trainer_config(OmegaConf.create({"flush_denormal": True})), torch.device("cpu"))
         assert float(torch.tensor([1e-40]) * 1.0) == 0.0          # denormals flushed (the Adam-moment slowdown)
     finally:
         torch.set_flush_denormal(False)
     assert float(torch.tensor([1e-40]) * 1.0) > 0.0
-    ctx, scaler = autocast_for("auto", torch.device("cpu"))
-    with ctx():
-        assert not torch.is_autocast_enabled("cpu") and scaler is None      # auto on CPU: fp32
+    precision = Precision.of("auto", torch.device("cpu"))
+    with precision.autocast():
+        assert not torch.is_autocast_enabled("cpu") and precision.scaler is None      # auto on CPU: fp32
 
 
 def test_chunked_augmentation_gives_the_same_batches():

@@ -45,7 +45,9 @@ def test_recalibration_changes_evaluation_only(tmp_path, one_thread):
     different evaluations."""
     from omegaconf import OmegaConf
 
+    from contnet.engine.config import trainer_config
     from contnet.engine.loop import fit
+    from contnet.engine.setup import Setup
     from contnet.registry import MODELS
     task = digit_images()
     runs = {}
@@ -53,14 +55,14 @@ def test_recalibration_changes_evaluation_only(tmp_path, one_thread):
         torch.manual_seed(0)
         model = MODELS.get("resnet")({"depth": 8, "homotopy": False}, task)     # the rest: ResNetConfig's defaults
         opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-        tcfg = OmegaConf.create({
+        tcfg = trainer_config(OmegaConf.create({
             "max_steps": 20, "eval_every": 10, "eval_train": False, "device": "cpu", "progress": False,
-            "bn_recalibrate": n, "checkpoint_every_s": 0})
+            "bn_recalibrate": n, "checkpoint_every_s": 0}))
         logs = []
         logger = type("L", (), {"log": lambda self, r: logs.append(r), "summary": lambda self, s: None,
                                 "close": lambda self, s: None})()
-        fit(model=model, task=task, optimizer=opt, scheduler=None, tcfg=tcfg, run_dir=tmp_path / str(n),
-            loggers=[logger], seed=0)
+        fit(model=model, task=task, optimizer=opt, scheduler=None, tcfg=tcfg, setup=Setup.prepare(tcfg, model, task),
+            run_dir=tmp_path / str(n), loggers=[logger], seed=0)
         runs[n] = logs
     train = {n: [r["train/loss"] for r in recs if "train/loss" in r] for n, recs in runs.items()}
     assert train[0] == train[3] and len(train[0]) == 20

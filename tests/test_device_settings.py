@@ -3,11 +3,12 @@ ways, so a job of an in-process sweep gives the numbers it gives alone (no setti
 import torch
 from omegaconf import OmegaConf
 
-from contnet.engine.loop import CUDNN_TF32_DEFAULT, device_settings
+from contnet.engine.config import trainer_config
+from contnet.engine.setup import CUDNN_TF32_DEFAULT, device_settings
 
 
 def settings(**kw):
-    return OmegaConf.create({"channels_last": "auto", "tf32": "auto", "deterministic": False, **kw})
+    return trainer_config(OmegaConf.create({"channels_last": "auto", "tf32": "auto", "deterministic": False, **kw}))
 
 
 def test_flush_denormal_of_an_earlier_run_does_not_leak_into_the_next():

@@ -28,11 +28,11 @@ import torch
 
 from contnet.continuation.state import find_lambda
 from . import batchnorm, checkpoint, distributed
-from .config import TrainerConfig, trainer_config
+from .config import TrainerConfig
 from .plots import plot_curves
 from .progress import ProgressReporter
+from .rng import gather_rng
 from .setup import Setup
-from .setup import CUDNN_TF32_DEFAULT, autocast_for, device_settings, pick_device  # noqa: F401  (their older home)
 from .signals import Interrupted, StopOnSignal
 
 log = logging.getLogger("contnet")
@@ -90,6 +90,12 @@ class RunState:
     last: dict = field(default_factory=dict)
     first_loss: float | None = None   # the run's first train/loss: the divergence guard is relative to it
     final_step: int = -1              # the step whose final evaluation is done (a resume does not repeat it)
+
+    @classmethod
+    def of_checkpoint(cls, progress: dict) -> "RunState":
+        return cls(**{k: progress[k] for k in ("step", "epoch", "batch_in_epoch", "elapsed_s", "train_time_s", "best",
+                                               "last")}, first_loss=progress.get("first_loss"),
+                   final_step=progress.get("final_step", -1))
 
 
 class Stop(Exception):
@@ -268,7 +274,7 @@ def save_checkpoint(lp: Loop) -> None:
     """checkpoints/last.pt (rank 0), after the metrics up to this step are on disk."""
     lp.timed_ckpt = False
     ctx, device, st = lp.setup.ctx, lp.setup.device, lp.state
-    rng_ranks = checkpoint.gather_rng(ctx, device)     # under DDP a collective: every rank calls this
+    rng_ranks = gather_rng(ctx, device)     # under DDP a collective: every rank calls this
     if not ctx.is_main:
         lp.saved_step = st.step                        # every rank: the next save decision is the same on all
         return
@@ -341,32 +347,23 @@ def plot(lp: Loop) -> None:
                     e.__class__.__name__, " ".join(str(e).split())[:200])
 
 
-def fit(*, model, task, optimizer, scheduler, tcfg, run_dir: Path, loggers: list, seed: int,
-        resume_from: dict | Path | None = None, ctx: distributed.Context | None = None,
-        setup: Setup | None = None, signals: StopOnSignal | None = None, identity: dict | None = None,
+def fit(*, model, task, optimizer, scheduler, tcfg: TrainerConfig, setup: Setup, run_dir: Path, loggers: list,
+        seed: int, state: RunState | None = None, signals: StopOnSignal | None = None, identity: dict | None = None,
         into: dict | None = None) -> dict:
     """Train, evaluate at the end, save the last checkpoint and the plot; returns the summary fields the engine
     owns (status, steps, final, best, timings), and keeps them in `into` as well when it ends by an exception.
 
-    `setup` is what `run()` decided (device, precision, step budget, model already placed); a library call
-    without it gets one here.  `signals` is the run's signal scope (engine/signals.py; a library call gets its
-    own).  With a data-parallel context every rank runs this loop on its shard of each global batch; only
-    rank 0 has loggers and writes checkpoints."""
-    cfg = trainer_config(tcfg)
-    if setup is None:
-        setup = Setup.choose(cfg, ctx)
-        setup.place(model, task, cfg)
+    `setup` is what `run()` decided (device, precision, step budget; the model is placed); `state` the progress
+    of a restored checkpoint (everything else of it is restored already), None for a fresh start.  `signals` is
+    the run's signal scope (engine/signals.py; a library call gets its own).  With a data-parallel context every
+    rank runs this loop on its shard of each global batch; only rank 0 has loggers and writes checkpoints."""
+    cfg = tcfg
     lp = Loop(cfg, setup, model, *training_models(model, task, cfg, setup, seed), task=task, optimizer=optimizer,
               scheduler=scheduler, loggers=loggers, run_dir=Path(run_dir), seed=seed, identity=identity)
     lp.next_ckpt_t = time.perf_counter() + cfg.checkpoint_every_s
-    if resume_from is not None:
-        prog = checkpoint.load(resume_from, model=model, optimizer=optimizer, scheduler=scheduler,
-                               scaler=setup.precision.scaler, ctx=setup.ctx, device=setup.device)
-        lp.state = RunState(**{k: prog[k] for k in ("step", "epoch", "batch_in_epoch", "elapsed_s", "train_time_s",
-                                                    "best", "last")}, first_loss=prog.get("first_loss"),
-                            final_step=prog.get("final_step", -1))
-        lp.saved_step = lp.state.step
-        log.info("resumed in %s at step %d", run_dir, lp.state.step)
+    if state is not None:
+        lp.state, lp.saved_step = state, state.step
+        log.info("resumed in %s at step %d", run_dir, state.step)
     lp.t0 = time.perf_counter() - lp.state.elapsed_s
     lp.bn_batches = cfg.bn_recalibrate if batchnorm.batchnorms(model) else 0
     lp.lam = find_lambda(model)

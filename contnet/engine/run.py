@@ -15,11 +15,13 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from contnet.models.common import count_parameters
 from contnet.registry import LOGGERS, MODELS, OPTIMIZERS, PEFTS, SCHEDULERS, TASKS, ConfigError
 from contnet.validation import validate
-from . import checkpoint, distributed, loop, rundir
+from contnet.parallel import context
+from . import checkpoint, loop, rundir
 from .config import TrainerConfig, trainer_config
 from .io import atomic_write_bytes, atomic_write_json, versions
 from .loggers import JsonlLogger, metrics_gap
 from .progress import final_table
+from .rng import restore_rng
 from .rundir import check_run_dir, finished_summary, read_summary, resume_checkpoint  # noqa: F401 (read_summary: drivers)
 from .setup import Setup
 from .signals import Interrupted, StopOnSignal
@@ -119,7 +121,7 @@ def run(cfg: DictConfig, run_dir: Path, group: str | None = None, name: str | No
         with open_dict(cfg):
             cfg.peft = {"name": "none"}
     tcfg = trainer_config(cfg.trainer)
-    ctx = distributed.context()
+    ctx = context()
     setup = Setup.choose(tcfg, ctx)                # a device or precision this machine lacks: fail now
     resume_from, run_dir = resume_checkpoint(tcfg.resume, run_dir)
     logs = rundir.open_log_sizes(run_dir)
@@ -183,15 +185,12 @@ def _run(cfg, tcfg, setup, run_dir, resume_from, signals, names, files, logs) ->
         log.info("%s already completed %d steps: nothing to resume", run_dir, done["steps"])
         rundir.roll_back_logs(logs)
         return done
-    truncate_after = None
     if ckpt is not None:                           # checked against the built objects before any write
-        checkpoint.restore(ckpt, model=model, optimizer=optimizer, scheduler=scheduler)
-        truncate_after = int(ckpt["progress"]["step"])
-        ckpt = checkpoint.after_restore(ckpt)      # fit() restores the RNG states and the progress
+        checkpoint.restore(ckpt, model=model, optimizer=optimizer, scheduler=scheduler, scaler=setup.precision.scaler)
     if is_main:
         _first_write(run_dir, restart, files, logs)
     objs = {"task": task, "model": model, "optimizer": optimizer, "scheduler": scheduler}
-    return _train(cfg, tcfg, setup, run_dir, (ckpt, truncate_after), signals, names, identity, objs, summary)
+    return _train(cfg, tcfg, setup, run_dir, ckpt, signals, names, identity, objs, summary)
 
 
 def check_continues(ckpt: dict, identity: dict, run_dir: Path, is_main: bool) -> None:
@@ -206,14 +205,18 @@ def check_continues(ckpt: dict, identity: dict, run_dir: Path, is_main: bool) ->
                           "restore the file, or start over with trainer.overwrite=true")
 
 
-def _train(cfg, tcfg, setup, run_dir, resume, signals, names, identity, objs, summary) -> dict:
-    """The loggers, fit(), the adapter; summary.json last, whatever ended the run."""
-    (ckpt, truncate_after), is_main, loggers = resume, setup.ctx.is_main, []
+def _train(cfg, tcfg, setup, run_dir, ckpt, signals, names, identity, objs, summary) -> dict:
+    """The loggers, the restored RNG states (last: nothing may draw after them), fit(), the adapter; summary.json
+    last, whatever ended the run."""
+    is_main, loggers = setup.ctx.is_main, []
+    state = loop.RunState.of_checkpoint(ckpt["progress"]) if ckpt is not None else None
     try:
         if is_main:
-            loggers = make_loggers(cfg, run_dir, truncate_after, *names)
-        loop.fit(**objs, tcfg=tcfg, run_dir=run_dir, loggers=loggers, seed=summary["seed"], resume_from=ckpt,
-                 setup=setup, signals=signals, identity=identity, into=summary)
+            loggers = make_loggers(cfg, run_dir, state.step if state else None, *names)
+        if ckpt is not None:
+            restore_rng(ckpt, setup.ctx, setup.device)
+        loop.fit(**objs, tcfg=tcfg, setup=setup, run_dir=run_dir, loggers=loggers, seed=summary["seed"], state=state,
+                 signals=signals, identity=identity, into=summary)
         if is_main and summary.get("status") == "completed":
             from contnet.peft.io import save_for_run
             save_for_run(cfg.peft, objs["model"], run_dir)      # <run>/adapter/: what `contnet eval <run>` loads

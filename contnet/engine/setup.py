@@ -9,9 +9,10 @@ from dataclasses import dataclass, field
 
 import torch
 
+from contnet.parallel import Context, context
 from contnet.registry import ConfigError
-from . import distributed
-from .config import TrainerConfig, trainer_config
+from .distributed import device_for
+from .config import TrainerConfig
 
 CUDNN_TF32_DEFAULT = torch.backends.cudnn.allow_tf32     # torch's own value, before any run changes it
 
@@ -54,18 +55,11 @@ class Precision:
         return torch.autocast(self.device_type, dtype=self.dtype)
 
 
-def autocast_for(precision: str, device: torch.device):
-    """(a factory of the autocast context, the grad scaler or None): `Precision.of` in its older shape."""
-    p = Precision.of(precision, device)
-    return p.autocast, p.scaler
-
-
 def device_settings(model, tcfg: TrainerConfig, device: torch.device) -> None:
     """Cheap CUDA wins.  trainer.channels_last (auto: CUDA and a model with 2-D convolutions) stores conv
     weights NHWC, the layout tensor cores want; trainer.tf32 (auto: CUDA unless trainer.deterministic)
     allows TF32 matmuls and lets cuDNN benchmark its convolution algorithms.  Deterministic CUDA runs get
     CUBLAS_WORKSPACE_CONFIG, without which cuBLAS is not deterministic."""
-    tcfg = trainer_config(tcfg)
     cuda = device.type == "cuda"
     layout = tcfg.channels_last
     has_conv = any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
@@ -99,14 +93,14 @@ class Setup:
     """Decided once per run.  `steps` is 0 until the task exists (`place`)."""
     device: torch.device
     precision: Precision
-    ctx: distributed.Context = field(default_factory=distributed.Context)
+    ctx: Context = field(default_factory=Context)
     steps: int = 0
 
     @classmethod
-    def choose(cls, tcfg: TrainerConfig, ctx: distributed.Context | None = None) -> "Setup":
+    def choose(cls, tcfg: TrainerConfig, ctx: Context | None = None) -> "Setup":
         """Device and precision; a device or precision this machine lacks fails here, before any work."""
-        ctx = ctx or distributed.context()
-        device = pick_device(distributed.device_for(tcfg.device, ctx))
+        ctx = ctx or context()
+        device = pick_device(device_for(tcfg.device, ctx))
         return cls(device, Precision.of(tcfg.precision, device), ctx)
 
     def place(self, model, task, tcfg: TrainerConfig):
@@ -116,3 +110,10 @@ class Setup:
         device_settings(model, tcfg, self.device)
         self.steps = total_steps(tcfg, steps_per_epoch(task, tcfg, self.ctx.world_size))
         return model
+
+    @classmethod
+    def prepare(cls, tcfg: TrainerConfig, model, task) -> "Setup":
+        """For a library call of `fit`: choose the device and precision, place the model."""
+        setup = cls.choose(tcfg)
+        setup.place(model, task, tcfg)
+        return setup
