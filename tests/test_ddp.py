@@ -75,7 +75,8 @@ def test_parc_early_stops_and_lambda_steps_are_those_of_the_global_batch(tmp_pat
 
 def test_explicit_gpu_index_under_data_parallel_is_one_clear_error():
     """trainer.device=cuda:N under torchrun would put every rank on GPU N; auto/cuda take cuda:LOCAL_RANK."""
-    from contnet.engine.distributed import Context, device_for
+    from contnet.engine.distributed import device_for
+    from contnet.parallel import Context
     from contnet.registry import ConfigError
     with pytest.raises(ConfigError, match="trainer.device=cuda:1 under torchrun with 2 processes"):
         device_for("cuda:1", Context(rank=1, world_size=2, local_rank=1))
@@ -134,7 +135,8 @@ def test_seq2d_grid_with_a_dead_cell_trains_under_two_processes(tmp_path):
 def test_find_unused_probe_names_the_dead_cell_and_leaves_no_trace():
     import torch
 
-    from contnet.engine.distributed import Context, find_unused, unused_parameters
+    from contnet.engine.distributed import find_unused, unused_parameters
+    from contnet.parallel import Context
     from contnet.engine.config import trainer_config
     from contnet.engine.run import build, resolve_auto, validate
     from contnet.engine.setup import Precision, Setup
@@ -178,7 +180,8 @@ def test_sync_bn_converts_batchnorm_in_place_for_data_parallel_cuda_runs_only():
     import torch
     from torch import nn
 
-    from contnet.engine.distributed import Context, sync_batchnorm
+    from contnet.engine.distributed import sync_batchnorm
+    from contnet.parallel import Context
     from contnet.registry import ConfigError
 
     def net():

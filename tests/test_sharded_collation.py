@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from contnet.engine import loop
-from contnet.engine.distributed import Context, shard_of
+from contnet.engine.distributed import shard_of
+from contnet.parallel import Context
 from contnet.registry import TASKS
 from contnet.tasks.base import shard_slice
 from tests.conftest import compose

@@ -1,4 +1,5 @@
-"""Data-parallel runs under torchrun: everything the engine needs to know about ranks, in one place.
+"""Data-parallel runs under torchrun: joining the process group, wrapping the model, the engine's collectives.
+Which rank a process is, and the averages over ranks that lower floors use, are contnet/parallel.py's.
 
 Contract (docs/reliability.md):
 - `torchrun --standalone --nproc_per_node=N -m contnet.cli.main train ...`; torchrun sets RANK,
@@ -15,37 +16,21 @@ Contract (docs/reliability.md):
 from __future__ import annotations
 
 import datetime as _dt
+import logging
 import os
 import re
-from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 
-
-@dataclass(frozen=True)
-class Context:
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    @property
-    def enabled(self) -> bool:
-        return self.world_size > 1
+from contnet.errors import ConfigError
+from contnet.parallel import Context, context, rank_mean
+from .batchnorm import batchnorms
+from .rng import rank_rng_state, set_rng_state
 
 
 def launched_by_torchrun() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
-
-
-def context() -> Context:
-    if dist.is_available() and dist.is_initialized():
-        return Context(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
-    return Context()
 
 
 def init_from_env() -> Context:
@@ -70,7 +55,6 @@ def device_for(name: str, ctx: Context) -> str:
     """Each rank gets its own GPU: `auto`/`cuda` mean cuda:LOCAL_RANK in a data-parallel run.  An explicit
     cuda:N would put every rank on one GPU (NCCL refuses that): one clear error instead."""
     if ctx.enabled and name.startswith("cuda:"):
-        from contnet.registry import ConfigError
         raise ConfigError(f"trainer.device={name} under torchrun with {ctx.world_size} processes would put every "
                           f"rank on one GPU; use trainer.device=cuda (rank r takes cuda:LOCAL_RANK) and choose the "
                           f"GPUs with CUDA_VISIBLE_DEVICES")
@@ -89,10 +73,9 @@ def unused_parameters(model, loss) -> list[str]:
     """Names of the trainable parameters that one forward/backward (`loss()`, a scalar of `model`) leaves
     without a gradient, e.g. a Sequential2D grid cell whose slot never reaches the output.  The probe
     leaves no trace: RNG states, buffers (BatchNorm statistics, λ) and every .grad are put back."""
-    from . import checkpoint
     params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     device = params[0][1].device if params else torch.device("cpu")
-    rng = checkpoint.rank_rng_state(device)
+    rng = rank_rng_state(device)
     buffers = [b.detach().clone() for b in model.buffers()]
     grads = [p.grad for _, p in params]
     for _, p in params:
@@ -106,7 +89,7 @@ def unused_parameters(model, loss) -> list[str]:
         with torch.no_grad():
             for b, saved in zip(model.buffers(), buffers):
                 b.copy_(saved)
-        checkpoint.set_rng_state(rng, device)
+        set_rng_state(rng, device)
 
 
 def find_unused(setting, model, loss, ctx: Context) -> bool:
@@ -120,7 +103,6 @@ def find_unused(setting, model, loss, ctx: Context) -> bool:
     if ctx.enabled:
         dist.all_reduce(flag, op=dist.ReduceOp.MAX)
     if flag.item() > 0 and ctx.is_main:
-        import logging
         logging.getLogger("contnet").info(
             "trainer.find_unused_parameters=auto: %d parameter(s) get no gradient (%s): DistributedDataParallel "
             "runs with find_unused_parameters=True", len(unused), ", ".join(unused[:3]) + (", …" if len(unused) > 3 else ""))
@@ -132,12 +114,10 @@ def sync_batchnorm(setting, model, ctx: Context, device: torch.device) -> bool:
     On: every BatchNorm becomes a SyncBatchNorm (in place; the same parameter and buffer tensors, so the
     optimizer and checkpoints are unaffected), whose batch statistics cover the global batch, as in one
     process.  torch has no CPU SyncBatchNorm: true on CPU under torchrun is one clear error."""
-    from .batchnorm import batchnorms
     if not ctx.enabled or setting is False or not batchnorms(model):
         return False
     if device.type != "cuda":
         if setting is True:
-            from contnet.registry import ConfigError
             raise ConfigError("trainer.sync_bn=true needs CUDA (torch's SyncBatchNorm has no CPU kernel); use "
                               "trainer.sync_bn=auto or false on CPU, where each rank normalizes with its shard's statistics")
         return False
@@ -163,28 +143,9 @@ def reduce_values(values: torch.Tensor, stop: bool, ctx: Context,
     if not ctx.enabled:
         return values.tolist(), stop, ckpt_due
     flags = torch.tensor([float(stop), float(ckpt_due)], device=values.device)
-    flat = torch.cat([values.reshape(-1).float(), flags])
-    dist.all_reduce(flat)
-    out = (flat / ctx.world_size).tolist()
+    out = rank_mean(torch.cat([values.reshape(-1).float(), flags])).tolist()
     width = values.shape[1]
     return [out[i:i + width] for i in range(0, len(out) - 2, width)], out[-2] > 0, out[-1] > 0
-
-
-def global_token_mean(total: torch.Tensor, count: torch.Tensor, ctx: Context) -> torch.Tensor:
-    """Σ total / Σ count over every rank's tokens, as this rank's share: DistributedDataParallel averages the
-    ranks' gradients (÷ world size), so rank r returns total_r · world / Σ count (one all_reduce of the
-    count); the mean of these over ranks, which the logs show, is the global token mean too.  Without
-    this, ranks with few tokens would weigh as much as ranks with many."""
-    if not ctx.enabled:
-        return total / count.clamp(min=1)
-    n = count.detach().to(total.dtype).clone()
-    dist.all_reduce(n)
-    return total * ctx.world_size / n.clamp(min=1)
-
-
-def barrier(ctx: Context) -> None:
-    if ctx.enabled:
-        dist.barrier()
 
 
 _NOW = re.compile(r"\$\{now:([^}]*)\}")

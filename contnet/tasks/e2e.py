@@ -26,6 +26,8 @@ import torch
 import torch.nn.functional as F
 
 from contnet.metrics.coco import java_available
+from contnet.metrics.e2e import group_references, score_e2e, write_e2e_files
+from contnet.parallel import context, global_token_mean
 from contnet.registry import TASK_CHECKS, TASKS, ConfigError
 from contnet.schema import typed
 from .base import Task, TaskMeta, batch_starts, shard_slice
@@ -204,7 +206,6 @@ class NLGTask(Task):
         self._ensure_tokenizer(model)
         total, count = self._token_losses(model, batch, self.label_smoothing)
         if torch.is_grad_enabled():      # a training step: under torchrun the global token mean (one all_reduce)
-            from contnet.engine.distributed import context, global_token_mean
             return global_token_mean(total, count, context())
         return total / count.clamp(min=1)
 
@@ -229,7 +230,6 @@ class NLGTask(Task):
         return metrics
 
     def generate_and_score(self, model, split, device) -> dict[str, float]:
-        from contnet.metrics.e2e import group_references, score_e2e, write_e2e_files
         mrs, refs = group_references(self.data[split])
         t0 = time.perf_counter()
         hyps = generate(model, self.tokenizer, [self.context_ids(mr) for mr in mrs], self.gen, device)

@@ -15,8 +15,7 @@ from contnet.errors import fmt
 from contnet.registry import MODELS, ConfigError
 from contnet.schema import Options, opt
 from ..common import ACTIVATIONS, ModelConfig, finish, hidden_widths, in_features, new_lambda
-from . import builders as B
-from .builders import SKIPS
+from .builders import SKIPS, dense, iterated_rnn, mlp, resnet
 from .layout import from_layout
 
 PATTERNS = ("mlp", "resnet", "dense", "rnn", "grid")
@@ -167,19 +166,19 @@ def _build(cfg: Seq2DConfig, task, lam):
                           "model.pattern=mlp, dense or grid")
 
     if pattern == "mlp":
-        model = B.mlp(_chain_sizes(cfg, task), act, lam=lam, density=cfg.density, **_iterate_options(cfg))
+        model = mlp(_chain_sizes(cfg, task), act, lam=lam, density=cfg.density, **_iterate_options(cfg))
     elif pattern == "dense":
-        model = B.dense(_chain_sizes(cfg, task), act, lam=lam, density=cfg.density,
-                        skip_init=cfg.dense.skip_init, **_iterate_options(cfg))
+        model = dense(_chain_sizes(cfg, task), act, lam=lam, density=cfg.density,
+                      skip_init=cfg.dense.skip_init, **_iterate_options(cfg))
     elif pattern == "resnet":
         r = cfg.resnet
-        model = B.resnet(in_features(task), cfg.width, cfg.depth, int(task.meta.output_dim),
-                         activation=act, skip=r.skip, skip_init=r.skip_init, hidden=r.hidden,
-                         post_activation=r.post_activation, lam=lam, **_iterate_options(cfg))
+        model = resnet(in_features(task), cfg.width, cfg.depth, int(task.meta.output_dim),
+                       activation=act, skip=r.skip, skip_init=r.skip_init, hidden=r.hidden,
+                       post_activation=r.post_activation, lam=lam, **_iterate_options(cfg))
     elif pattern == "rnn":
-        model = B.iterated_rnn(in_features(task), cfg.width, int(task.meta.output_dim),
-                               iterations or cfg.rnn.iterations, nonlinearity=cfg.rnn.nonlinearity, lam=lam,
-                               **_iterate_options(cfg, inject="every_step"))
+        model = iterated_rnn(in_features(task), cfg.width, int(task.meta.output_dim),
+                             iterations or cfg.rnn.iterations, nonlinearity=cfg.rnn.nonlinearity, lam=lam,
+                             **_iterate_options(cfg, inject="every_step"))
     else:
         g = cfg.grid
         sizes = [_resolve_size(s, task) for s in g.sizes]
