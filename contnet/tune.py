@@ -231,7 +231,7 @@ def parse_seeds(text: str) -> list[int]:
     return [int(s) for s in text.split(",")]
 
 
-def main(argv: list[str] | None = None) -> int:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m contnet.tune", description=__doc__.split("\n")[0])
     p.add_argument("experiment", help="experiment=<tune preset>, e.g. experiment=tune_digits_ae")
     p.add_argument("overrides", nargs="*", help="overrides for every run, e.g. trainer.max_steps=100")
@@ -240,33 +240,43 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", default=None, help="final seeds, e.g. 0,1,2 (default: the preset's tune.seeds)")
     p.add_argument("--arms", default=None, help="a subset of the preset's arms, e.g. adam,cadam")
     p.add_argument("--tune-only", action="store_true", help="stop after tuning (print the best values)")
-    args = p.parse_intermixed_args(sys.argv[1:] if argv is None else argv)
+    return p
 
+
+def checked_plan(args, experiment: str) -> tuple[dict, list[str]]:
+    """The study's plan and arms, every input checked first (ConfigError: one line)."""
     from contnet.cli.checks import check_overrides
     from contnet.cli.main import config_groups
     from contnet.registry import ConfigError
+    presets = [name for name in config_groups()["experiment"] if name.startswith("tune_")]
+    if experiment not in presets:
+        what = "not a tuning preset" if experiment in config_groups()["experiment"] else "no such preset"
+        raise ConfigError(f"experiment={experiment}: {what}; choose one of: {', '.join(presets)} "
+                          "(conf/experiment/tune_*.yaml)")
+    check_overrides([f"experiment={experiment}", *args.overrides], output_dir=False)   # as `contnet train` does
+    plan = plan_from(compose_preset(experiment, args.overrides), args.trials,
+                     parse_seeds(args.seeds) if args.seeds else None)
+    arms = list(plan["arms"])
+    if args.arms:
+        unknown = [a for a in args.arms.split(",") if a not in plan["arms"]]
+        if unknown:
+            raise ConfigError(f"--arms {','.join(unknown)}: not in the preset; its arms are {', '.join(arms)}")
+        arms = args.arms.split(",")
+    seeded = [o for o in args.overrides if o.split("=", 1)[0].lstrip("+~") == "seed"]
+    if seeded:
+        raise ConfigError(f"{seeded[0]}: the driver sets the seeds; use --seeds for the final runs "
+                          "(the tuning runs use the preset's tune.tune_seed)")
+    if plan["trials"] < 1 or not plan["seeds"]:
+        raise ConfigError("--trials must be ≥ 1 and --seeds must name at least one seed")
+    return plan, arms
+
+
+def main(argv: list[str] | None = None) -> int:
+    from contnet.registry import ConfigError
+    args = parser().parse_intermixed_args(sys.argv[1:] if argv is None else argv)
     experiment = args.experiment.split("=", 1)[-1]
     try:
-        presets = [name for name in config_groups()["experiment"] if name.startswith("tune_")]
-        if experiment not in presets:
-            what = "not a tuning preset" if experiment in config_groups()["experiment"] else "no such preset"
-            raise ConfigError(f"experiment={experiment}: {what}; choose one of: {', '.join(presets)} "
-                              "(conf/experiment/tune_*.yaml)")
-        check_overrides([f"experiment={experiment}", *args.overrides], output_dir=False)   # as `contnet train` does
-        plan = plan_from(compose_preset(experiment, args.overrides), args.trials,
-                         parse_seeds(args.seeds) if args.seeds else None)
-        arms = list(plan["arms"])
-        if args.arms:
-            unknown = [a for a in args.arms.split(",") if a not in plan["arms"]]
-            if unknown:
-                raise ConfigError(f"--arms {','.join(unknown)}: not in the preset; its arms are {', '.join(arms)}")
-            arms = args.arms.split(",")
-        seeded = [o for o in args.overrides if o.split("=", 1)[0].lstrip("+~") == "seed"]
-        if seeded:
-            raise ConfigError(f"{seeded[0]}: the driver sets the seeds; use --seeds for the final runs "
-                              "(the tuning runs use the preset's tune.tune_seed)")
-        if plan["trials"] < 1 or not plan["seeds"]:
-            raise ConfigError("--trials must be ≥ 1 and --seeds must name at least one seed")
+        plan, arms = checked_plan(args, experiment)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

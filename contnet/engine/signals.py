@@ -36,7 +36,7 @@ class StopOnSignal:
         self._shield = 0
         self._old: dict = {}
 
-    def _handler(self, signum, frame):
+    def _handler(self, signum, _frame):
         self.count += 1
         if self.signum is None:
             self.signum = signum

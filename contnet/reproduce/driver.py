@@ -173,7 +173,7 @@ def schedule(runs: list[SweepRun], jobs: int, env: dict, timeout: float | None) 
         list(pool.map(lambda r: execute(r, env, timeout), todo))
 
 
-def main(argv: list[str] | None = None) -> int:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="contnet reproduce", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--scale", choices=["cpu", "paper"], default="cpu",
@@ -190,7 +190,50 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     p.add_argument("--report-only", action="store_true", help="rebuild REPORT.md from the runs already in --out")
     p.add_argument("overrides", nargs="*", help="Hydra overrides added to every sweep (e.g. seed=0,1 trainer.max_steps=50)")
-    args = p.parse_args(argv)
+    return p
+
+
+def describe_budgets(runs: list, out: Path, args) -> None:
+    """Each run's budget in words for REPORT.md (the preset's, then the overrides added)."""
+    for r in runs:
+        if r.skipped:
+            continue
+        try:
+            r.extra["budget"] = describe(next(a for a in r.command if a.startswith("experiment=")).split("=", 1)[1])
+            if r.sweep.tuned:
+                r.extra["budget"] += f"; tuned values: `{r.sweep_dir.relative_to(out)}/report.md`"
+            added = (r.claim.smoke if args.smoke else []) + list(args.overrides)
+            if added:
+                r.extra["budget"] += ", then " + " ".join(added)
+        except Exception as e:  # noqa: BLE001 - only a description
+            r.extra["budget"] = f"{r.sweep.preset}: ({e.__class__.__name__})"
+
+
+def run_all(runs: list, args, scale_label: str) -> None:
+    env = dict(os.environ)
+    if args.scale == "cpu" or args.smoke:
+        env.setdefault("OMP_NUM_THREADS", "1")     # 2 cores: one thread per sweep beats oversubscription
+        env.setdefault("MKL_NUM_THREADS", "1")
+    env.setdefault("HYDRA_FULL_ERROR", "1")
+    timeout = args.timeout if args.timeout is not None else SWEEP_TIMEOUT_S[scale_label]
+    jobs = args.jobs if args.jobs is not None else (2 if args.scale == "cpu" or args.smoke else 1)
+    schedule(runs, jobs, env, timeout)
+
+
+def recorded_wall(out: Path, wall: float, report_only: bool, scale_label: str) -> float | None:
+    """The wall time of the run that made the results (kept in timing.json: a --report-only rebuild reuses it)."""
+    timing = out / "timing.json"
+    if not report_only:
+        timing.write_text(json.dumps({"wall_s": round(wall, 1), "scale": scale_label}), encoding="utf-8")
+        return wall
+    try:
+        return float(json.loads(timing.read_text(encoding="utf-8"))["wall_s"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
 
     bad = (f"--jobs {args.jobs}: must be an integer ≥ 1 (the number of sweeps run at once)"
            if args.jobs is not None and args.jobs < 1 else
@@ -214,28 +257,10 @@ def main(argv: list[str] | None = None) -> int:
             print(("# skipped: " + r.skipped + "\n# ") * bool(r.skipped) + " ".join(r.command))
         return 0
 
-    for r in runs:
-        if not r.skipped:
-            try:
-                r.extra["budget"] = describe(next(a for a in r.command if a.startswith("experiment="))
-                                             .split("=", 1)[1])
-                if r.sweep.tuned:
-                    r.extra["budget"] += f"; tuned values: `{r.sweep_dir.relative_to(out)}/report.md`"
-                added = (r.claim.smoke if args.smoke else []) + list(args.overrides)
-                if added:
-                    r.extra["budget"] += ", then " + " ".join(added)
-            except Exception as e:  # noqa: BLE001 - only a description
-                r.extra["budget"] = f"{r.sweep.preset}: ({e.__class__.__name__})"
+    describe_budgets(runs, out, args)
     start = time.monotonic()
     if not args.report_only:
-        env = dict(os.environ)
-        if args.scale == "cpu" or args.smoke:
-            env.setdefault("OMP_NUM_THREADS", "1")     # 2 cores: one thread per sweep beats oversubscription
-            env.setdefault("MKL_NUM_THREADS", "1")
-        env.setdefault("HYDRA_FULL_ERROR", "1")
-        timeout = args.timeout if args.timeout is not None else SWEEP_TIMEOUT_S[scale_label]
-        jobs = args.jobs if args.jobs is not None else (2 if args.scale == "cpu" or args.smoke else 1)
-        schedule(runs, jobs, env, timeout)
+        run_all(runs, args, scale_label)
     extras: dict[str, dict] = {}
     if any(c.key == "seq2d" for c in claims):
         try:
@@ -248,15 +273,7 @@ def main(argv: list[str] | None = None) -> int:
         results.append(analyse(claim, mine, out, extras.get(claim.key, {}),
                                selected=claim in claims, scale=scale_label))
     wall = time.monotonic() - start
-    timing = out / "timing.json"            # the measured time survives a later --report-only rebuild
-    if not args.report_only:
-        timing.write_text(json.dumps({"wall_s": round(wall, 1), "scale": scale_label}), encoding="utf-8")
-        run_wall = wall
-    else:
-        try:
-            run_wall = float(json.loads(timing.read_text(encoding="utf-8"))["wall_s"])
-        except (OSError, ValueError, KeyError):
-            run_wall = None
+    run_wall = recorded_wall(out, wall, args.report_only, scale_label)
     path = write_report(results, out, scale=scale_label, wall_s=run_wall,
                         argv=["contnet", "reproduce", *(argv if argv is not None else sys.argv[1:])])
     print(f"[reproduce] wrote {path} ({wall / 60:.1f} min)")

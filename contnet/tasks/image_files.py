@@ -50,7 +50,8 @@ def _idx_problem(f, expected_ndim: int) -> str | None:
 
 
 @lru_cache(maxsize=64)
-def _idx_file_problem(path: str, size: int, mtime: float, expected_ndim: int, gz: bool) -> str | None:
+def _idx_file_problem(path: str, size: int, _mtime: float, expected_ndim: int, gz: bool) -> str | None:
+    """(size and _mtime are the cache key only: a changed file is checked again)"""
     opener = gzip.open if gz else open
     try:
         with opener(path, "rb") as f:
@@ -110,7 +111,8 @@ def check_idx_dataset(raw_dir: Path, names: list[str], download: bool, unpack: b
 
 
 @lru_cache(maxsize=64)
-def _md5_ok(path: str, size: int, mtime: float, md5: str) -> bool:
+def _md5_ok(path: str, size: int, _mtime: float, md5: str) -> bool:
+    """(size and _mtime are the cache key only: a changed file is checked again)"""
     from torchvision.datasets import cifar       # its check_integrity, so tests can stand in for it
     return bool(cifar.check_integrity(path, md5))
 
