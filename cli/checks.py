@@ -253,6 +253,9 @@ def check_run_dir_holds_no_other_run(cfg, where) -> None:
 
     from contnet.engine import rundir
     run_dir = rundir.check_run_dir(where)
+    if rundir.sweep_job_folder(run_dir):
+        raise ConfigError(f"hydra.run.dir={where} is a job folder of the sweep in {run_dir.parent}; a single run there "
+                          "would take a job's place in its report: choose another hydra.run.dir")
     resume_from, run_dir = rundir.resume_checkpoint(cfg.trainer.get("resume"), run_dir)
     if os.environ.get("RANK", "0") == "0" and run_dir.is_dir():      # a run there: no second writer from now on
         rundir.acquire(run_dir)

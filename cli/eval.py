@@ -53,7 +53,7 @@ def fine_tuned_model(cfg, run_dir: Path, task):
 
 
 def evaluate(run_dir: Path, overrides: list[str]) -> dict:
-    from contnet.engine import setup
+    from contnet.engine import rundir, setup
     from contnet.engine.io import atomic_write_json
     from contnet.engine.run import resolve_auto
     from contnet.registry import TASKS
@@ -70,7 +70,9 @@ def evaluate(run_dir: Path, overrides: list[str]) -> dict:
     for split in ("val", "test"):
         for k, v in task.evaluate(model, split, int(cfg.trainer.batch_size), device, final=True).items():
             metrics[f"{split}/{k}"] = v
-    result = {"run_dir": str(run_dir), "weights": source, "overrides": overrides, "metrics": metrics}
+    summary = rundir.read_summary(run_dir) or {}
+    result = {"run_dir": str(run_dir), "weights": source, "overrides": overrides, "metrics": metrics,
+              "run_status": summary.get("status"), "run_steps": summary.get("steps")}    # which weights were scored
     atomic_write_json(out / "eval.json", result)
     return result
 
@@ -83,7 +85,12 @@ def main(argv: list[str]) -> int:
     try:
         if not run_dir.is_dir():
             raise ConfigError(f"{run_dir}: not a directory; give the directory of a `contnet train` run")
-        result = evaluate(run_dir, argv[1:])
+        from contnet.engine import rundir
+        rundir.acquire(run_dir)                      # eval/ is a write into the run: never while it trains
+        try:
+            result = evaluate(run_dir, argv[1:])
+        finally:
+            rundir.release(run_dir)
     except ConfigError as e:
         print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2

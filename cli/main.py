@@ -49,8 +49,22 @@ def main(argv: list[str] | None = None) -> int:
         print(f"contnet {cmd}: not available in this installation ({e}); reinstall with the needed extra",
               file=sys.stderr)
         return 2
-    rc = module.main(rest)
-    return int(rc or 0)
+    return run_command(cmd, lambda: module.main(rest))
+
+
+def run_command(cmd: str, fn) -> int:
+    """One line, never a traceback, when a command is stopped by Ctrl-C (what it wrote is whole: results are
+    written by temp file + rename); logging's own error reports (e.g. a full disk under the log file) stay off
+    the console, which gets the one error line."""
+    import logging
+    logging.raiseExceptions = False
+    try:
+        return int(fn() or 0)
+    except KeyboardInterrupt as e:
+        signum = getattr(e, "signum", 2)
+        print(f"contnet {cmd}: stopped by signal {signum}; rerun the same command to continue (finished runs are kept)",
+              file=sys.stderr)
+        return 128 + signum
 
 
 if __name__ == "__main__":

@@ -77,6 +77,17 @@ def _hydra_files(hc) -> dict[str, str]:
             "hydra.yaml": OmegaConf.to_yaml(OmegaConf.create({"hydra": OmegaConf.to_container(hc, resolve=False)}))}
 
 
+def _what_failed(e: Exception) -> str:
+    """The failure in words; the machine's own problems (a full disk, a read-only folder) name the file and the fix."""
+    import errno
+    fixes = {errno.ENOSPC: "free some space", errno.EDQUOT: "free some space",
+             errno.EROFS: "make it writable", errno.EACCES: "make it writable", errno.EPERM: "make it writable"}
+    if isinstance(e, OSError) and e.errno in fixes:
+        where = f" writing {e.filename}" if e.filename else ""
+        return f"{e.strerror}{where}; {fixes[e.errno]}, then continue with trainer.resume=auto"
+    return f"{e.__class__.__name__}: {one_line(e)}"
+
+
 def _task_function(cfg) -> float | None:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
@@ -106,12 +117,14 @@ def _task_function(cfg) -> float | None:
         if full_errors():
             raise
         _traceback_to_log_file()
-        print(f"error: {f'job {hc.job.num} ' if multirun else ''}({run_dir}) failed: {e.__class__.__name__}: "
-              f"{one_line(e)} (traceback in {run_dir / 'contnet.log'}; HYDRA_FULL_ERROR=1 prints it)", file=sys.stderr)
+        print(f"error: {f'job {hc.job.num} ' if multirun else ''}({run_dir}) failed: {_what_failed(e)} "
+              f"(traceback in {run_dir / 'contnet.log'}; HYDRA_FULL_ERROR=1 prints it)", file=sys.stderr)
         if not multirun:
             sys.exit(EXIT_FAILED)
         summary = _failed_job_summary(cfg, run_dir, f"{e.__class__.__name__}: {one_line(e)}")
     if summary["status"] == "interrupted":     # a signal stops the whole sweep, not just this job
+        print(f"error: ({run_dir}) interrupted by signal {summary.get('signal')} at step {summary.get('steps')}; "
+              "continue it with trainer.resume=auto (the same hydra.run.dir)", file=sys.stderr)
         sys.exit(128 + int(summary.get("signal") or 2))
     if multirun:
         _jobs_here.append(summary["status"])

@@ -197,4 +197,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from contnet.cli.main import run_command
+    sys.exit(run_command("study_solo", main))

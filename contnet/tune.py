@@ -310,4 +310,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from contnet.cli.main import run_command
+    sys.exit(run_command("tune", main))

@@ -26,6 +26,8 @@ PHASES = {
     "build": ("contnet.engine.run", "build", "True"),
     "final_eval": ("contnet.engine.loop", "evaluate", "kw.get('final') or (len(a) > 1 and a[1])"),
     "outputs": ("contnet.engine.loop", "plot", "True"),
+    "first_write": ("contnet.engine.run", "_first_write", "True"),
+    "summary": ("contnet.engine.run", "atomic_write_json", "True"),
 }
 
 DRIVER = textwrap.dedent("""
@@ -184,6 +186,9 @@ def test_a_second_writer_is_refused_while_a_run_writes_and_a_dead_ones_lock_is_f
             assert second.returncode == 2, extra
             lines = second.stderr.strip().splitlines()
             assert len(lines) == 1 and "is in use by another run" in lines[0] and f"pid {proc.pid}" in lines[0], lines
+        scoring = cli_inprocess(["eval", str(run_dir)], tmp_path)      # eval/ is a write into the run too
+        assert scoring.returncode == 2 and "is in use by another run" in scoring.stderr, scoring.stderr
+        assert not (run_dir / "eval").exists()
     finally:
         proc.kill()                                         # SIGKILL: the lock file stays, its flock is gone
         proc.wait(timeout=30)
@@ -327,3 +332,116 @@ def test_report_finds_a_sweeps_jobs_even_beside_a_single_run_in_its_directory(tm
     (sweep / "0" / "checkpoints").mkdir()
     assert [p.name for p in discover_run_dirs([sweep])] == ["sweep", "0", "1"]
     assert [p.name for p in discover_run_dirs([tmp_path])] == ["sweep", "0", "1"]
+
+
+# ------------------------------------------------------------------------------------------ found by trying faults
+
+
+def test_a_signal_during_the_first_write_is_acted_on_at_the_first_step(tmp_path):
+    run_dir = tmp_path / "run"
+    proc = signal_in("first_write", [signal.SIGTERM], [f"hydra.run.dir={run_dir}", *TINY], tmp_path)
+    assert proc.returncode == 128 + signal.SIGTERM, proc.stderr
+    s = summary_of(run_dir)
+    assert s["status"] == "interrupted" and s["steps"] == 1 and ckpt_step(run_dir) == 1
+    assert (run_dir / ".hydra" / "config.yaml").exists() and (run_dir / ".hydra" / "hydra.yaml").exists()
+    assert "interrupted by signal 15 at step 1" in proc.stderr
+
+
+def test_a_signal_while_summary_json_is_written_still_stops_the_process(tmp_path):
+    run_dir = tmp_path / "run"
+    proc = signal_in("summary", [signal.SIGTERM], [f"hydra.run.dir={run_dir}", *TINY], tmp_path)
+    assert proc.returncode == 128 + signal.SIGTERM, proc.stderr      # a sweep would not start its next job
+    assert "Traceback" not in proc.stderr
+    assert summary_of(run_dir)["status"] == "completed" and summary_of(run_dir)["steps"] == 25
+
+
+def test_sighup_is_a_signal_like_sigterm(tmp_path):
+    run_dir = tmp_path / "run"
+    proc = signal_in("final_eval", [signal.SIGHUP], [f"hydra.run.dir={run_dir}", *TINY], tmp_path)
+    assert proc.returncode == 128 + signal.SIGHUP, proc.stderr
+    assert summary_of(run_dir)["status"] == "interrupted" and ckpt_step(run_dir) == 25
+    assert not (run_dir / ".contnet.lock").exists()
+
+
+def test_two_quick_signals_before_any_checkpoint_then_resume_auto_starts_over(tmp_path, reference):
+    run_dir = tmp_path / "run"
+    proc = signal_in("final_eval", [signal.SIGINT], [f"hydra.run.dir={run_dir}", *TINY], tmp_path,
+                     env={"SECOND_SIGNAL_IN": "contnet.engine.checkpoint:save"})
+    assert proc.returncode == 130 and not (run_dir / "checkpoints" / "last.pt").exists(), proc.stderr
+    assert "no checkpoint was saved" in (run_dir / "contnet.log").read_text()
+    again = cli_inprocess(["train", f"hydra.run.dir={run_dir}", *TINY, "trainer.resume=auto"], tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert curves(run_dir) == curves(reference[0])
+
+
+def test_a_full_disk_names_the_file_and_the_fix(tmp_path):
+    run_dir = tmp_path / "run"
+    driver = textwrap.dedent("""
+        import errno, sys
+        from contnet.engine import run
+        def full(path, obj):
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        run.atomic_write_json = full
+        from contnet.cli.main import main
+        sys.exit(main(sys.argv[1:]))
+    """)
+    proc = subprocess.run([sys.executable, "-c", driver, "train", f"hydra.run.dir={run_dir}", *TINY], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert proc.returncode == 1 and len(lines) == 1, proc.stderr
+    assert f"No space left on device writing {run_dir / 'summary.json'}; free some space, then continue with " \
+           "trainer.resume=auto" in lines[0]
+    assert ckpt_step(run_dir) == 25                        # the run's checkpoint is there to continue from
+
+
+def test_metrics_jsonl_deleted_mid_run_is_written_back_and_a_resume_without_it_is_refused(tmp_path, monkeypatch,
+                                                                                       reference):
+    from contnet.engine import run as run_mod
+    run_dir = tmp_path / "run"
+
+    class DeleteAt:
+        def log(self, record):
+            if record.get("step") == 12 and "train/loss" in record:
+                (run_dir / "metrics.jsonl").unlink()
+
+        def summary(self, s):
+            pass
+
+        def close(self, status):
+            pass
+    make = run_mod.make_loggers
+    monkeypatch.setattr(run_mod, "make_loggers", lambda *a, **k: [*make(*a, **k), DeleteAt()])
+    assert run_inprocess(TINY, run_dir)["status"] == "completed"
+    assert curves(run_dir) == curves(reference[0])          # every record, none lost
+    monkeypatch.setattr(run_mod, "make_loggers", make)
+    (run_dir / "summary.json").unlink()
+    (run_dir / "metrics.jsonl").unlink()
+    before = snapshot(run_dir)
+    proc = cli_inprocess(["train", f"hydra.run.dir={run_dir}", *TINY, "trainer.resume=auto"], tmp_path)
+    assert proc.returncode == 2 and "metrics.jsonl is missing" in proc.stderr, proc.stderr
+    assert snapshot(run_dir) == before
+
+
+def test_a_single_run_into_a_sweeps_job_folder_is_refused(tmp_path):
+    sweep = tmp_path / "sweep"
+    assert cli_inprocess(["train", "-m", f"hydra.sweep.dir={sweep}", "seed=0", "trainer.max_steps=3",
+                          "trainer.eval_every=0", "model.width=8"], tmp_path).returncode == 0
+    proc = cli_inprocess(["train", f"hydra.run.dir={sweep / '1'}", "trainer.max_steps=3"], tmp_path)
+    assert proc.returncode == 2 and "is a job folder of the sweep" in proc.stderr, proc.stderr
+    assert not (sweep / "1").exists()
+
+
+def test_ctrl_c_in_contnet_report_is_one_line_and_leaves_no_half_written_report(tmp_path, monkeypatch):
+    from contnet.report import render
+    sweep = tmp_path / "sweep"
+    assert cli_inprocess(["train", "-m", f"hydra.sweep.dir={sweep}", "seed=0,1", "trainer.max_steps=3",
+                          "trainer.eval_every=0", "model.width=8"], tmp_path).returncode == 0
+    before = (sweep / "report.md").read_bytes()
+
+    def stopped(*a, **k):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(render, "write_csv", stopped)
+    proc = cli_inprocess(["report", str(sweep)], tmp_path)
+    assert proc.returncode == 130 and proc.stderr.strip().count("\n") == 0 and "stopped by signal 2" in proc.stderr
+    assert (sweep / "report.md").read_bytes() in (before, (sweep / "report.md").read_bytes())
+    assert not list(sweep.glob(".*.tmp"))

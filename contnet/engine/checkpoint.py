@@ -51,7 +51,7 @@ def read(path: Path) -> dict:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as e:                 # noqa: BLE001 - torch raises many kinds for a damaged file
-        why = " ".join(str(e).split())[:160]
+        why = "".join(c if c.isprintable() else "?" for c in " ".join(str(e).split())[:160])   # no raw bytes
         raise ConfigError(f"checkpoint {path} is corrupt or truncated ({e.__class__.__name__}: {why}); {FIX}") from None
     missing = [k for k in REQUIRED if not isinstance(ckpt, dict) or k not in ckpt]
     if missing:

@@ -33,8 +33,10 @@ def _step_of(line: str) -> int | None:
 def metrics_gap(path: Path, step: int) -> str | None:
     """What is missing from metrics.jsonl for a resume at `step` (a train/loss record for every step up to it),
     as words; None when every record is there (or the file is gone: the resume then starts it anew)."""
-    if step <= 0 or not Path(path).exists():
+    if step <= 0:
         return None
+    if not Path(path).exists():
+        return "is missing"
     seen = set()
     for ln in Path(path).read_text(errors="replace").splitlines():
         try:
@@ -61,7 +63,7 @@ class JsonlLogger:
             keep = [ln for ln in self.path.read_text(errors="replace").splitlines() if _step_of(ln) is not None
                     and _step_of(ln) <= truncate_after_step]   # a line cut by a kill has no step: dropped
             atomic_write_bytes(self.path, "".join(k + "\n" for k in keep).encode())
-        self.f = open(self.path, "a" if truncate_after_step is not None else "w", encoding="utf-8")
+        self.f = open(self.path, "a+" if truncate_after_step is not None else "w+", encoding="utf-8")
         self.buf: list[str] = []
         self.flush_every = flush_every
 
@@ -75,6 +77,20 @@ class JsonlLogger:
             self.f.write("\n".join(self.buf) + "\n")
             self.f.flush()
             self.buf.clear()
+            self._restore_if_deleted()
+
+    def _restore_if_deleted(self) -> None:
+        """metrics.jsonl removed while the run writes it: this process still holds every record (the open file),
+        so it is written back in full and the run goes on, with one warning."""
+        if os.fstat(self.f.fileno()).st_nlink > 0:
+            return
+        self.f.seek(0)
+        data = self.f.read()
+        atomic_write_bytes(self.path, data.encode())
+        self.f.close()
+        self.f = open(self.path, "a+", encoding="utf-8")
+        log.warning("%s was deleted while the run wrote it; written back from the open file (%d records)",
+                    self.path, data.count("\n"))
 
     def summary(self, summary: dict) -> None:
         pass

@@ -307,6 +307,7 @@ def end_of_step(lp: Loop, signals: StopOnSignal) -> None:
     if ckpt_due or (lp.timed_ckpt and not lp.pending):
         save_checkpoint(lp)
     if stop:
+        signals.acted = True
         lp.status = "interrupted"
         log.warning("signal %s: saving a checkpoint at step %d (continue with trainer.resume=%s)",
                     signals.signum or "on another rank", st.step, lp.run_dir)
@@ -437,15 +438,20 @@ def stop_now(lp: Loop, signals: StopOnSignal, e: Interrupted) -> None:
             flush_loggers(lp)
     if e.second or st.step == 0 or lp.saved_step == st.step:
         if e.second:
-            log.warning("second signal: stopping now; the checkpoint on disk (step %d) stands", max(lp.saved_step, 0))
+            log.warning("second signal: stopping now; %s", on_disk(lp))
         return
     try:
         save_checkpoint(lp)
         log.warning("signal %s: checkpoint saved at step %d (continue with trainer.resume=%s)", e.signum, st.step,
                     lp.run_dir)
     except Interrupted:
-        log.warning("second signal: the checkpoint at step %d was not saved; the one on disk (step %d) stands",
-                    st.step, max(lp.saved_step, 0))
+        log.warning("second signal: the checkpoint at step %d was not saved; %s", st.step, on_disk(lp))
+
+
+def on_disk(lp: Loop) -> str:
+    if lp.saved_step >= 0:
+        return f"the checkpoint on disk (step {lp.saved_step}) stands"
+    return "no checkpoint was saved (trainer.resume=auto starts the run over)"
 
 
 def flush_loggers(lp: Loop) -> None:

@@ -188,7 +188,8 @@ def _run(cfg, tcfg, setup, run_dir, resume_from, signals, names, files, logs) ->
     if ckpt is not None:                           # checked against the built objects before any write
         checkpoint.restore(ckpt, model=model, optimizer=optimizer, scheduler=scheduler, scaler=setup.precision.scaler)
     if is_main:
-        _first_write(run_dir, restart, files, logs)
+        with signals.shielded():                   # milliseconds; a signal here is acted on by the loop's first step
+            _first_write(run_dir, restart, files, logs)
     objs = {"task": task, "model": model, "optimizer": optimizer, "scheduler": scheduler}
     return _train(cfg, tcfg, setup, run_dir, ckpt, signals, names, identity, objs, summary)
 

@@ -150,6 +150,12 @@ def is_sweep_dir(path: Path) -> bool:
         return False
 
 
+def sweep_job_folder(run_dir: Path) -> bool:
+    """A numbered folder of a sweep's directory: the sweep's own job runs there, never a single run."""
+    run_dir = Path(run_dir)
+    return run_dir.name.isdigit() and (run_dir.parent / "multirun.yaml").exists()
+
+
 def plan_fresh_start(tcfg, run_dir: Path, resuming: bool) -> bool:
     """Decide, touching nothing, whether a run may start in run_dir; True: clear its old run files first.
     A run directory holds one run: one that already holds a run (metrics.jsonl, summary.json) is
@@ -168,9 +174,9 @@ def plan_fresh_start(tcfg, run_dir: Path, resuming: bool) -> bool:
         return True
     if resume == "auto":
         summary = read_summary(run_dir)
-        if summary is None:                  # killed before its first checkpoint: nothing to continue
+        if summary is None or summary.get("status") in ("interrupted", "failed"):   # stopped before its first
             log.warning("trainer.resume=auto: %s has no checkpoint yet; starting over (its run files are cleared)",
-                        run_dir)
+                        run_dir)                                                    # checkpoint: nothing to continue
             return True
         raise ConfigError(f"trainer.resume=auto: {run_dir} holds a finished run (status {summary.get('status')}) "
                           "without checkpoints/last.pt; start over with trainer.overwrite=true or choose another run directory")

@@ -7,7 +7,10 @@
   and has none at this step, and writes summary.json with status `interrupted`.
 - A second signal raises `Interrupted(second=True)`: no new checkpoint (the last one on disk stands, every file
   is written by temp file + rename), the summary is still written.
-- `shielded()` (flushing records, writing summary.json) holds signals off: they are remembered, not raised.
+- `shielded()` (flushing records, writing summary.json) holds signals off: they are remembered, not raised;
+  one that no code acted on is raised when the scope ends (after summary.json is written), so the process
+  still stops (exit 128 + signal) and a sweep does not start its next job.
+- SIGHUP (a closed terminal or ssh session) is handled like SIGTERM.
 
 Outside the main thread (joblib workers) Python cannot install handlers; the run then keeps the default
 behaviour.
@@ -27,11 +30,12 @@ class Interrupted(KeyboardInterrupt):
 
 
 class StopOnSignal:
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)     # SIGHUP: the terminal or ssh session closed
 
     def __init__(self):
         self.signum: int | None = None       # the first signal received
         self.count = 0
+        self.acted = False                   # a signal was raised, or the loop stopped for it
         self._defer = 0
         self._shield = 0
         self._old: dict = {}
@@ -42,6 +46,7 @@ class StopOnSignal:
             self.signum = signum
         if self._shield or (self.count == 1 and self._defer):
             return
+        self.acted = True
         raise Interrupted(signum, second=self.count > 1)
 
     @property
@@ -72,6 +77,9 @@ class StopOnSignal:
                 self._old[sig] = signal.signal(sig, self._handler)
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, *exc) -> None:
         for sig, h in self._old.items():
             signal.signal(sig, h)
+        if self.signum is not None and not self.acted and exc_type is None:
+            self.acted = True                # held off by a shield to the end: the caller still has to stop
+            raise Interrupted(self.signum)

@@ -113,8 +113,10 @@ def plot_metric_panels(groups: Sequence[Group], keys: Sequence[str], x: str, pat
     legend_rows = math.ceil(len(labels) / 3)
     fig.tight_layout(rect=(0, min(0.06 * legend_rows / rows, 0.4), 1, 0.95))
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    tmp = path.with_name(f".{path.name}.tmp")
+    fig.savefig(tmp, dpi=110, format=path.suffix.lstrip(".") or "png")
     plt.close(fig)
+    tmp.replace(path)                    # whole or not at all
     return path
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+
 import csv
 import math
 import os
@@ -11,6 +14,7 @@ from typing import Any, Sequence
 from rich.console import Console
 from rich.table import Table
 
+from contnet.engine.io import atomic_write_bytes
 from contnet.report.notes import substitute_notes
 from contnet.report.runs import STATUSES
 from contnet.report.stats import GroupStats, Target, final_metrics
@@ -117,6 +121,14 @@ def _relative(path: Path, start: Path) -> str:
         return str(path)
 
 
+@contextlib.contextmanager
+def atomic_text(path: Path):
+    """A text file written whole or not at all (a report stopped midway leaves the previous one)."""
+    buf = io.StringIO(newline="")
+    yield buf
+    atomic_write_bytes(path, buf.getvalue().encode())
+
+
 def write_markdown(path: Path, stats: Sequence[GroupStats], metrics: Sequence[str],
                    targets: Sequence[Target], sources: Sequence[Path], plots: Sequence[Path]) -> Path:
     out_dir = path.parent
@@ -155,7 +167,7 @@ def write_markdown(path: Path, stats: Sequence[GroupStats], metrics: Sequence[st
                 s.group.label, _relative(run.path, out_dir), str(run.seed), run_status(run),
                 fmt_number(summary.get("steps", math.nan)),
                 fmt_number(summary.get("wall_time_s", math.nan))]) + " |")
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())
     return path
 
 
@@ -174,7 +186,7 @@ def write_csv(path: Path, stats: Sequence[GroupStats], targets: Sequence[Target]
     for t in targets:
         header += [f"target/{t.key}", f"target/{t.key}/reached", f"target/{t.key}/steps_mean",
                    f"target/{t.key}/steps_std", f"target/{t.key}/time_s_mean", f"target/{t.key}/time_s_std"]
-    with open(path, "w", newline="", encoding="utf-8") as fh:
+    with atomic_text(path) as fh:
         writer = csv.writer(fh)
         writer.writerow(header)
         for s in stats:
@@ -200,7 +212,7 @@ def write_runs_csv(path: Path, stats: Sequence[GroupStats]) -> Path:
     """One row per run: where it is, its status and final metrics (for ad-hoc analysis)."""
     runs = [(s.group.label, r) for s in stats for r in s.group.runs]
     keys = sorted(set().union(*(final_metrics(r) for _, r in runs))) if runs else []
-    with open(path, "w", newline="", encoding="utf-8") as fh:
+    with atomic_text(path) as fh:
         writer = csv.writer(fh)
         writer.writerow(["group", "path", "seed", "status", "steps", "wall_time_s",
                          *[f"final/{k}" for k in keys], "notes"])
