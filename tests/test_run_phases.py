@@ -124,6 +124,7 @@ def test_a_signal_while_building_gives_an_interrupted_summary_at_step_0(tmp_path
     s = summary_of(run_dir)
     assert s["status"] == "interrupted" and s["steps"] == 0
     assert not (run_dir / "checkpoints").exists()
+    assert "interrupted by signal 15 at step 0" in proc.stderr
 
 
 def test_a_second_sigint_during_the_checkpoint_aborts_cleanly_and_the_last_checkpoint_stands(tmp_path, reference):
