@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import sys
-from importlib import resources
+from pathlib import Path
 
 COMMANDS = {
     "train": ("contnet.cli.train", "train a model: contnet train [group=option ...] [key=value ...] [-m]"),
@@ -14,9 +15,15 @@ COMMANDS = {
 }
 
 
+def conf_dir() -> Path:
+    """The packaged conf/ tree, found without importing contnet.conf (that import stores every option's schema,
+    which imports torch and every registered module: `contnet --help` needs none of it)."""
+    return Path(importlib.util.find_spec("contnet.conf").origin).parent
+
+
 def config_groups() -> dict[str, list[str]]:
-    """Options of every config group, read from the packaged conf/ tree."""
-    root = resources.files("contnet.conf")
+    """Options of every config group, read from the YAML files of the packaged conf/ tree."""
+    root = conf_dir()
     groups = {}
     for d in sorted(root.iterdir(), key=lambda p: p.name):
         if d.is_dir() and not d.name.startswith(("_", ".")) and d.name != "hydra":

@@ -5,8 +5,8 @@ imports every submodule of its package once, so a new file with `@MODELS.registe
 is found without editing a central list.  Keep heavy imports (transformers, torchvision) inside functions.
 
 `config=` names the option's typed config (contnet.schema.Options): the builder then always receives an
-instance of it (a DictConfig or dict argument is converted and checked first), and `schema.store()` makes
-it the Hydra schema of conf/<group>/<name>.yaml.
+instance of it (a DictConfig or dict argument is converted and checked first), and Hydra's ConfigStore makes
+it the Hydra schema of conf/<group>/<name>.yaml (importing contnet.conf stores the classes of `ALL`).
 """
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import pkgutil
 from typing import Callable
 
 from contnet.errors import ConfigError  # noqa: F401  (re-exported: `from contnet.registry import ConfigError`)
+from contnet.schema import typed
 
 
 class Registry:
@@ -39,7 +40,6 @@ class Registry:
 
             @functools.wraps(fn)
             def build(cfg=None, *args, **kwargs):
-                from contnet.schema import typed
                 return fn(typed(config, cfg), *args, **kwargs)
             self._items[name] = build
             return build
@@ -85,5 +85,5 @@ PEFTS = Registry("peft", "contnet.peft")
 LOGGERS = Registry("logger", "contnet.engine")      # name -> fn(cfg, run_dir, full_config, group, name) -> logger
 TRAINERS = Registry("trainer", "contnet.engine")    # conf/trainer/<name>.yaml -> fn(cfg) -> its typed config
 
-# every registry whose options are a conf/ group (schema.store() walks these)
+# every registry whose options are a conf/ group (contnet.conf stores their schemas)
 ALL = (MODELS, OPTIMIZERS, SCHEDULERS, TASKS, PEFTS, LOGGERS, TRAINERS)

@@ -2,9 +2,10 @@
 
 Each registry entry (`@OPTIMIZERS.register("cadam", config=CAdamConfig)`) names an `Options` dataclass.
 That class is
-  - the Hydra ConfigStore schema of its YAML: `store()` puts it at `schema/<group>/<name>` and
-    `conf/<group>/<name>.yaml` starts with `defaults: [/schema/<group>/<name>@_here_, _self_]`, so
-    OmegaConf rejects an unknown key or a value of the wrong type while composing;
+  - the Hydra ConfigStore schema of its YAML: importing contnet.conf puts it at `schema/<group>/<name>`
+    (`contnet.registry.store_schemas`) and `conf/<group>/<name>.yaml` starts with
+    `defaults: [/schema/<group>/<name>@_here_, _self_]`, so OmegaConf rejects an unknown key or a value of
+    the wrong type while composing;
   - what its builder receives: `Registry.register` wraps the builder so that its first argument (a
     DictConfig, a dict, or the dataclass itself) is turned into a checked instance by `typed()`;
   - the library's default: `CAdamConfig()` equals `contnet train optimizer=cadam`'s `optimizer` node
@@ -15,7 +16,6 @@ checked by `Options.check()`; a rule that spans fields goes in the subclass's `c
 from __future__ import annotations
 
 import dataclasses
-import functools
 import typing
 from dataclasses import MISSING, dataclass
 from typing import Any, ClassVar
@@ -238,17 +238,3 @@ def type_message(cls, key: str, value, text: str | None = None) -> str:
     null = value is None or value == "null"
     tail += "; null is not a number" if null and _num(dv) else ""
     return f"{cls.group}.{key}={fmt(value) if text is None else text}: must be {words} (default {fmt(dv)}){tail}"
-
-
-@functools.lru_cache(maxsize=None)
-def store() -> None:
-    """Put every registered option's class into Hydra's ConfigStore at `schema/<group>/<name>` (once)."""
-    from hydra.core.config_store import ConfigStore
-
-    from contnet.registry import ALL
-    cs = ConfigStore.instance()
-    for reg in ALL:
-        for name in reg.names():
-            cls = reg.config(name)
-            if cls is not None:
-                cs.store(group=f"schema/{reg.group}", name=name, node=cls)
