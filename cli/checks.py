@@ -339,19 +339,19 @@ def _config_to_print(argv: list[str]):
     return rest
 
 
-def precheck(argv: list[str], output_dir: bool = True, task_files: bool = True) -> None:
+def precheck(argv: list[str], output_dir: bool = True, task_files: bool = True):
     """Compose and validate every job's config, check the task files and the output directory, before
-    Hydra starts (nothing is written on failure)."""
+    Hydra starts (nothing is written on failure).  Returns job 0's config with its `hydra` node (None when
+    nothing was composed): for a run (no sweep), composed from the overrides as written, which is the config
+    Hydra's own run composes, so that `contnet train` runs it as it is (cli/train.py: one composition a run)."""
     from hydra import compose as hydra_compose, initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
     from hydra.errors import HydraException
-    from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    from contnet.validation import validate
     printed = _config_to_print(argv)
     if printed is _NOTHING_RUNS:
-        return
+        return None
     if printed is not None:                    # --cfg job|all: what Hydra prints must be a config that would run
         argv, output_dir, task_files = printed, False, False
     args = [a for a in argv if not a.startswith("-") and not _is_hydra(a)]
@@ -362,52 +362,70 @@ def precheck(argv: list[str], output_dir: bool = True, task_files: bool = True) 
     def compose(overrides: list[str], hydra_config: bool = False):
         return hydra_compose("config", overrides=[*overrides, *hydra_args], return_hydra_config=hydra_config)
 
-    def composed(overrides: list[str], hydra_config: bool = False):
+    def composed(overrides: list[str], hydra_config: bool = False, as_written: list[str] | None = None):
         try:
-            return compose(overrides, hydra_config)
+            return compose(as_written or overrides, hydra_config)
         except failures as e:
             if full_errors():
                 raise
-            raise ConfigError(explain(e, overrides, compose)) from None
+            raise ConfigError(explain(e, overrides, compose)) from None   # values as the sweeper prints them
 
     GlobalHydra.instance().clear()
     try:
         with initialize_config_module(config_module="contnet.conf", version_base="1.3"):
             jobs = sweep_jobs(args)
             check_appends(jobs[0], compose)
-            hcfg = composed(jobs[0], hydra_config=True)
-            if key == "hydra.sweep.dir":
-                preset = _preset_sweep(hcfg)
-                if preset:
-                    jobs = sweep_jobs([*preset, *args])
-            checked_tasks: list = []
-            for overrides in jobs:
-                cfg = composed(overrides)
-                validate(cfg)
-                if task_files and cfg.task not in checked_tasks:          # a sweep over seeds checks the files once
-                    check_task_files(cfg.task)
-                    checked_tasks.append(cfg.task)
+            run = key == "hydra.run.dir" and not any(_parse(a).is_sweep_override() for a in args)
+            first = jobs[0]                # a run: composed from its overrides as written, as Hydra's run does
+            hcfg = composed(first, hydra_config=True, as_written=args if run else None)
+            preset = _preset_sweep(hcfg) if key == "hydra.sweep.dir" else []
+            if preset:
+                jobs = sweep_jobs([*preset, *args])
+            cfg = _check_jobs(jobs, hcfg if jobs[0] == first else None, composed, task_files)
             if output_dir:
-                try:
-                    where = hcfg.hydra.sweep.dir if key == "hydra.sweep.dir" else hcfg.hydra.run.dir
-                    subdir = OmegaConf.to_container(hcfg.hydra.sweep, resolve=False).get("subdir")
-                except failures as e:
-                    if full_errors():
-                        raise
-                    raise ConfigError(f"cannot compose the hydra settings: {one_line(e)}") from None
-                check_output_dir(where, key)
-                if key == "hydra.run.dir":
-                    check_run_dir_holds_no_other_run(cfg, where)
-                else:
-                    check_sweep_dir_holds_no_other_runs(cfg, where, subdir, len(jobs))
+                _check_output_dirs(hcfg, cfg, key, len(jobs), failures)
+            return hcfg
     finally:
         GlobalHydra.instance().clear()
 
 
-def check_overrides(argv: list[str], output_dir: bool = True, task_files: bool = True) -> None:
-    """Every check above, in order (raises ConfigError with one line).  `contnet params` writes nothing
-    and reads task files only when it builds the task, so it leaves out the last two."""
+def _check_jobs(jobs: list[list[str]], first, composed, task_files: bool):
+    """Every job's config through contnet.validation (and its task's files, once per task); `first`: job 0's
+    config when it is composed already (else None).  Returns the last job's config."""
+    from contnet.validation import validate
+    checked_tasks: list = []
+    cfg = None
+    for i, overrides in enumerate(jobs):
+        cfg = first if i == 0 and first is not None else composed(overrides)
+        validate(cfg)
+        if task_files and cfg.task not in checked_tasks:          # a sweep over seeds checks the files once
+            check_task_files(cfg.task)
+            checked_tasks.append(cfg.task)
+    return cfg
+
+
+def _check_output_dirs(hcfg, cfg, key: str, n_jobs: int, failures) -> None:
+    """The run (or sweep) directory of `hcfg`'s hydra settings: creatable, and holding no other run (sweep)."""
+    from omegaconf import OmegaConf
+    try:
+        where = hcfg.hydra.sweep.dir if key == "hydra.sweep.dir" else hcfg.hydra.run.dir
+        subdir = OmegaConf.to_container(hcfg.hydra.sweep, resolve=False).get("subdir")
+    except failures as e:
+        if full_errors():
+            raise
+        raise ConfigError(f"cannot compose the hydra settings: {one_line(e)}") from None
+    check_output_dir(where, key)
+    if key == "hydra.run.dir":
+        check_run_dir_holds_no_other_run(cfg, where)
+    else:
+        check_sweep_dir_holds_no_other_runs(cfg, where, subdir, n_jobs)
+
+
+def check_overrides(argv: list[str], output_dir: bool = True, task_files: bool = True):
+    """Every check above, in order (raises ConfigError with one line); returns what `precheck` composed.
+    `contnet params` writes nothing and reads task files only when it builds the task, so it leaves out the
+    last two."""
     msg = check_group_choices(argv)
     if msg:
         raise ConfigError(msg)
-    precheck(argv, output_dir=output_dir, task_files=task_files)
+    return precheck(argv, output_dir=output_dir, task_files=task_files)

@@ -15,7 +15,7 @@ import os
 import sys
 from pathlib import Path
 
-from contnet.cli.checks import check_overrides, full_errors, one_line
+from contnet.cli.checks import MULTIRUN_FLAGS, check_overrides, full_errors, one_line
 from contnet.registry import ConfigError
 
 log = logging.getLogger("contnet")
@@ -161,7 +161,7 @@ def main(argv: list[str]) -> int:
     from contnet.engine import rundir
     from contnet.engine.signals import Interrupted, StopOnSignal
     quiet = os.environ.get("RANK", "0") != "0"        # under torchrun, rank 0 alone reports config errors
-    flags = ("-m", "--multirun")                      # anywhere on the line (Hydra's parser wants it first)
+    flags = MULTIRUN_FLAGS                            # anywhere on the line (Hydra's parser wants it first)
     argv = [a for a in argv if a in flags] + [a for a in argv if a not in flags]
     try:
         with StopOnSignal():                          # a signal before the run starts: one line, nothing written
@@ -181,28 +181,75 @@ def main(argv: list[str]) -> int:
 
 
 def _main(argv: list[str], quiet: bool) -> int:
-    import hydra
-
     from contnet.engine import distributed
-    check_overrides(argv)
+    composed = check_overrides(argv)
     ctx = distributed.init_from_env()
     try:
-        if ctx.enabled:
-            from omegaconf import OmegaConf
-            from importlib import resources
-            raw = OmegaConf.to_container(OmegaConf.create(
-                (resources.files("contnet.conf") / "config.yaml").read_text()), resolve=False)["hydra"]
-            argv = distributed.pin_output_dirs(argv, {"hydra.run.dir": raw["run"]["dir"],
-                                                      "hydra.sweep.dir": raw["sweep"]["dir"]}, ctx)
-        app = hydra.main(version_base="1.3", config_path="pkg://contnet.conf", config_name="config")(_task_function)
-        sys.argv = ["contnet train", *argv]
         from contnet.report import callback
         _jobs_here.clear()
         callback.last_sweep_dir = None
-        app()
+        plain = all(a in MULTIRUN_FLAGS or not a.startswith("-") for a in argv)     # overrides (and -m) only
+        if plain and composed is not None and composed.hydra.mode is None and not ctx.enabled:
+            _launch(composed, argv)
+        else:                                      # info flags, a mode set in the config, torchrun: Hydra's main
+            _hydra_main(argv, ctx)
     finally:
         distributed.shutdown()
-    if any(a in ("-m", "--multirun") for a in argv) or "hydra.mode=MULTIRUN" in argv:
+    if any(a in MULTIRUN_FLAGS for a in argv) or "hydra.mode=MULTIRUN" in argv:
         statuses, sweep_dir = _sweep_statuses()
         return sweep_exit_code(statuses, sweep_dir) if not quiet else 0
     return 0
+
+
+def _hydra_main(argv: list[str], ctx) -> None:
+    """Hydra's own main on this command line (it composes the config again: once for the mode, once to run)."""
+    import hydra
+
+    from contnet.engine import distributed
+    if ctx.enabled:
+        from importlib import resources
+
+        from omegaconf import OmegaConf
+        raw = OmegaConf.to_container(OmegaConf.create(
+            (resources.files("contnet.conf") / "config.yaml").read_text()), resolve=False)["hydra"]
+        argv = distributed.pin_output_dirs(argv, {"hydra.run.dir": raw["run"]["dir"],
+                                                  "hydra.sweep.dir": raw["sweep"]["dir"]}, ctx)
+    app = hydra.main(version_base="1.3", config_path="pkg://contnet.conf", config_name="config")(_task_function)
+    sys.argv = ["contnet train", *argv]
+    app()
+
+
+def _launch(cfg, argv: list[str]) -> None:
+    """What Hydra's main does with a plain command line (hydra/_internal/utils.py `_run_hydra`), less its
+    compositions of the config: the pre-flight check composed job 0 with the hydra settings already.  A run
+    runs that config; a sweep goes to Hydra's sweeper (which composes once, then twice a job: its batch check and
+    its launcher) without Hydra's main composing once more to read the mode."""
+    from hydra import initialize_config_module
+    from hydra._internal.utils import run_and_report
+    from hydra.core.global_hydra import GlobalHydra
+    overrides = [a for a in argv if a not in MULTIRUN_FLAGS]
+    with initialize_config_module(config_module="contnet.conf", version_base="1.3", job_name="contnet"):
+        app = GlobalHydra.instance().hydra
+        if any(a in MULTIRUN_FLAGS for a in argv):
+            run_and_report(lambda: app.multirun("config", _task_function, [*overrides, "hydra.mode=MULTIRUN"]))
+        else:
+            run_and_report(lambda: _run_job(app, cfg))
+
+
+def _run_job(app, cfg) -> None:
+    """Hydra's run (hydra/_internal/hydra.py `Hydra.run`) of a composed config: the mode its main sets, Hydra's
+    logging, the callbacks, then Hydra's job runner (output directory, job logging, `_task_function`)."""
+    from hydra._internal.callbacks import Callbacks
+    from hydra.core.utils import configure_log, run_job
+    from hydra.types import HydraContext, RunMode
+    from omegaconf import open_dict, read_write
+    with read_write(cfg.hydra), open_dict(cfg.hydra):
+        cfg.hydra.mode = RunMode.RUN
+        cfg.hydra.overrides.hydra.append("hydra.mode=RUN")     # as Hydra's main records the mode it chose
+    configure_log(cfg.hydra.hydra_logging, cfg.hydra.verbose)
+    callbacks = Callbacks(cfg)
+    callbacks.on_run_start(config=cfg, config_name="config")
+    ret = run_job(task_function=_task_function, config=cfg, job_dir_key="hydra.run.dir", job_subdir_key=None,
+                  hydra_context=HydraContext(config_loader=app.config_loader, callbacks=callbacks))
+    callbacks.on_run_end(config=cfg, config_name="config", job_return=ret)
+    _ = ret.return_value                           # the job's exception, raised

@@ -3,7 +3,7 @@
 Each registry entry (`@OPTIMIZERS.register("cadam", config=CAdamConfig)`) names an `Options` dataclass.
 That class is
   - the Hydra ConfigStore schema of its YAML: importing contnet.conf puts it at `schema/<group>/<name>`
-    (`contnet.registry.store_schemas`) and `conf/<group>/<name>.yaml` starts with
+    (`contnet.conf.store_schemas`) and `conf/<group>/<name>.yaml` starts with
     `defaults: [/schema/<group>/<name>@_here_, _self_]`, so OmegaConf rejects an unknown key or a value of
     the wrong type while composing;
   - what its builder receives: `Registry.register` wraps the builder so that its first argument (a
