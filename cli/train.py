@@ -101,6 +101,8 @@ def _task_function(cfg) -> float | None:
         sweep = Path(hc.sweep.dir)
         group = cfg.logger.get("group") or f"{sweep.parent.name}_{sweep.name}"
         name = hc.job.override_dirname or f"job{hc.job.num}"
+        if cfg.trainer.get("plot") == "auto":          # a sweep's curves are the report's (contnet report)
+            cfg.trainer.plot = False
     else:
         group = cfg.logger.get("group")
     try:

@@ -1,6 +1,7 @@
 """Start-up paid once (issue 19, item 5): `contnet --help` imports no torch, a run composes its config once (a sweep:
 once per job in the pre-flight check, then Hydra's own: once for the sweeper, twice per job in its basic sweeper and
-launcher), and Hydra's copies of its config repository share the stored schemas.
+launcher), Hydra's copies of its config repository share the stored schemas, and a sweep's jobs leave curves.png
+to the report unless asked.
 Timings are benchmarks, not tests: bench/bench_startup.py."""
 from __future__ import annotations
 
@@ -45,14 +46,27 @@ def test_the_default_run_composes_its_config_once(tmp_path, compositions):
     assert (tmp_path / "run" / "curves.png").is_file() and (tmp_path / "run" / ".hydra" / "hydra.yaml").is_file()
 
 
-def test_a_sweep_composes_once_per_job_in_the_check(tmp_path, compositions):
+def test_a_sweep_composes_once_per_job_in_the_check_and_leaves_curves_to_the_report(tmp_path, compositions):
     sweep = tmp_path / "sweep"
     res = cli_inprocess(["train", "-m", f"hydra.sweep.dir={sweep}", "seed=0,1", *FAST], tmp_path)
     assert res.returncode == 0, res.stderr
     # the check: each job once; Hydra: the sweeper once, then per job its batch check and its launcher (was 9)
     assert len(compositions) == 2 + 1 + 2 * 2
     assert sorted(p.name for p in sweep.glob("*/summary.json")) == ["summary.json"] * 2
-    assert (sweep / "report.md").is_file()
+    assert not list(sweep.glob("*/curves.png")) and (sweep / "report.md").is_file()
+
+
+def test_a_sweep_job_draws_its_curves_when_asked(tmp_path):
+    sweep = tmp_path / "sweep"
+    res = cli_inprocess(["train", "-m", f"hydra.sweep.dir={sweep}", "seed=0", "trainer.plot=true", *FAST], tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert (sweep / "0" / "curves.png").is_file()
+
+
+def test_a_single_run_leaves_out_its_curves_when_told(tmp_path):
+    res = cli_inprocess(["train", f"hydra.run.dir={tmp_path / 'run'}", "trainer.plot=false", *FAST], tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "run" / "summary.json").is_file() and not (tmp_path / "run" / "curves.png").exists()
 
 
 def test_hydra_copies_of_the_config_store_share_it():

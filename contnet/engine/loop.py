@@ -339,7 +339,8 @@ def run_epochs(lp: Loop, signals: StopOnSignal) -> None:
 
 
 def plot(lp: Loop) -> None:
-    if not (lp.run_dir / "metrics.jsonl").exists():      # a library call without a JsonlLogger
+    """curves.png, unless trainer.plot=false (`contnet train` sets it for a sweep's jobs when it is auto)."""
+    if lp.cfg.plot is False or not (lp.run_dir / "metrics.jsonl").exists():   # a library call without a JsonlLogger
         return
     try:
         plot_curves(lp.run_dir / "metrics.jsonl", lp.run_dir / "curves.png")

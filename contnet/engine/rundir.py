@@ -237,8 +237,8 @@ def roll_back_logs(sizes: dict[str, int]) -> None:
 # evaluate/log/save, where and how fast it runs.  Every other key of the composed config defines the run.
 MAY_CHANGE = {"task.data_dir", "task.download", "trainer.max_steps", "trainer.max_epochs", "trainer.eval_every",
               "trainer.log_every", "trainer.checkpoint_every", "trainer.checkpoint_every_s", "trainer.progress",
-              "trainer.print_every", "trainer.threads", "trainer.device", "trainer.resume", "trainer.overwrite",
-              "trainer.compile", "trainer.tf32", "trainer.channels_last", "trainer.flush_denormal",
+              "trainer.print_every", "trainer.plot", "trainer.threads", "trainer.device", "trainer.resume",
+              "trainer.overwrite", "trainer.compile", "trainer.tf32", "trainer.channels_last", "trainer.flush_denormal",
               "trainer.eval_train", "trainer.diverge_factor"}
 IDENTITY_GROUPS = ("task", "model", "peft", "optimizer", "scheduler", "trainer")
 
