@@ -30,7 +30,7 @@ test-all: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_runner.py
-	@for b in bench/bench_continuation.py bench/bench_seq2d.py bench/bench_checkpoint.py; do \
+	@for b in bench/bench_continuation.py bench/bench_seq2d.py bench/bench_checkpoint.py bench/bench_startup.py; do \
 		if [ -f $$b ]; then echo; echo "== $$b"; $(BIN)/python $$b || exit 1; fi; done
 
 # One prepared CUDA check (bench/gpu_check.py): `make gpu-check` (DEVICE=cuda), `DEVICE=cpu make gpu-check` for the
