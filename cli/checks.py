@@ -82,6 +82,11 @@ def sweep_jobs(args: list[str]) -> list[list[str]]:
         return [[a for a, o in zip(args, parsed) if not o.is_sweep_override()]]
 
 
+def sweep_overrides(args: list[str]) -> list[str]:
+    """The overrides that sweep (a,b,c, range(), a tuning sweeper's ranges)."""
+    return [a for a in args if "=" in a and _parse(a).is_sweep_override()]
+
+
 def _schema_of(node):
     """The Options class behind a composed node (None for a plain mapping)."""
     from omegaconf import OmegaConf
@@ -375,7 +380,7 @@ def precheck(argv: list[str], output_dir: bool = True, task_files: bool = True):
         with initialize_config_module(config_module="contnet.conf", version_base="1.3"):
             jobs = sweep_jobs(args)
             check_appends(jobs[0], compose)
-            run = key == "hydra.run.dir" and not any(_parse(a).is_sweep_override() for a in args)
+            run = key == "hydra.run.dir" and not sweep_overrides(args)
             first = jobs[0]                # a run: composed from its overrides as written, as Hydra's run does
             hcfg = composed(first, hydra_config=True, as_written=args if run else None)
             preset = _preset_sweep(hcfg) if key == "hydra.sweep.dir" else []

@@ -15,7 +15,7 @@ import os
 import sys
 from pathlib import Path
 
-from contnet.cli.checks import MULTIRUN_FLAGS, check_overrides, full_errors, one_line
+from contnet.cli.checks import MULTIRUN_FLAGS, check_overrides, full_errors, one_line, sweep_overrides
 from contnet.registry import ConfigError
 
 log = logging.getLogger("contnet")
@@ -192,6 +192,10 @@ def _main(argv: list[str], quiet: bool) -> int:
         callback.last_sweep_dir = None
         plain = all(a in MULTIRUN_FLAGS or not a.startswith("-") for a in argv)     # overrides (and -m) only
         if plain and composed is not None and composed.hydra.mode is None and not ctx.enabled:
+            multirun = any(a in MULTIRUN_FLAGS for a in argv)
+            if not multirun and sweep_overrides(argv):
+                raise ConfigError(f"{sweep_overrides(argv)[0]}: a sweep needs -m (--multirun: one job per value); "
+                                  "give one value for a single run")
             _launch(composed, argv)
         else:                                      # info flags, a mode set in the config, torchrun: Hydra's main
             _hydra_main(argv, ctx)

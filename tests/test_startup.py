@@ -78,3 +78,13 @@ def test_hydra_copies_of_the_config_store_share_it():
     assert copy.deepcopy(cs).repo is cs.repo
     loaded = cs.load("schema/optimizer/adam.yaml").node
     assert loaded is not cs.repo["schema"]["optimizer"]["adam.yaml"].node and loaded.lr == 1e-3
+
+
+def test_a_sweep_without_multirun_is_one_line_and_writes_nothing(tmp_path):
+    """The run is launched from the checked config, so a sweep on a single run's line is refused here (Hydra's main
+    refused it in a paragraph; running job 0 alone would hide the other values)."""
+    res = cli_inprocess(["train", f"hydra.run.dir={tmp_path / 'run'}", "seed=0,1", *FAST], tmp_path)
+    assert res.returncode == 2
+    assert res.stderr.strip() == "error: seed=0,1: a sweep needs -m (--multirun: one job per value); give one value " \
+                                 "for a single run"
+    assert not (tmp_path / "run").exists()
