@@ -60,13 +60,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_command(cmd: str, fn) -> int:
-    """One line, never a traceback, when a command is stopped by Ctrl-C (what it wrote is whole: results are
+    """One line, never a traceback, when a command is stopped by a signal (what it wrote is whole: results are
     written by temp file + rename); logging's own error reports (e.g. a full disk under the log file) stay off
     the console, which gets the one error line."""
     import logging
+
+    from contnet.engine.signals import StopOnSignal
     logging.raiseExceptions = False
     try:
-        return int(fn() or 0)
+        with StopOnSignal():             # SIGTERM/SIGHUP too: a driver's running child is stopped with it, not orphaned
+            return int(fn() or 0)
     except KeyboardInterrupt as e:
         signum = getattr(e, "signum", 2)
         print(f"contnet {cmd}: stopped by signal {signum}; rerun the same command to continue (finished runs are kept)",
