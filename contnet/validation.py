@@ -30,6 +30,11 @@ SEED_MAX = 2 ** 63 - 1          # torch.manual_seed takes up to 2**64 - 1; the e
 
 def problems(cfg: DictConfig) -> list[str]:
     """Every problem found, one line each (empty: the config is valid)."""
+    return checked(cfg)[0]
+
+
+def checked(cfg: DictConfig) -> tuple[list[str], dict[str, Options]]:
+    """(every problem found, one line each; each group's typed config, typed once here)."""
     out: list[str] = []
     seed = cfg.get("seed")
     if not (isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed <= SEED_MAX):
@@ -57,15 +62,18 @@ def problems(cfg: DictConfig) -> list[str]:
         if not ckpt.is_file():
             out.append(f"trainer.resume={resume}: no checkpoint at {ckpt}; give a run directory that has "
                        "checkpoints/last.pt, or auto, or false/null")
-    return out
+    return out, opts
 
 
-def validate(cfg: DictConfig) -> None:
-    """Raise ConfigError with the first problem (and how many more there are)."""
-    found = problems(cfg)
+def validate(cfg: DictConfig) -> dict[str, Options]:
+    """Each group's typed config (`{"task": …, "model": …, "trainer": TrainerConfig(…), …}`: the config typed
+    once, at the door; the builders receive these instances); else ConfigError with the first problem (and how
+    many more there are)."""
+    found, typed_groups = checked(cfg)
     if found:
         more = f" (and {len(found) - 1} more problem{'s' if len(found) > 2 else ''})" if len(found) > 1 else ""
         raise ConfigError(found[0] + more)
+    return typed_groups
 
 
 def task_facts(task: Options) -> TaskFacts:

@@ -17,7 +17,7 @@ from contnet.registry import LOGGERS, MODELS, OPTIMIZERS, PEFTS, SCHEDULERS, TAS
 from contnet.validation import validate
 from contnet.parallel import context
 from . import checkpoint, loop, rundir
-from .config import TrainerConfig, trainer_config
+from .config import TrainerConfig
 from .io import atomic_write_bytes, atomic_write_json, versions
 from .loggers import JsonlLogger, metrics_gap
 from .progress import final_table
@@ -65,6 +65,8 @@ def seed_everything(seed: int, deterministic: bool) -> None:
 
 def resolve_auto(cfg: DictConfig) -> None:
     """Fill the `auto` switches that depend on other groups (documented in their YAML)."""
+    if any(not isinstance(cfg.get(g), DictConfig) for g in ("task", "model", "optimizer")):
+        return                                     # a group is missing: validate() says so
     with open_dict(cfg):
         if cfg.model.get("homotopy", False) == "auto":
             cfg.model.homotopy = bool(cfg.optimizer.get("homotopy", False))
@@ -74,25 +76,26 @@ def resolve_auto(cfg: DictConfig) -> None:
             cfg.model.init = "default"             # the closed-form λ=0 start is a continuation optimizer's (models/common.py)
 
 
-def make_loggers(cfg, run_dir: Path, truncate_after: int | None, group, name) -> list:
-    """metrics.jsonl always; `logger=<name>` may add one more (a LOGGERS entry; jsonl adds none)."""
+def make_loggers(cfg, logger, run_dir: Path, truncate_after: int | None, group, name) -> list:
+    """metrics.jsonl always; `logger=<name>` (its typed config) may add one more (a LOGGERS entry; jsonl adds none)."""
     loggers = [JsonlLogger(run_dir / "metrics.jsonl", truncate_after_step=truncate_after)]
-    extra = LOGGERS.get(cfg.logger.name)(cfg.logger, run_dir, OmegaConf.to_container(cfg, resolve=True), group, name)
+    extra = LOGGERS.get(logger.name)(logger, run_dir, OmegaConf.to_container(cfg, resolve=True), group, name)
     if extra is not None:
         loggers.append(extra)
     return loggers
 
 
-def build(cfg, tcfg: TrainerConfig, seed: int, run_dir: Path, setup: Setup):
+def build(parts, tcfg: TrainerConfig, seed: int, run_dir: Path, setup: Setup):
     """task → model → peft → placement on the device → optimizer → scheduler; nothing is written.
-    Fills setup.steps (the step budget, which the scheduler needs)."""
-    task = TASKS.get(cfg.task.name)(cfg.task, seed)
+    `parts`: each group's typed config (what `validate` returns; a composed config works too, typed by the
+    builders).  Fills setup.steps (the step budget, which the scheduler needs)."""
+    task = TASKS.get(parts["task"].name)(parts["task"], seed)
     task.run_dir = run_dir
-    model = MODELS.get(cfg.model.name)(cfg.model, task)
-    model = PEFTS.get(cfg.peft.name)(cfg.peft, model, task)     # peft=none: the model as built
+    model = MODELS.get(parts["model"].name)(parts["model"], task)
+    model = PEFTS.get(parts["peft"].name)(parts["peft"], model, task)     # peft=none: the model as built
     setup.place(model, task, tcfg)                # before the optimizer, so its state lives on device
-    optimizer = OPTIMIZERS.get(cfg.optimizer.name)(cfg.optimizer, model)
-    scheduler = SCHEDULERS.get(cfg.scheduler.name)(cfg.scheduler, optimizer, setup.steps)
+    optimizer = OPTIMIZERS.get(parts["optimizer"].name)(parts["optimizer"], model)
+    scheduler = SCHEDULERS.get(parts["scheduler"].name)(parts["scheduler"], optimizer, setup.steps)
     return task, model, optimizer, scheduler
 
 
@@ -114,13 +117,13 @@ def run(cfg: DictConfig, run_dir: Path, group: str | None = None, name: str | No
     signal scope covers the whole run (engine/signals.py).  `hydra_files`: `.hydra/` files besides
     config.yaml (the CLI's overrides.yaml, hydra.yaml), written with the run's first write."""
     composed = OmegaConf.to_yaml(cfg)              # .hydra/config.yaml: the config as composed
-    validate(cfg)                                  # before any work: one line naming the key
-    run_dir = check_run_dir(run_dir)
-    resolve_auto(cfg)
     if cfg.get("peft") is None:                    # peft=null reads as peft=none
         with open_dict(cfg):
             cfg.peft = {"name": "none"}
-    tcfg = trainer_config(cfg.trainer)
+    resolve_auto(cfg)
+    parts = validate(cfg)                          # typed once, here; before any work: one line naming the key
+    run_dir = check_run_dir(run_dir)
+    tcfg = parts["trainer"]
     ctx = context()
     setup = Setup.choose(tcfg, ctx)                # a device or precision this machine lacks: fail now
     resume_from, run_dir = resume_checkpoint(tcfg.resume, run_dir)
@@ -130,7 +133,7 @@ def run(cfg: DictConfig, run_dir: Path, group: str | None = None, name: str | No
     try:
         locked = rundir.acquire(run_dir) if ctx.is_main else False      # taken at the check, held to the end
         with StopOnSignal() as signals:
-            return _run(cfg, tcfg, setup, run_dir, resume_from, signals, (group, name), files, logs)
+            return _run(cfg, parts, setup, run_dir, resume_from, signals, (group, name), files, logs)
     except ConfigError:
         rundir.roll_back_logs(logs)
         raise
@@ -149,8 +152,8 @@ def _first_write(run_dir: Path, restart: bool, files: dict, logs: dict) -> None:
         atomic_write_bytes(run_dir / ".hydra" / fname, text.encode())
 
 
-def _run(cfg, tcfg, setup, run_dir, resume_from, signals, names, files, logs) -> dict:
-    ctx, seed, is_main = setup.ctx, int(cfg.seed), setup.ctx.is_main
+def _run(cfg, parts, setup, run_dir, resume_from, signals, names, files, logs) -> dict:
+    ctx, seed, is_main, tcfg = setup.ctx, int(cfg.seed), setup.ctx.is_main, parts["trainer"]
     restart = rundir.plan_fresh_start(tcfg, run_dir, resume_from is not None) if is_main else False
     ckpt = checkpoint.read(resume_from) if resume_from is not None else None   # corrupt/truncated: fail now
     identity = rundir.run_identity(cfg, ctx.world_size)
@@ -162,7 +165,7 @@ def _run(cfg, tcfg, setup, run_dir, resume_from, signals, names, files, logs) ->
     set_threads(tcfg.threads, setup.device)        # before the build: the PCA start's SVD uses them
     seed_everything(seed, tcfg.deterministic)
     try:
-        task, model, optimizer, scheduler = build(cfg, tcfg, seed, run_dir, setup)
+        task, model, optimizer, scheduler = build(parts, tcfg, seed, run_dir, setup)
     except ConfigError:
         raise                                      # bad input: nothing written
     except BaseException as e:
@@ -191,7 +194,7 @@ def _run(cfg, tcfg, setup, run_dir, resume_from, signals, names, files, logs) ->
         with signals.shielded():                   # milliseconds; a signal here is acted on by the loop's first step
             _first_write(run_dir, restart, files, logs)
     objs = {"task": task, "model": model, "optimizer": optimizer, "scheduler": scheduler}
-    return _train(cfg, tcfg, setup, run_dir, ckpt, signals, names, identity, objs, summary)
+    return _train(cfg, parts, setup, run_dir, ckpt, signals, names, identity, objs, summary)
 
 
 def check_continues(ckpt: dict, identity: dict, run_dir: Path, is_main: bool) -> None:
@@ -206,21 +209,21 @@ def check_continues(ckpt: dict, identity: dict, run_dir: Path, is_main: bool) ->
                           "restore the file, or start over with trainer.overwrite=true")
 
 
-def _train(cfg, tcfg, setup, run_dir, ckpt, signals, names, identity, objs, summary) -> dict:
+def _train(cfg, parts, setup, run_dir, ckpt, signals, names, identity, objs, summary) -> dict:
     """The loggers, the restored RNG states (last: nothing may draw after them), fit(), the adapter; summary.json
     last, whatever ended the run."""
     is_main, loggers = setup.ctx.is_main, []
     state = loop.RunState.of_checkpoint(ckpt["progress"]) if ckpt is not None else None
     try:
         if is_main:
-            loggers = make_loggers(cfg, run_dir, state.step if state else None, *names)
+            loggers = make_loggers(cfg, parts["logger"], run_dir, state.step if state else None, *names)
         if ckpt is not None:
             restore_rng(ckpt, setup.ctx, setup.device)
-        loop.fit(**objs, tcfg=tcfg, setup=setup, run_dir=run_dir, loggers=loggers, seed=summary["seed"], state=state,
+        loop.fit(**objs, tcfg=parts["trainer"], setup=setup, run_dir=run_dir, loggers=loggers, seed=summary["seed"], state=state,
                  signals=signals, identity=identity, into=summary)
         if is_main and summary.get("status") == "completed":
             from contnet.peft.io import save_for_run
-            save_for_run(cfg.peft, objs["model"], run_dir)      # <run>/adapter/: what `contnet eval <run>` loads
+            save_for_run(parts["peft"], objs["model"], run_dir)      # <run>/adapter/: what `contnet eval <run>` loads
     except Interrupted as e:                        # in writing the outputs: the checkpoint of fit() stands
         summary.update(failure(e))
     except BaseException as e:
