@@ -47,8 +47,17 @@ class ProgressReporter:
             self.bar.stop()
 
 
+# summary.json keys (Task.provenance) and the values that mark a result computed on a stand-in
+SUBSTITUTES = {"data": "synthetic", "train_split": "valid", "scores": "approximate"}
+
+
+def substitute_notes(summary: dict | None) -> list[str]:
+    """What a result stands on that is not the real thing, read from summary.json: `data: synthetic`,
+    `train_split: valid`, `scores: approximate` (empty for a normal run; `contnet report` shows them too)."""
+    return [f"{k}: {v}" for k, v in SUBSTITUTES.items() if (summary or {}).get(k) == v]
+
+
 def final_table(summary: dict) -> None:
-    from contnet.report.notes import substitute_notes
     notes = "".join(f" ({n})" for n in substitute_notes(summary))          # e.g. (data: synthetic)
     console = _console()
     if console is None:

@@ -2,7 +2,7 @@
 
 Reads only the run-directory contract (.hydra/config.yaml, metrics.jsonl,
 summary.json), so it works on copied folders and never needs W&B.
-Names are imported on first use, so `contnet.report.notes` (used by the engine) stays free of rich/yaml.
+Names are imported on first use (importing the package loads none of rich or yaml).
 """
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from contnet.engine.io import atomic_write_bytes
-from contnet.report.notes import substitute_notes
+from contnet.engine.progress import substitute_notes
 from contnet.report.runs import STATUSES
 from contnet.report.stats import GroupStats, Target, final_metrics
 

@@ -18,7 +18,6 @@ from typing import Any, Iterable
 
 import yaml
 
-from contnet.report.notes import substitute_notes  # noqa: F401  (re-exported for render)
 
 log = logging.getLogger("contnet.report")
 
