@@ -249,6 +249,18 @@ def resolve_scale(cfg: NLGOptions) -> str:
     return cfg.scale
 
 
+def not_found(dataset: str, data_dir, missing: list[str], why: str, download: bool) -> ConfigError:
+    """The one line for evaluation files that are not there: each path, why a download failed, the fixes."""
+    files = "; ".join(f"{s}: {data_dir / expected_files(dataset, s).split(' or ')[0]}"
+                      + (f" (or {expected_files(dataset, s).split(' or ')[1]})" if dataset == "e2e" else "")
+                      for s in missing)
+    fix = "put the files there or point task.data_dir (or CONTNET_DATA) at them"
+    if dataset == "e2e":
+        fix += ("" if download else ", or set task.download=true to fetch them") + \
+            ", or task.synthetic=true for generated test lines (marked data: synthetic)"
+    return ConfigError(f"task={dataset}: data not found: {files}{why}; {fix}")
+
+
 def load_raw(cfg: NLGOptions, dataset: str, scale: str, download: bool, missing_ok: bool = False,
              quiet: bool = False):
     """(splits {train, valid, test} as read, the split trained on, provenance) for one NLG dataset.
@@ -282,14 +294,7 @@ def load_raw(cfg: NLGOptions, dataset: str, scale: str, download: bool, missing_
     elif missing:
         if missing_ok:
             return raw, None, provenance
-        files = "; ".join(f"{s}: {data_dir / expected_files(dataset, s).split(' or ')[0]}"
-                          + (f" (or {expected_files(dataset, s).split(' or ')[1]})" if dataset == "e2e" else "")
-                          for s in missing)
-        fix = "put the files there or point task.data_dir (or CONTNET_DATA) at them"
-        if dataset == "e2e":
-            fix += ("" if download else ", or set task.download=true to fetch them") + \
-                ", or task.synthetic=true for generated test lines (marked data: synthetic)"
-        raise ConfigError(f"task={dataset}: data not found: {files}{failed.get(missing[0], '')}; {fix}")
+        raise not_found(dataset, data_dir, missing, failed.get(missing[0], ""), download)
     train_split = cfg.train_split
     if "train" not in raw and train_split in ("auto", "train"):
         raw["train"] = read("train")
