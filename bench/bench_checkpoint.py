@@ -14,17 +14,9 @@ from pathlib import Path
 
 import torch
 
+from contnet.conf import compose
 from contnet.engine import checkpoint
 from contnet.registry import MODELS, OPTIMIZERS, TASKS
-
-
-def compose(overrides):
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_module
-    from hydra.core.global_hydra import GlobalHydra
-    GlobalHydra.instance().clear()
-    with initialize_config_module(config_module="contnet.conf", version_base="1.3"):
-        return hydra_compose("config", overrides=overrides)
 
 
 def median_time(fn, repeat: int) -> float:

@@ -16,14 +16,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-
-def compose(overrides):
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_module
-    from hydra.core.global_hydra import GlobalHydra
-    GlobalHydra.instance().clear()
-    with initialize_config_module(config_module="contnet.conf", version_base="1.3"):
-        return hydra_compose("config", overrides=overrides)
+from contnet.conf import compose
 
 
 def contnet_steps_per_s(steps: int, batch: int, threads: int) -> float:

@@ -26,7 +26,7 @@ PAIRS = {"adam": "cadam", "rmsprop": "crmsprop"}
 
 
 def run_one(task: str, optimizer: str, seed: int, out: Path, extra: list[str], tag: str = "") -> Path:
-    from cli.params import compose
+    from contnet.conf import compose
     from contnet.engine.run import run
     run_dir = out / task / (optimizer + tag) / f"seed{seed}"
     if (run_dir / "summary.json").exists():

@@ -18,12 +18,6 @@ USAGE = ("usage: contnet params [model=NAME] [peft=NAME[,NAME...]] [peft.rank=..
          "  prints trainable and total parameters, e.g. contnet params model=gpt2-medium peft=lora,solo")
 
 
-def compose(overrides: list[str]):
-    from hydra import compose as hydra_compose, initialize_config_module
-    with initialize_config_module(config_module="contnet.conf", version_base="1.3"):
-        return hydra_compose(config_name="config", overrides=overrides)
-
-
 def count(cfg) -> tuple[int, int]:
     """(trainable, total) parameters of the composed run config `cfg`, built on the meta device."""
     import torch
@@ -64,6 +58,7 @@ def main(argv: list[str]) -> int:
         argv = ["model=gpt2-medium", *argv]
     # no task default of our own: a language model never builds its task (needs_task is False), the others
     # take their shapes from the composed task (digits unless task= says otherwise)
+    from contnet.conf import compose
     rows = []
     try:
         for overrides in expand(argv):

@@ -6,6 +6,10 @@ Hydra deep-copies its config repository, ConfigStore included, each time it comp
 (`contnet train --help`: 183 times, 2.8 M deepcopy calls with every schema stored).  The store's tree is shared by
 those copies instead: Hydra never changes a stored node (ConfigStore.load hands out a deep copy of the node it
 loads), so a copy of the tree is never needed."""
+from __future__ import annotations
+
+from typing import Sequence
+
 from hydra.core.config_store import ConfigStore
 
 from contnet.registry import ALL
@@ -31,3 +35,18 @@ def store_schemas() -> None:
 
 
 store_schemas()
+
+
+def compose(overrides: Sequence[str] = (), hydra_config: bool = False):
+    """The config `contnet train <overrides>` runs, composed by Hydra's compose API outside Hydra's main (with its
+    `hydra` node when `hydra_config`): the one helper that the library's drivers, `contnet params`, bench/ and the
+    tests compose with.  Hydra's global state is cleared before and after, so it may be called anywhere."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_module(config_module="contnet.conf", version_base="1.3"):
+            return hydra_compose("config", overrides=list(overrides), return_hydra_config=hydra_config)
+    finally:
+        GlobalHydra.instance().clear()

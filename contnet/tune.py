@@ -38,15 +38,8 @@ os.environ.setdefault("SQLALCHEMY_SILENCE_UBER_WARNING", "1")   # optuna 2.10's 
 
 
 def compose_preset(experiment: str, overrides: Sequence[str] = ()):
-    from hydra import compose, initialize_config_module
-    from hydra.core.global_hydra import GlobalHydra
-
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_module(config_module="contnet.conf", version_base="1.3"):
-            return compose("config", overrides=[f"experiment={experiment}", *overrides], return_hydra_config=True)
-    finally:
-        GlobalHydra.instance().clear()
+    from contnet.conf import compose
+    return compose([f"experiment={experiment}", *overrides], hydra_config=True)
 
 
 def plan_from(cfg, trials: int | None = None, seeds: Sequence[int] | None = None) -> dict:

@@ -11,7 +11,7 @@ from contnet.continuation.homotopy import make_activation
 from contnet.continuation.npacs import NPACSDriver, NPACSOptions, SecantPredictor, adapt_delta_lambda
 from contnet.continuation.state import LambdaState, attach_lambda, get_lambda
 from contnet.registry import OPTIMIZERS, ConfigError
-from tests.conftest import train_mse
+from tests.helpers.nets import train_mse
 
 ADAM = dict(lr=1e-2, betas=[0.9, 0.999], eps=1e-8, weight_decay=0.0)
 RMS = dict(lr=1e-3, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0)

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import compose, read_metrics, run_inprocess
-from tests.test_resume import _SignalAtStep, comparable, curves
+from tests.helpers.config import compose
+from tests.helpers.runs import SignalAtStep as _SignalAtStep
+from tests.helpers.runs import comparable, curves, read_metrics, run_inprocess
+
 
 STEPS, CUT = 40, 23
 SCHEDULERS = {"none": [], "cosine": [], "linear_warmup": ["scheduler.warmup_steps=10"],

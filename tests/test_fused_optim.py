@@ -15,10 +15,14 @@ from contnet.engine.setup import Precision, Setup
 from contnet.continuation.state import get_lambda
 from contnet.optim import standard
 from contnet.registry import OPTIMIZERS, ConfigError
-from tests.conftest import compose, read_metrics, run_cli, run_inprocess
-from tests.test_bad_inputs import assert_one_line
-from tests.test_continuation_npacs import TinyNet, batches, cfg, params_equal, run
-from tests.test_precision_fp16 import fp16, train as train_fp16
+from tests.helpers.cli import assert_one_line, run_cli
+from tests.helpers.config import compose
+from tests.helpers.engine import train_with as train_fp16
+from tests.helpers.engine import fp16
+from tests.helpers.nets import npacs_cfg as cfg
+from tests.helpers.nets import train_mse as run
+from tests.helpers.nets import TinyNet, batches, params_equal
+from tests.helpers.runs import read_metrics, run_inprocess
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

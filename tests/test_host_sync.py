@@ -11,8 +11,10 @@ import math
 
 import pytest
 
-from tests.conftest import read_metrics, run_cli, run_inprocess
-from tests.test_nlg_e2e import e2e_dir
+from tests.helpers.cli import run_cli
+from tests.helpers.data import e2e_dir
+from tests.helpers.runs import read_metrics, run_inprocess
+
 
 FLUSH, STEPS = 10, 40
 COMMON = [f"trainer.max_steps={STEPS}", f"trainer.log_every={FLUSH}", "trainer.eval_every=0",

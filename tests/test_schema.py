@@ -11,8 +11,9 @@ from omegaconf import OmegaConf
 from contnet.errors import ConfigError
 from contnet.registry import ALL, OPTIMIZERS, Registry
 from contnet.schema import Options, opt, typed
+from tests.helpers.cli import BOTH_CLIS, cli_inprocess
+from tests.helpers.config import compose, compose_option
 
-from tests.conftest import cli_inprocess, compose, compose_option, run_cli
 
 OPTIONS = [(reg.group, name) for reg in ALL for name in reg.names()]
 
@@ -76,11 +77,12 @@ def test_one_npacs_node_serves_every_npacs_optimizer():
     assert authors[0]["delta_l"] != default["delta_l"]       # the preset changes the shared block
 
 
-def test_an_unknown_key_in_a_preset_is_rejected(tmp_path):
+@pytest.mark.parametrize("cli", BOTH_CLIS)
+def test_an_unknown_key_in_a_preset_is_rejected(tmp_path, cli):
     (tmp_path / "experiment").mkdir()
     (tmp_path / "experiment" / "typo.yaml").write_text("# @package _global_\noptimizer:\n  lrr: 0.1\n")
-    res = run_cli(["train", f"hydra.searchpath=[file://{tmp_path}]", "experiment=typo",
-                   f"hydra.run.dir={tmp_path / 'r'}"], tmp_path)
+    res = cli(["train", f"hydra.searchpath=[file://{tmp_path}]", "experiment=typo",
+               f"hydra.run.dir={tmp_path / 'r'}"], tmp_path)
     assert res.returncode == 2, res.stderr
     assert res.stderr.strip().splitlines() == [res.stderr.strip()] and "Traceback" not in res.stderr
     assert "optimizer.lrr" in res.stderr and "lr" in res.stderr
@@ -96,8 +98,9 @@ def test_a_wrong_type_in_one_job_of_a_sweep_stops_every_job(tmp_path):
     assert not sweep.exists()
 
 
-def test_a_shared_block_on_an_option_without_it_names_the_options_that_have_it(tmp_path):
-    res = run_cli(["train", "optimizer=adam", "optimizer/npacs=authors", f"hydra.run.dir={tmp_path / 'r'}"], tmp_path)
+@pytest.mark.parametrize("cli", BOTH_CLIS)
+def test_a_shared_block_on_an_option_without_it_names_the_options_that_have_it(tmp_path, cli):
+    res = cli(["train", "optimizer=adam", "optimizer/npacs=authors", f"hydra.run.dir={tmp_path / 'r'}"], tmp_path)
     assert res.returncode == 2
     assert res.stderr.strip() == ("error: optimizer/npacs=authors: optimizer=adam has no optimizer/npacs block; "
                                   "it applies to optimizer=cadam, continuation, crmsprop")

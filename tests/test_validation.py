@@ -8,7 +8,9 @@ from __future__ import annotations
 import pytest
 
 from contnet.registry import ConfigError
-from tests.conftest import compose, compose_option, run_cli, run_inprocess
+from tests.helpers.cli import BOTH_CLIS, run_cli
+from tests.helpers.config import compose, compose_option
+from tests.helpers.runs import run_inprocess
 
 # (overrides, the key=value the line must start with, words of what is allowed)
 BAD_INPUTS = [
@@ -111,8 +113,9 @@ def test_several_problems_are_counted_on_the_one_line():
         validate(compose(["optimizer.lr=-1", "trainer.batch_size=0"]))
 
 
-def test_cli_hydra_error_is_one_line(tmp_path):
-    res = run_cli(["train", f"hydra.run.dir={tmp_path / 'r'}", "trainer.bogus=3"], tmp_path)
+@pytest.mark.parametrize("cli", BOTH_CLIS)
+def test_cli_hydra_error_is_one_line(tmp_path, cli):
+    res = cli(["train", f"hydra.run.dir={tmp_path / 'r'}", "trainer.bogus=3"], tmp_path)
     assert res.returncode == 2
     assert res.stderr.strip().splitlines() == [res.stderr.strip()] and "Traceback" not in res.stderr
     assert res.stderr.startswith("error: trainer.bogus=3: unknown key for trainer=default; its keys are: name, max_epochs")

@@ -116,14 +116,10 @@ def describe_tuned(preset: str, cfg) -> str:
 
 def describe(preset: str) -> str:
     """'40 runs (task 2 × optimizer 4 × seed 5), 600 steps of batch 200' from the composed preset."""
-    from hydra import compose, initialize_config_module
-    from hydra.core.global_hydra import GlobalHydra
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    GlobalHydra.instance().clear()
-    with initialize_config_module(config_module="contnet.conf", version_base="1.3"):
-        cfg = compose("config", overrides=[f"experiment={preset}"], return_hydra_config=True)
-    GlobalHydra.instance().clear()
+    from contnet.conf import compose
+    cfg = compose([f"experiment={preset}"], hydra_config=True)
     if "tune" in cfg:
         return describe_tuned(preset, cfg)
     params = dict(cfg.hydra.sweeper.params or {})

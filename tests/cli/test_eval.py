@@ -1,0 +1,46 @@
+"""`contnet eval <run dir>`: a saved tiny-gpt2 run is decoded and scored again from its adapter directory,
+without training, and gives the numbers the run itself reported; bad input is one line and exit 2."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.helpers.cli import cli_inprocess, run_cli  # noqa: E402
+from tests.helpers.data import e2e_dir  # noqa: E402
+
+
+pytest.importorskip("transformers")
+pytest.importorskip("peft")
+
+
+TRAIN = ["train", "task=e2e", "model=tiny-gpt2", "trainer.max_steps=3", "trainer.batch_size=8", "task.train_size=16",
+         "task.meteor=false", "task.download=false", "task.generation.max_new_tokens=8", "trainer.progress=false",
+         "trainer.threads=1"]
+
+
+@pytest.mark.parametrize("peft", ["solo", pytest.param("lora", marks=pytest.mark.slow)])   # full: test_adapter_io
+def test_eval_scores_a_saved_run_again(tmp_path, peft):
+    run = tmp_path / "run"
+    done = cli_inprocess([*TRAIN, f"peft={peft}", f"task.data_dir={e2e_dir(tmp_path, n_test=4, shared=False)}", f"hydra.run.dir={run}"],
+                         tmp_path)                    # the saved run; `contnet eval` reads it in a fresh process
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (run / "adapter" / "adapter_config.json").exists()
+    summary = json.loads((run / "summary.json").read_text())
+    out = run_cli(["eval", str(run), "task.test_size=2"], tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads((run / "eval" / "eval.json").read_text())
+    assert result["weights"] == f"adapter ({peft})"
+    m = result["metrics"]
+    assert m["val/loss"] == pytest.approx(summary["final"]["val/loss"], rel=1e-6)   # the trained weights, not the base
+    assert {"test/bleu", "test/nist", "test/rouge_l", "test/cider"} <= set(m)
+    assert len((run / "eval" / "test_predictions.txt").read_text().splitlines()) == 2     # the override took effect
+    assert json.loads((run / "summary.json").read_text()) == summary                     # the run is left as it was
+
+
+def test_eval_bad_input_is_one_line_and_exit_2(tmp_path):
+    out = run_cli(["eval", str(tmp_path / "nope")], tmp_path)
+    assert out.returncode == 2 and "not a directory" in out.stderr and len(out.stderr.strip().splitlines()) == 1
+    out = cli_inprocess(["eval", str(tmp_path)], tmp_path)
+    assert out.returncode == 2 and ".hydra/config.yaml" in out.stderr
+    assert not (tmp_path / "eval").exists()

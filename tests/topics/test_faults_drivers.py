@@ -1,0 +1,107 @@
+"""Faults in the commands around training (issue 21): `contnet report` asked for a metric no run logged,
+`python -m contnet.tune` given an unknown preset or bad seeds, `contnet reproduce --help` and `--jobs 0`
+(reproduce and the Solo study).  Each is one line naming the problem and the fix, exit 2, nothing written."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.helpers import REPO
+from tests.helpers.cli import cli_inprocess, module_inprocess
+from tests.helpers.data import write_run
+
+
+def one_error_line(res, *words, code=2) -> str:
+    assert res.returncode == code, res.stderr[-2000:]
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in res.stderr, res.stderr[-2000:]
+    for w in words:
+        assert w in lines[0], lines[0]
+    return lines[0]
+
+
+# --- contnet report ------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("flag,value", [("--metric", "val/acc"), ("--target", "val/acc=0.9"),
+                                        ("--target", "val/los=0.5")])
+def test_report_on_a_metric_no_run_logged_is_refused(tmp_path, flag, value):
+    runs = tmp_path / "runs"
+    write_run(runs / "0", seed=0)
+    write_run(runs / "1", seed=1)
+    res = cli_inprocess(["report", str(runs), flag, value, "--no-plots"], tmp_path)
+    key = value.split("=")[0]
+    line = one_error_line(res, f"{flag} {key}", "no run logged it", "train/loss, val/loss")
+    assert line.startswith("contnet report: error:") and "lr" not in line.split("logged:")[-1].split(", ")
+    assert sorted(p.name for p in runs.iterdir()) == ["0", "1"]          # no report half-written
+
+
+def test_report_on_a_metric_some_run_logged_still_works(tmp_path):
+    runs = tmp_path / "runs"
+    write_run(runs / "0", seed=0, val_acc=(0.1, 0.5, 0.9))
+    write_run(runs / "1", seed=1)
+    res = cli_inprocess(["report", str(runs), "--metric", "val/acc", "--target", "lambda=1", "--no-plots"],
+                        tmp_path)
+    assert res.returncode == 2 and "--target lambda" in res.stderr     # lambda: logged by no run here
+    res = cli_inprocess(["report", str(runs), "--metric", "val/acc", "--target", "val/acc=0.8", "--no-plots"],
+                        tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert (runs / "report.md").is_file()
+
+
+# --- python -m contnet.tune ------------------------------------------------------------------------------------------
+
+def tune(tmp_path, *args, process: bool = True) -> subprocess.CompletedProcess:
+    """`python -m contnet.tune <args>`: a real process, or (process=False) the module run in this process."""
+    if not process:
+        return module_inprocess("contnet.tune", [*args, "--out", str(tmp_path / "x")], REPO)
+    return subprocess.run([sys.executable, "-m", "contnet.tune", *args, "--out", str(tmp_path / "x")], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+
+
+PROCESS = pytest.mark.parametrize("process", [pytest.param(False, id="in-process"),
+                                              pytest.param(True, id="process", marks=pytest.mark.slow)])
+
+
+@pytest.mark.parametrize("args,words", [
+    (["experiment=tune_nope"], ["experiment=tune_nope", "no such preset", "tune_digits_ae"]),
+    (["experiment=digits_ae"], ["experiment=digits_ae", "no such preset", "tune_digits_ae"]),
+    (["experiment=tune_digits_ae", "--seeds", "a,b"], ["--seeds a,b", "'a' is not", "e.g. --seeds 0,1,2"]),
+    (["experiment=tune_digits_ae", "--seeds", "0,-1"], ["--seeds 0,-1", "'-1' is not", "≥ 0"]),
+    (["experiment=tune_digits_ae", "trainer.bogus=1"], ["trainer.bogus=1", "unknown key"]),
+])
+@PROCESS              # the driver as a process in the fast suite: test_tune.py's unknown arm
+def test_tune_bad_arguments_are_one_line_exit_2(tmp_path, args, words, process):
+    line = one_error_line(tune(tmp_path, *args, process=process), *words)
+    assert line.startswith("error: ")
+    assert not (tmp_path / "x").exists()
+
+
+# --- contnet reproduce / python -m contnet.study_solo -----------------------------------------------------------------
+
+def test_reproduce_help_is_not_cut_mid_sentence(tmp_path):
+    res = cli_inprocess(["reproduce", "--help"], tmp_path, env={"COLUMNS": "200"})
+    assert res.returncode == 0
+    text = " ".join(res.stdout.split())
+    assert "write outputs/reproduce/REPORT.md." in text
+    assert "contnet reproduce --scale paper" in text              # the examples come with it
+
+
+@pytest.mark.parametrize("flag,value,words", [("--jobs", "0", ["an integer ≥ 1"]),
+                                              ("--jobs", "-3", ["an integer ≥ 1"]),
+                                              ("--timeout", "0", ["seconds > 0"])])
+def test_reproduce_jobs_below_one_or_no_timeout_is_refused(tmp_path, flag, value, words):
+    res = cli_inprocess(["reproduce", "--claims", "parc", flag, value, "--dry-run", "--out", str(tmp_path / "out")],
+                        tmp_path)
+    one_error_line(res, f"{flag} {value}", *words)
+    assert not (tmp_path / "out").exists()
+
+
+@PROCESS
+def test_study_solo_jobs_below_one_is_refused(tmp_path, process):
+    args = ["screen", "--jobs", "0", "--dry-run", "--root", str(tmp_path / "study")]
+    res = subprocess.run([sys.executable, "-m", "contnet.study_solo", *args], cwd=REPO, capture_output=True, text=True,
+                         timeout=300) if process else module_inprocess("contnet.study_solo", args, REPO)
+    one_error_line(res, "--jobs 0", "an integer ≥ 1")
+    assert not (tmp_path / "study").exists()

@@ -1,0 +1,91 @@
+"""Start-up paid once (issue 19, item 5): `contnet --help` imports no torch, a run composes its config once (a sweep:
+once per job in the pre-flight check, then Hydra's own: once for the sweeper, twice per job in its basic sweeper and
+launcher), Hydra's copies of its config repository share the stored schemas, and a sweep's jobs leave curves.png
+to the report unless asked.
+Timings are benchmarks, not tests: bench/bench_startup.py."""
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+
+import pytest
+
+from tests.helpers.cli import cli_inprocess
+
+
+FAST = ["trainer.max_steps=3", "trainer.eval_every=0", "trainer.progress=false", "model.width=8"]
+
+
+def test_contnet_help_imports_neither_torch_nor_hydra():
+    code = ("import sys; from contnet.cli.main import main; main(['--help']); "
+            "print(sorted(m for m in ('torch', 'hydra', 'omegaconf', 'contnet.conf') if m in sys.modules))")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert "optimizer  adam" in res.stdout and res.stdout.strip().splitlines()[-1] == "[]"
+
+
+@pytest.fixture
+def compositions(monkeypatch):
+    """How many times Hydra composes the config (its loader's load_configuration: every compose API call, every
+    composition inside Hydra's main, sweeper and launcher)."""
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    calls = []
+    load = ConfigLoaderImpl.load_configuration
+
+    def counted(self, *a, **k):
+        calls.append(1)
+        return load(self, *a, **k)
+    monkeypatch.setattr(ConfigLoaderImpl, "load_configuration", counted)
+    return calls
+
+
+def test_the_default_run_composes_its_config_once(tmp_path, compositions):
+    res = cli_inprocess(["train", f"hydra.run.dir={tmp_path / 'run'}"], tmp_path)       # the default run, as is
+    assert res.returncode == 0, res.stderr
+    assert len(compositions) == 1                       # was 4: the pre-flight check twice, Hydra's main twice
+    assert (tmp_path / "run" / "curves.png").is_file() and (tmp_path / "run" / ".hydra" / "hydra.yaml").is_file()
+
+
+def test_a_sweep_composes_once_per_job_in_the_check_and_leaves_curves_to_the_report(tmp_path, compositions):
+    sweep = tmp_path / "sweep"
+    res = cli_inprocess(["train", "-m", f"hydra.sweep.dir={sweep}", "seed=0,1", *FAST], tmp_path)
+    assert res.returncode == 0, res.stderr
+    # the check: each job once; Hydra: the sweeper once, then per job its batch check and its launcher (was 9)
+    assert len(compositions) == 2 + 1 + 2 * 2
+    assert sorted(p.name for p in sweep.glob("*/summary.json")) == ["summary.json"] * 2
+    assert not list(sweep.glob("*/curves.png")) and (sweep / "report.md").is_file()
+
+
+def test_a_sweep_job_draws_its_curves_when_asked(tmp_path):
+    sweep = tmp_path / "sweep"
+    res = cli_inprocess(["train", "-m", f"hydra.sweep.dir={sweep}", "seed=0", "trainer.plot=true", *FAST], tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert (sweep / "0" / "curves.png").is_file()
+
+
+def test_a_single_run_leaves_out_its_curves_when_told(tmp_path):
+    res = cli_inprocess(["train", f"hydra.run.dir={tmp_path / 'run'}", "trainer.plot=false", *FAST], tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "run" / "summary.json").is_file() and not (tmp_path / "run" / "curves.png").exists()
+
+
+def test_hydra_copies_of_the_config_store_share_it():
+    """Hydra deep-copies its config repository, ConfigStore included, for every composition and every group it
+    lists (`contnet train --help`: 183 times): the stored nodes are shared, while what Hydra loads is its own copy."""
+    import contnet.conf  # noqa: F401 - stores the schemas
+    from hydra.core.config_store import ConfigStore
+    cs = ConfigStore.instance()
+    assert copy.deepcopy(cs).repo is cs.repo
+    loaded = cs.load("schema/optimizer/adam.yaml").node
+    assert loaded is not cs.repo["schema"]["optimizer"]["adam.yaml"].node and loaded.lr == 1e-3
+
+
+def test_a_sweep_without_multirun_is_one_line_and_writes_nothing(tmp_path):
+    """The run is launched from the checked config, so a sweep on a single run's line is refused here (Hydra's main
+    refused it in a paragraph; running job 0 alone would hide the other values)."""
+    res = cli_inprocess(["train", f"hydra.run.dir={tmp_path / 'run'}", "seed=0,1", *FAST], tmp_path)
+    assert res.returncode == 2
+    assert res.stderr.strip() == "error: seed=0,1: a sweep needs -m (--multirun: one job per value); give one value " \
+                                 "for a single run"
+    assert not (tmp_path / "run").exists()
