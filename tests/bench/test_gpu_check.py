@@ -22,6 +22,7 @@ def load_script():
     return mod
 
 
+@pytest.mark.slow     # a process per section (two torch imports); the script's own process: the test below
 def test_a_failing_section_is_recorded_and_the_next_one_still_runs(tmp_path, monkeypatch, capsys):
     gc = load_script()
     monkeypatch.setattr(gc, "SECTIONS", [("no_such_section", 30, 30), ("env", 60, 60)])

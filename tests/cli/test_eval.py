@@ -19,15 +19,18 @@ TRAIN = ["train", "task=e2e", "model=tiny-gpt2", "trainer.max_steps=3", "trainer
          "trainer.threads=1"]
 
 
-@pytest.mark.parametrize("peft", ["solo", pytest.param("lora", marks=pytest.mark.slow)])   # full: test_adapter_io
-def test_eval_scores_a_saved_run_again(tmp_path, peft):
+@pytest.mark.parametrize("peft, cli", [("solo", cli_inprocess), pytest.param("solo", run_cli, marks=pytest.mark.slow),
+                                      pytest.param("lora", run_cli, marks=pytest.mark.slow)])   # full: test_adapter_io
+def test_eval_scores_a_saved_run_again(tmp_path, peft, cli):
+    """`contnet eval` in this process in the fast suite (its process: the bad-input test below), a fresh one in the
+    slow suite."""
     run = tmp_path / "run"
     done = cli_inprocess([*TRAIN, f"peft={peft}", f"task.data_dir={e2e_dir(tmp_path, n_test=4, shared=False)}", f"hydra.run.dir={run}"],
                          tmp_path)                    # the saved run; `contnet eval` reads it in a fresh process
     assert done.returncode == 0, done.stderr[-2000:]
     assert (run / "adapter" / "adapter_config.json").exists()
     summary = json.loads((run / "summary.json").read_text())
-    out = run_cli(["eval", str(run), "task.test_size=2"], tmp_path)
+    out = cli(["eval", str(run), "task.test_size=2"], tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
     result = json.loads((run / "eval" / "eval.json").read_text())
     assert result["weights"] == f"adapter ({peft})"

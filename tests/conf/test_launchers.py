@@ -15,7 +15,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from tests.helpers.cli import run_cli
-from tests.helpers.config import compose
+from tests.helpers.config import compose_fresh
 
 
 pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
@@ -29,7 +29,7 @@ def compose_hydra(overrides: list[str]):
     with warnings.catch_warnings():
         # a YAML shadowing a plugin's config would warn (automatic schema matching)
         warnings.simplefilter("error")
-        return compose(overrides, hydra_config=True)
+        return compose_fresh(overrides, hydra_config=True)     # composed here: a warning is the failure
 
 
 @pytest.mark.parametrize("name, target, expected", [
@@ -131,9 +131,11 @@ def _assert_two_completed_runs(sweep: Path):
     assert {json.loads(p.read_text())["seed"] for p in summaries} == {0, 1}
 
 
-@pytest.mark.parametrize("launcher", [pytest.param("slurm_local", marks=pytest.mark.slow), "joblib_local"])
+@pytest.mark.slow     # fast: the presets compose (above) and the report callback ends a real multirun (above)
+@pytest.mark.parametrize("launcher", ["slurm_local", "joblib_local"])
 def test_two_job_sweep_through_launcher(tmp_path, launcher):
-    """`contnet train -m` through a launcher preset, then the report callback on the sweep."""
+    """`contnet train -m` through a launcher preset (each job a process of the launcher's), then the report
+    callback on the sweep."""
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
     sweep = tmp_path / "sweep"
     start = time.perf_counter()

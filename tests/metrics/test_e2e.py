@@ -62,6 +62,7 @@ def test_ptb_python_fallback_matches_coco_conventions():
     assert out == ["the vaults a pub cheap is n't far", ""]
 
 
+@pytest.mark.slow     # one java start loads METEOR's paraphrase table (7-12 s); without java: the test below
 @pytest.mark.skipif(not coco.java_available(), reason="METEOR 1.5 needs java")
 def test_meteor_identical_and_disjoint():
     # one java start (it loads a large paraphrase table): an identical and a disjoint segment

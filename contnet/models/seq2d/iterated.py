@@ -2,7 +2,7 @@
 of a sequence.
 
 `IteratedSequential2D` evaluates, for acyclic patterns, the same result as T Jacobi steps with one
-topological pass (proof in `_plan_topological`; tested against Jacobi in tests/test_seq2d.py).
+topological pass (proof in `_plan_topological`; tested against Jacobi in tests/models/seq2d/test_core.py).
 `RecurrentSequential2D` feeds a sequence, one element per time step, like `nn.RNN`.
 """
 from __future__ import annotations
