@@ -23,8 +23,3 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-# Until tests/test_parc.py moves (it is being rewritten elsewhere): the names it imports from here.
-from tests.helpers.config import compose  # noqa: E402,F401
-from tests.helpers.nets import train_mse  # noqa: E402,F401

@@ -1,54 +1,43 @@
 """PARC: pseudo-arclength continuation (continuation spec §2.6) as a training component.
 
-State z = (θ, λ).  λ is an unknown: during PARC its buffer requires grad, the closure's backward
-fills ∂L/∂λ, and λ moves with θ.  The path is walked in arclength steps Δs:
+The method is mathematics, in parc_math.py: the state of the walk, the corrector, the end test, the Δs rule, the
+secant predictor and the finish, as device arithmetic over a few tensors.  This module is its executor
+(`PARCDriver`) and its options.  One engine step = one closure call = one corrector iteration:
 
-  predictor   textbook (default, A9): z_pred = z_k + Δs·ż with ż the unit secant (z_k − z_{k−1})/‖·‖;
-              authors (C2): v = (Δs·Δθ/‖Δθ‖, (Δs/Δs_prev)·Δλ), z_pred = z_k + v.
-  corrector   one *engine step* = one closure call = one corrector iteration: the inner optimizer
-              updates θ with ∇θL, λ takes a gradient step of size `lambda_lr` on ∂L/∂λ, then
-              textbook: z is projected onto the hyperplane N(z) = ⟨z − z_k, ż⟩ − Δs = 0 (exact
-              equality constraint, reference z_k); authors: the gradient of the fixed-μ penalty
-              μ·(⟨z − z_pred, v⟩ − Δs) is added instead (reference z_pred, no projection).
-              A corrector ends after at most `corrector_steps` iterations; with `corrector_check=loss`
-              (the default) earlier when the running mean of the loss stops moving (C2's ma_loss
-              test, relative tolerance here, evaluated on the device); with `corrector_check=fixed` always
-              after `corrector_steps`.
-  Δs update   C2's corrector_omega rule from the iterations used j: ω = 1 + G/j if j ≤ G else
-              max(G/j, 0.05); Δs ← clip(ω·Δs, min_arc_len, max_arc_len).
-  start       C2's natural start: from (θ0, λ_init) one unconstrained corrector at λ_init +
-              natural_step gives the second point of the first secant.
+  1. the closure's backward fills ∇θL and ∂L/∂λ (λ is an unknown: its buffer requires grad while PARC runs);
+     ∂L/∂λ and the loss the end test reads are averaged over the ranks (`rank_mean`, the identity in one process);
+  2. the inner optimizer steps θ; λ takes its step and (textbook) z is projected onto the arclength hyperplane;
+  3. the end test decides on the device whether this corrector ends, and whether continuation finishes with it;
+  4. the end of a corrector (Δs rule, new secant, predictor) runs as device arithmetic masked by that decision —
+     an exact no-op where it is False — at every step at which the host cannot rule out an end.
 
-λ is clipped to [0, 1].  When a corrector ends with λ ≥ 1 − `finish_tol`, λ is set to exactly 1, the
-buffers are freed, and the optimizer continues as its inner optimizer.
+The host learns the flags of step 3 (ended, finished) through `DelayedFlags`: exactly `flag_delay` steps after
+they were set, on every device, never reading a device tensor.  What it learns only decides how much work runs
+(end-of-corrector work that cannot be needed is skipped: a corrector has at least `corrector_length_bounds`'s
+first value of iterations; the host stops calling PARC once it learns of the finish, until then every PARC update
+is a no-op): never a number.  So the run is the same, bit for bit, for every delay and device
+(tests/continuation/test_parc.py), and no step reads anything on the host (tests/test_host_sync.py).
 
-Host transfers: none in a step, with either corrector check.  θ, λ, ∂L/∂λ, the projection, the secant,
-the early-stop test, the counters j and k, Δs and the λ ≥ 1 − tol finish test live on the device; the host
-learns of corrector ends and of the finish through flags it never waits for (PARCDriver's docstring says
-how the results stay the same when it learns late).  sphere_radius_m > 0 is the exception: it waits for
-each step's corrector-end flag.
-
-The inner product on z weights θ by κ² (`theta_scale`; "rms": κ = 1/√n, so θ is measured as an RMS
-change and one unit of λ weighs as much as moving every weight by one unit).  With κ = 1 it is the
-plain Euclidean arclength of the spec.  Ants (several perturbed correctors, best kept) are not run:
-one engine step has one closure; `sphere_radius_m` > 0 perturbs the single prediction orthogonally.
+λ is clipped to [0, 1].  When a corrector ends with λ ≥ 1 − `finish_tol`, λ is set to exactly 1 and, once the
+host knows, the buffers are freed and the optimizer continues as its inner optimizer.  Ants (several perturbed
+correctors, best kept) are not run: one engine step has one closure; `sphere_radius_m` > 0 perturbs the single
+prediction orthogonally, with normal draws made on the host ahead of the corrector end that uses them.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, fields
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import torch
-import torch.distributed as dist
 
 from contnet.schema import Options, opt
 
-from .state import HostFlag, LambdaState
+from . import parc_math as M
+from .state import DelayedFlags, LambdaState
 
 CONSTRAINTS = ("textbook", "authors")
-PROGRESS_DELAY = 8        # steps between posting PARC's progress flags and reading them where the host lags (CUDA)
 CORRECTOR_CHECKS = ("fixed", "loss")
+FLAG_DELAY = 8      # steps between the device setting PARC's flags and the host reading them, on every device
 
 
 @dataclass
@@ -100,109 +89,63 @@ class ArclengthOptions(Options):
         return {f.name: getattr(self, f.name) for f in fields(ArclengthOptions)}
 
 
-def corrector_omega(j, guess: int) -> torch.Tensor:
-    """Δs factor from the corrector iterations used (C2): fast convergence grows Δs, slow shrinks it.
-    `j` a number or a float64 tensor on any device (no host read); the result is a float64 tensor there."""
-    j = torch.as_tensor(j, dtype=torch.float64)
-    return torch.where(j <= guess, 1.0 + guess / j, torch.clamp(guess / j, min=0.05))
-
-
-def _dot(a: list[torch.Tensor], b: list[torch.Tensor]) -> torch.Tensor:
-    """Σ ⟨a_i, b_i⟩ as a 0-dim tensor on the tensors' device (no host read)."""
-    return sum(torch.sum(x * y) for x, y in zip(a, b)) if a else torch.zeros(())
-
-
-def orthogonal_direction(t_theta, t_lam, kappa: float, generator=None):
-    """A random unit direction d (in the κ-weighted metric) with ⟨d, ż⟩ = 0 for the unit ż = (t_θ, t_λ).
-    d_λ comes back as a 0-dim tensor on t_θ's device; nothing is read on the host."""
-    d = [torch.randn(t.shape, generator=generator, dtype=t.dtype).to(t.device) for t in t_theta]
-    ref = t_theta[0]
-    d_lam = torch.randn((), generator=generator, dtype=ref.dtype).to(ref.device)
-    c = kappa ** 2 * _dot(d, t_theta) + d_lam * t_lam
-    torch._foreach_sub_(d, torch._foreach_mul(t_theta, c))
-    d_lam = d_lam - c * t_lam
-    norm = torch.sqrt(kappa ** 2 * _dot(d, d) + d_lam ** 2)
-    torch._foreach_div_(d, norm)
-    return d, d_lam / norm
-
-
-def _data_parallel() -> bool:
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-
-
-def _global_mean(g_lam: torch.Tensor, loss):
-    """Under data parallelism: ∂L/∂λ (λ is a buffer, so DDP does not average its gradient) and the loss that the
-    early-stop test reads, averaged over the ranks in one all_reduce (no host read), so that every rank takes
-    the same λ step, projection and corrector ends — those of one process with the global batch."""
-    parts = [g_lam.reshape(1)] + ([loss.detach().to(g_lam.dtype).reshape(1)] if loss is not None else [])
-    both = torch.cat(parts)
-    dist.all_reduce(both)
-    both = both / dist.get_world_size()
-    return both[0].reshape(g_lam.shape), (both[1].to(loss.dtype) if loss is not None else None)
-
-
-def _select_(dst: list[torch.Tensor], src: list[torch.Tensor], take: torch.Tensor) -> None:
-    """dst ← src where the 0-dim float `take` is 1, dst where it is 0 (exact for finite values; no host read)."""
-    torch._foreach_mul_(dst, 1.0 - take)
-    torch._foreach_add_(dst, torch._foreach_mul(src, take))
+def _identity(t: torch.Tensor) -> torch.Tensor:
+    return t
 
 
 class PARCDriver:
-    """The corrector-end decision, the Δs rule, the counters and the phase live on λ's device (float64 scalars,
-    booleans), so that no engine step reads anything on the host.  Each step posts (corrector ended, PARC
-    finished, arclength phase) to a `HostFlag`: where the host sees it at once (CPU), a step whose corrector
-    did not end skips the end-of-corrector work, and a finish frees PARC's buffers right away; where it sees it
-    later (CUDA), the end-of-corrector work runs at every step masked by the device flag (an exact no-op when
-    it is 0), and the host finishes when it sees the flag, meanwhile λ = 1 and every PARC update is a no-op.
-    Both give the same numbers.  `corrector_check=fixed`: the host knows every corrector end (j counts to
-    corrector_steps), so nothing is masked.  `sphere_radius_m` > 0 draws its perturbation on the host at a
-    corrector end, so it waits for the end flag at every step (one device sync per step on CUDA)."""
+    """Runs the walk of parc_math on θ (`params`) and the model's λ around an inner optimizer.  `rank_mean` averages
+    a tensor over the ranks of a data-parallel run (the identity in one process); `flag_delay` is the number of steps
+    after which the host learns a step's flags (with sphere_radius_m > 0 at most the shortest corrector, so that the
+    next perturbation's draws are ready before it can be used)."""
 
-    def __init__(self, cfg: ArclengthOptions, lam: LambdaState, params: list[torch.Tensor], lr: float):
-        self.cfg, self.lam, self.params = cfg, lam, params
-        n = sum(p.numel() for p in params)
-        self.kappa = 1.0 / math.sqrt(max(n, 1)) if cfg.theta_scale == "rms" else float(cfg.theta_scale)
+    def __init__(self, cfg: ArclengthOptions, lam: LambdaState, params: list[torch.Tensor], lr: float,
+                 rank_mean: Callable[[torch.Tensor], torch.Tensor] = _identity, flag_delay: int = FLAG_DELAY):
+        self.cfg, self.lam, self.params, self.rank_mean = cfg, lam, params, rank_mean
+        self.kappa = M.theta_weight(cfg, params)
         self.lambda_lr = lr if cfg.lambda_lr is None else float(cfg.lambda_lr)
-        self.phase = "natural"            # the host's view: natural → arclength → done
-        self.j_host = 0                   # corrector iterations as the host counts them (corrector_check=fixed)
-        self.steps = 0                    # engine steps taken while active
+        self.shortest, self.longest = M.corrector_length_bounds(cfg)
+        self.delay = min(flag_delay, self.shortest) if cfg.sphere_radius_m > 0 else flag_delay
         self.generator = torch.Generator().manual_seed(0)
-        dev = lam.value.device
-        f64 = dict(dtype=torch.float64, device=dev)
-        self.ds_t, self.ds_prev_t = torch.tensor(cfg.delta_s, **f64), torch.tensor(cfg.delta_s, **f64)
-        self.j_t, self.k_t = torch.zeros((), **f64), torch.zeros((), **f64)   # iterations of this corrector; correctors done
-        self.arc = torch.zeros((), dtype=torch.bool, device=dev)             # arclength phase (after the natural corrector)
-        self.running = torch.ones((), dtype=torch.bool, device=dev)          # False once λ is set to 1 on the device
-        self.recent = torch.full((cfg.ma_window + 1,), float("nan"), **f64)  # the last ma_window + 1 losses
-        self.ended = HostFlag(dev)              # this step's corrector ended (posted at every step of corrector_check=loss)
-        self.progress = HostFlag(dev, size=2)   # (finished, arclength): sticky, posted again once the host has read it
-        self.posted_at = 0                      # the step of the pending progress post
         with torch.no_grad():
-            self.theta_ref = [p.detach().clone() for p in params]   # z_k (θ part)
-            self.tangent = [torch.zeros_like(p) for p in params]    # textbook: unit ż θ part; authors: v_θ (0 before the first secant)
-        self.lam_ref = self._scalar(cfg.lambda_init)               # z_k (λ part), on λ's device
-        self.t_lam = self._scalar(0.0)
+            self.state = M.start(cfg, params, lam.tensor())
+            self.work = [torch.empty_like(p) for p in params]     # lent to the functions of parc_math
+        self.done = False
+        self._restart_host_view(steps=0, j=0, k=0)
         lam.set(min(cfg.lambda_init + cfg.natural_step, 1.0))
         lam.value.requires_grad_(True)
         if cfg.lambda_init >= 1.0 - cfg.finish_tol:     # no path to walk: the inner optimizer from step one
             self._finish()
 
-    def _scalar(self, x) -> torch.Tensor:
-        v = self.lam.value
-        return torch.as_tensor(x, dtype=v.dtype).to(v.device)
+    def _restart_host_view(self, steps: int, j: int, k: int) -> None:
+        """What the host knows, from a state it has read: the last corrector end, the ends so far."""
+        self.steps = steps                      # engine steps taken while active
+        self.known_end, self.known_through = steps - j, steps   # the last end it knows of; flags read up to here
+        self.ends_known, self.finish_seen = k, False
+        self.flags = DelayedFlags(self.lam.value.device, size=2, delay=self.delay)
+        self.noise = self.noise_gen_state = self.noise_after = None
+        self._draw_noise()
 
     # host views of the device state (each one read: for tests, logs and checkpoints, not for the step)
-    ds = property(lambda self: float(self.ds_t))
-    ds_prev = property(lambda self: float(self.ds_prev_t))
-    j = property(lambda self: int(self.j_t))
-    k = property(lambda self: int(self.k_t))
+    ds = property(lambda self: float(self.state.ds))
+    ds_prev = property(lambda self: float(self.state.ds_prev))
+    j = property(lambda self: int(self.state.j))
+    k = property(lambda self: int(self.state.k))
+
+    @property
+    def phase(self) -> str:
+        return "done" if self.done else "arclength" if bool(self.state.arc) else "natural"
 
     @property
     def active(self) -> bool:
-        return self.phase != "done"
+        return not self.done
 
     def zero_grad(self) -> None:
         self.lam.value.grad = None
+
+    def residual(self) -> torch.Tensor:
+        with torch.no_grad():
+            return M.residual(self.params, self.lam.tensor(), self.state, self.kappa, self.work)
 
     # ---- one engine step = one corrector iteration ------------------------------------------------
     def step(self, inner: torch.optim.Optimizer, closure=None):
@@ -211,192 +154,113 @@ class PARCDriver:
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        c = self.cfg
+        c, s = self.cfg, self.state
         with torch.no_grad():
-            grad = self.lam.value.grad
-            g_lam = torch.zeros_like(self.lam.tensor()) if grad is None else grad.detach()
-            seen_loss = loss
-            if _data_parallel():
-                g_lam, seen_loss = _global_mean(g_lam, loss)
-            if c.constraint == "authors":          # ∇(μ·N) = μ·v; v = 0 before the first secant and after the finish
-                for p, v in zip(self.params, self.tangent):
-                    if p.grad is not None:
-                        p.grad.add_(v, alpha=c.lagrange_mu)
-                g_lam = g_lam + c.lagrange_mu * self.t_lam
+            g_lam, seen_loss = self._mean_over_ranks(loss)
+            if c.constraint == "authors":
+                g_lam = M.add_penalty_gradient(self.params, g_lam, s, c.lagrange_mu)
             inner.step()
-            lam = self.lam.tensor()
-            moved = lam - self.lambda_lr * g_lam
-            moved = self._project(moved) if c.constraint == "textbook" else moved
-            self.lam.set_tensor(torch.where(self.arc & self.running, moved, lam))   # clamp to [0, 1] on the device
-            self.j_t += 1
+            lam = M.corrector_lambda(self.params, self.lam.tensor(), g_lam, s, c, self.kappa, self.lambda_lr, self.work)
+            self.lam.set_tensor(lam)
+            s.j = s.j + 1
             self.steps += 1
-            self.j_host += 1
-            if c.corrector_check == "fixed":
-                if self.j_host >= c.corrector_steps:
-                    self.j_host = 0
-                    self._end_corrector(self.running.clone())
-            else:
-                self._loss_check_step(seen_loss)
-            self._poll_progress()
+            s.recent, end = M.corrector_ended(s, seen_loss, c)
+            finish = end & M.walk_done(self.lam.tensor(), s.k + end.to(s.k.dtype), c)
+            for step, (ended, finished) in self.flags.post(torch.stack([end, finish]), self.steps):
+                self._learn(step, ended, finished)
+            if self.known_end < self.steps:
+                self._draw_noise()
+            if self._may_end():
+                self.lam.set_tensor(M.end_corrector(self.params, self.lam.tensor(), s, end, finish, c, self.kappa,
+                                                    self.work, self.noise))
+                if self.shortest == self.longest and self.steps - self.known_end == self.longest:
+                    self._learn(self.steps, True, False)     # every corrector has `longest` iterations: it ended
+                self._draw_noise()
+            if self.finish_seen:
+                self._finish()
         return loss
 
-    def _poll_progress(self) -> None:
-        """Post (finished, arclength) when no post is pending, and learn it: where the host sees it at once, now;
-        where it lags (CUDA), PROGRESS_DELAY steps after the post, waiting if it must (by then the device is
-        long done with that step): the same step on every rank of a data-parallel run, so that the ranks stop
-        calling this driver — and its collective — together."""
-        if not self.progress.pending:
-            self.progress.post(torch.stack([~self.running, self.arc]))
-            self.posted_at = self.steps
-        if not self.progress.lags:
-            self._learn(self.progress.read())
-        elif self.steps - self.posted_at >= PROGRESS_DELAY:
-            self._learn(self.progress.read(wait=True))
+    def _mean_over_ranks(self, loss):
+        """∂L/∂λ (λ is a buffer: DDP does not average its gradient) and the loss, averaged over the ranks in one
+        collective, so that every rank takes the λ step and ends its correctors as one process with the global
+        batch would.  In one process the values come back unchanged."""
+        grad = self.lam.value.grad
+        g_lam = torch.zeros_like(self.lam.tensor()) if grad is None else grad.detach()
+        if loss is None:
+            return self.rank_mean(g_lam), None
+        both = torch.promote_types(g_lam.dtype, loss.dtype)
+        mean = self.rank_mean(torch.cat([g_lam.reshape(1).to(both), loss.detach().reshape(1).to(both)]))
+        return mean[0].reshape(g_lam.shape).to(g_lam.dtype), mean[1].to(loss.dtype)
 
-    @torch.no_grad()
-    def _loss_check_step(self, loss) -> None:
-        """C2's early stop on the device: the running mean of the last ma_window losses against the one a step
-        before (sequential sums, as the host rule added them), from j = max(corrector_min_steps, ma_window + 1)."""
-        c, w = self.cfg, self.cfg.ma_window
-        value = loss.detach().to(self.recent) if loss is not None else self.recent.new_tensor(float("nan"))
-        self.recent = torch.cat([self.recent[1:], value.reshape(1)])
-        now = torch.cumsum(self.recent[1:], 0)[-1] / w
-        before = torch.cumsum(self.recent[:-1], 0)[-1] / w
-        still = (now - before).abs() <= c.loss_tol * torch.clamp(before.abs(), min=1e-12)
-        j = self.j_t
-        end = self.running & ((j >= c.corrector_steps) | ((j >= max(c.corrector_min_steps, w + 1)) & still))
-        self.ended.post(end)
-        seen = self.ended.read(wait=c.sphere_radius_m > 0)
-        if seen is not False:               # None: the host does not know yet; masked (a no-op where end is False)
-            self._end_corrector(end)
+    def _learn(self, step: int, ended: bool, finished: bool) -> None:
+        """The host learns (or infers) step `step`'s flags."""
+        self.known_through = max(self.known_through, step)
+        if ended and step > self.known_end:
+            self.known_end, self.ends_known = step, self.ends_known + 1
+        self.finish_seen |= finished
 
-    @torch.no_grad()
-    def residual(self, lam: torch.Tensor | None = None) -> torch.Tensor:
-        """Textbook N(z) = ⟨z − z_k, ż⟩ − Δs (κ-weighted), a 0-dim tensor on λ's device."""
-        lam = self.lam.tensor() if lam is None else lam
-        diff = torch._foreach_sub(self.params, self.theta_ref)
-        ds = self.ds_t.to(lam.dtype)
-        return self.kappa ** 2 * _dot(diff, self.tangent) + (lam - self.lam_ref) * self.t_lam - ds
+    def _may_end(self) -> bool:
+        """Can the corrector end at this step, as far as the host knows?  It cannot if the host has read this step's
+        flag, or if fewer than `shortest` steps passed since the last end it knows of (later ends are later still)."""
+        if self.known_through >= self.steps:
+            return self.known_end == self.steps
+        return self.steps - self.known_end >= self.shortest
 
-    @torch.no_grad()
-    def _project(self, lam: torch.Tensor) -> torch.Tensor:
-        """Onto ⟨z − z_k, ż⟩ = Δs (θ in place).  Before the first secant and after the finish ż = 0: no change."""
-        n = self.residual(lam)
-        torch._foreach_sub_(self.params, torch._foreach_mul(self.tangent, n))
-        return lam - n * self.t_lam
-
-    # ---- end of a corrector: Δs update, new secant, predictor ----------------------------------------
-    @torch.no_grad()
-    def _end_corrector(self, end: torch.Tensor) -> None:
-        """Everything a corrector end does, as device operations selected by the 0-dim boolean `end`."""
-        c = self.cfg
-        lam = self.lam.tensor().clone()
-        dtype = lam.dtype
-        grow = end & self.arc                              # Δs adapts after arclength correctors only
-        ds_new = torch.clamp(corrector_omega(self.j_t, c.guess_steps) * self.ds_t, c.min_arc_len, c.max_arc_len)
-        self.ds_prev_t = torch.where(grow, self.ds_t, self.ds_prev_t)
-        self.ds_t = torch.where(grow, ds_new, self.ds_t)
-        self.k_t = self.k_t + end.to(self.k_t.dtype)
-        self.j_t = torch.where(end, 0.0, self.j_t)
-        done = lam.double() >= 1.0 - c.finish_tol
-        if c.max_continuation_steps is not None:
-            done = done | (self.k_t >= c.max_continuation_steps)
-        finish, go = end & done, end & ~done
-        take = go.to(dtype)
-        ds = self.ds_t.to(dtype)
-        d_theta = torch._foreach_sub(self.params, self.theta_ref)
-        d_lam = lam - self.lam_ref
-        _select_(self.theta_ref, self.params, take)
-        self.lam_ref = torch.where(go, lam, self.lam_ref)
-        if c.constraint == "textbook":
-            norm = torch.sqrt(self.kappa ** 2 * _dot(d_theta, d_theta) + d_lam ** 2)
-            still = norm == 0.0                                  # no move: ż = (0, 1)
-            torch._foreach_mul_(d_theta, (~still).to(norm.dtype))
-            d_lam, norm = torch.where(still, 1.0, d_lam), torch.where(still, 1.0, norm)
-            torch._foreach_div_(d_theta, norm)
-            t_lam, scale = d_lam / norm, ds
-        else:
-            norm_theta = torch.sqrt(_dot(d_theta, d_theta))
-            torch._foreach_mul_(d_theta, torch.where(norm_theta > 0, torch.reciprocal(norm_theta) * ds, 0.0))
-            t_lam, scale = (self.ds_t / self.ds_prev_t).to(dtype) * d_lam, torch.ones((), dtype=dtype, device=lam.device)
-        _select_(self.tangent, d_theta, take)
-        self.t_lam = torch.where(go, t_lam, self.t_lam)
-        torch._foreach_addcmul_(self.params, self.tangent, [take * scale] * len(self.params))   # predictor
-        lam_pred = lam + scale * self.t_lam
-        if c.sphere_radius_m > 0:                          # the host knows that this corrector ended
-            lam_pred = self._perturb(lam_pred, take)
-        self.lam.set_tensor(torch.where(finish, 1.0, torch.where(go, lam_pred, lam)))
-        self.arc = self.arc | go
-        self.running = self.running & ~finish
-        keep = (~finish).to(dtype)                         # after the finish ż = 0: projection and penalty are no-ops
-        torch._foreach_mul_(self.tangent, keep)
-        self.t_lam = self.t_lam * keep
-
-    def _perturb(self, lam_pred: torch.Tensor, take: torch.Tensor) -> torch.Tensor:
-        """sphere_radius_m: an orthogonal perturbation of radius m·Δs, drawn on the host at a corrector end."""
-        unit = self._unit_tangent()
-        d, d_lam_o = orthogonal_direction(unit[0], unit[1], self.kappa, self.generator)
-        r = self.cfg.sphere_radius_m * self.ds_t.to(lam_pred.dtype) * take
-        torch._foreach_addcmul_(self.params, [x.to(p.device) for x, p in zip(d, self.params)], [r] * len(self.params))
-        return lam_pred + r * d_lam_o.to(lam_pred.device)
-
-    def _learn(self, seen) -> None:
-        """What the host learns from a flag it could read: a corrector ended (arclength from now on), PARC finished."""
-        if seen is None:
-            return
-        finished, arc = seen
-        if arc and self.phase == "natural":
-            self.phase = "arclength"
-        if finished:
-            self._finish()
-
-    def _unit_tangent(self):
-        norm = torch.sqrt(self.kappa ** 2 * _dot(self.tangent, self.tangent) + self.t_lam ** 2)
-        return [t / norm for t in self.tangent], self.t_lam / norm
+    def _draw_noise(self) -> None:
+        """sphere_radius_m > 0: the normal draws of the perturbation of the first corrector end after the last one
+        the host knows of (host generator), unless they are drawn already."""
+        if self.cfg.sphere_radius_m > 0 and not self.done and self.noise_after != self.known_end:
+            self.noise_gen_state, self.noise_after = self.generator.get_state(), self.known_end
+            self.noise = M.draw_noise(self.params, self.generator)
 
     def _finish(self) -> None:
-        self.phase = "done"
-        self.running = torch.zeros((), dtype=torch.bool, device=self.lam.value.device)
+        self.done = True
+        self.state.running = torch.zeros((), dtype=torch.bool, device=self.lam.value.device)
         self.lam.value.requires_grad_(False)
         self.lam.value.grad = None
         self.lam.set(1.0)
-        self.theta_ref, self.tangent = [], []
+        self.state.theta_ref, self.state.tangent, self.work, self.noise = [], [], [], None
 
     # ---- checkpoints (host floats: the layout of earlier checkpoints; one read) ----------------------
     def state_dict(self) -> dict:
+        s = self.state
         lam, ds, ds_prev, j, k, arc, running, lam_ref, t_lam = torch.stack([
-            self.lam.value.detach().double(), self.ds_t, self.ds_prev_t, self.j_t, self.k_t, self.arc.double(),
-            self.running.double(), self.lam_ref.double(), self.t_lam.double()]).tolist()
-        done = self.phase == "done" or not running
+            self.lam.value.detach().double(), s.ds, s.ds_prev, s.j, s.k, s.arc.double(),
+            s.running.double(), s.lam_ref.double(), s.t_lam.double()]).tolist()
+        done = self.done or not running
         phase = "done" if done else "arclength" if arc else "natural"
         n = min(int(j), self.cfg.ma_window + 1) if self.cfg.corrector_check == "loss" and not done else 0
-        losses = self.recent[len(self.recent) - n:].tolist() if n else []
+        losses = s.recent[len(s.recent) - n:].tolist() if n else []
+        # the generator as of the next perturbation's draws: before the pending ones, unless an end used them
+        gen = self.noise_gen_state if self.noise is not None and int(k) == self.ends_known else self.generator.get_state()
         return {"kind": "parc", "config": self.cfg.arclength_dict(), "lambda": 1.0 if done else lam, "phase": phase,
                 "ds": ds, "ds_prev": ds_prev, "j": int(j), "losses": losses, "k": int(k),
-                "steps": self.steps, "theta_ref": [] if done else [t.clone() for t in self.theta_ref],
-                "lam_ref": lam_ref, "tangent": None if done or not arc else [t.clone() for t in self.tangent],
-                "t_lam": t_lam, "generator": self.generator.get_state()}
+                "steps": self.steps, "theta_ref": [] if done else [t.clone() for t in s.theta_ref],
+                "lam_ref": lam_ref, "tangent": None if done or not arc else [t.clone() for t in s.tangent],
+                "t_lam": t_lam, "generator": gen}
 
     def load_state_dict(self, sd: dict) -> None:
         dev = self.lam.value.device
         f64 = dict(dtype=torch.float64, device=dev)
-        self.phase, self.steps = sd["phase"], sd["steps"]
-        self.ds_t, self.ds_prev_t = torch.tensor(float(sd["ds"]), **f64), torch.tensor(float(sd["ds_prev"]), **f64)
-        self.j_t, self.k_t = torch.tensor(float(sd["j"]), **f64), torch.tensor(float(sd["k"]), **f64)
-        self.j_host = int(sd["j"])
-        self.arc = torch.tensor(self.phase != "natural", device=dev)
-        self.running = torch.tensor(self.phase != "done", device=dev)
-        self.lam_ref, self.t_lam = self._scalar(sd["lam_ref"]), self._scalar(sd["t_lam"])
-        self.recent = torch.full((self.cfg.ma_window + 1,), float("nan"), **f64)
-        kept = [float(x) for x in sd["losses"]][-len(self.recent):]
+        scalar = dict(dtype=self.lam.value.dtype, device=dev)
+        s, devs = self.state, [p.device for p in self.params]
+        s.ds, s.ds_prev = torch.tensor(float(sd["ds"]), **f64), torch.tensor(float(sd["ds_prev"]), **f64)
+        s.j, s.k = torch.tensor(float(sd["j"]), **f64), torch.tensor(float(sd["k"]), **f64)
+        s.arc = torch.tensor(sd["phase"] != "natural", device=dev)
+        s.running = torch.tensor(sd["phase"] != "done", device=dev)
+        s.lam_ref, s.t_lam = torch.tensor(float(sd["lam_ref"]), **scalar), torch.tensor(float(sd["t_lam"]), **scalar)
+        s.recent = torch.full((self.cfg.ma_window + 1,), float("nan"), **f64)
+        kept = [float(x) for x in sd["losses"]][-len(s.recent):]
         if kept:
-            self.recent[len(self.recent) - len(kept):] = torch.tensor(kept, **f64)
-        devs = [p.device for p in self.params]
-        self.theta_ref = [t.clone().to(d) for t, d in zip(sd["theta_ref"], devs)]
-        self.tangent = ([torch.zeros_like(p) for p in self.params] if sd["tangent"] is None
-                        else [t.clone().to(d) for t, d in zip(sd["tangent"], devs)])
+            s.recent[len(s.recent) - len(kept):] = torch.tensor(kept, **f64)
+        s.theta_ref = [t.clone().to(d) for t, d in zip(sd["theta_ref"], devs)]
+        s.tangent = ([torch.zeros_like(p) for p in self.params] if sd["tangent"] is None
+                     else [t.clone().to(d) for t, d in zip(sd["tangent"], devs)])
         self.generator.set_state(sd["generator"])
+        self.done = sd["phase"] == "done"
+        self._restart_host_view(sd["steps"], int(sd["j"]), int(sd["k"]))
         self.lam.set(sd["lambda"])
-        self.lam.value.requires_grad_(self.phase != "done")
-        if self.phase == "done":
-            self.theta_ref, self.tangent = [], []
+        self.lam.value.requires_grad_(not self.done)
+        self.work = [] if self.done else [torch.empty_like(p) for p in self.params]
+        if self.done:
+            s.theta_ref, s.tangent = [], []

@@ -71,6 +71,28 @@ class HostFlag:
         return tuple(bool(x) for x in self._memory) if self.size else bool(self._memory)
 
 
+class DelayedFlags:
+    """A channel of device flags that the host learns a fixed number of steps after they were set, the same on every
+    device: `post(flags, tag)` once per step returns the (tag, flags) posted `delay` posts earlier (none in the
+    first `delay` steps), reading them with `HostFlag.read(wait=True)`: on CUDA the device finished that step long
+    ago, so the wait is one in name; on the CPU the copy is done when post() returns.  A ring of delay + 1 flags."""
+
+    def __init__(self, device, size: int, delay: int):
+        self.delay = delay
+        self.ring = [HostFlag(device, size) for _ in range(delay + 1)]
+        self.posted: list = []          # (tag, flag) not yet read, oldest first
+        self.next = 0
+
+    def post(self, flags: torch.Tensor, tag) -> list:
+        slot = self.ring[self.next]     # the oldest: read by the previous post
+        self.next = (self.next + 1) % len(self.ring)
+        slot.post(flags)
+        self.posted.append((tag, slot))
+        n = max(len(self.posted) - self.delay, 0)
+        due, self.posted = self.posted[:n], self.posted[n:]
+        return [(t, flag.read(wait=True)) for t, flag in due]
+
+
 class LambdaRef:
     """Mixin for homotopy points: holds λ without registering it as a submodule."""
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from contnet.continuation.parc import ArclengthOptions, PARCDriver
+from contnet.parallel import rank_mean
 from contnet.registry import OPTIMIZERS
 from contnet.schema import opt
 from .continuation import AnyInnerOptions, ContinuationOptimizer, build_inner, require_lambda
@@ -28,4 +29,5 @@ class PARCConfig(ArclengthOptions, AnyInnerOptions):
 def build_parc(cfg: PARCConfig, model):
     lam = require_lambda(cfg, model)
     params = trainable(model)
-    return ContinuationOptimizer(build_inner(cfg, params), PARCDriver(cfg, lam, params, lr=cfg.lr))
+    # ∂L/∂λ and the early stop's loss are averaged over the ranks of a data-parallel run (identity in one process)
+    return ContinuationOptimizer(build_inner(cfg, params), PARCDriver(cfg, lam, params, lr=cfg.lr, rank_mean=rank_mean))

@@ -8,10 +8,10 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from contnet.continuation.parc import corrector_omega, orthogonal_direction
+from contnet.continuation.parc_math import corrector_omega, orthogonal_direction
 from contnet.continuation.state import LambdaState, attach_lambda, get_lambda
 from contnet.registry import OPTIMIZERS
-from tests.conftest import train_mse
+from tests.helpers.nets import train_mse
 
 SGD = dict(momentum=0.0, weight_decay=0.0, nesterov=False, inner="sgd")
 # The spec-side values these tests were written for (the former PARCConfig() defaults); optimizer=parc's own
@@ -120,12 +120,13 @@ def test_authors_predictor_length_and_penalty_reference():
         small_run(model, opt, [batch])
         if drv.active and drv.k > k_before and drv.phase == "arclength":   # a predictor just ran
             params = list(model.parameters())
-            step = torch.cat([(p.detach() - r).flatten() for p, r in zip(params, drv.theta_ref)])
+            step = torch.cat([(p.detach() - r).flatten() for p, r in zip(params, drv.state.theta_ref)])
             assert math.isclose(float(step.detach().norm()), drv.ds, rel_tol=1e-5)           # ‖v_θ‖ = Δs
-            v = torch.cat([t.flatten() for t in drv.tangent])
+            v = torch.cat([t.flatten() for t in drv.state.tangent])
             # z_pred = z_k + v, so N(z_pred) = ⟨v, v⟩ − Δs; with v_θ of length Δs: Δs² + v_λ² − Δs
-            n_pred = float(v @ step) + drv.t_lam ** 2 - drv.ds
-            assert math.isclose(n_pred, drv.ds ** 2 + drv.t_lam ** 2 - drv.ds, rel_tol=1e-6)
+            t_lam = float(drv.state.t_lam)
+            n_pred = float(v @ step) + t_lam ** 2 - drv.ds
+            assert math.isclose(n_pred, drv.ds ** 2 + t_lam ** 2 - drv.ds, rel_tol=1e-6)
             checked += 1
     assert checked >= 3
 
@@ -220,56 +221,60 @@ def test_step_keeps_lambda_and_its_gradient_on_the_device():
     assert counter.total == 0 and opt.driver.j == 0
 
 
-class LateFlag:
-    """The CUDA case on the CPU: the host sees a posted flag only after `late` reads (late=None: never), except
-    when it waits for it (sphere_radius_m > 0)."""
-
-    def __init__(self, late, lags=False):
-        self.late, self.lags, self.value, self.wait, self.pending = late, lags, None, 0, False
-
-    def post(self, flag):
-        self.value = tuple(bool(x) for x in flag) if flag.dim() else bool(flag)
-        self.wait = self.late if self.late is not None else float("inf")
-        self.pending = True
-
-    def read(self, wait=False):
-        if not self.pending or (self.wait > 0 and not wait):
-            self.wait -= 1
-            return None
-        self.pending = False
-        return self.value
+def run_with_delay(c, batches, delay):
+    """Losses, weights and the host's finish step of the Small regression with PARC's flags read `delay` steps late."""
+    from contnet.continuation.parc import PARCDriver
+    model = Small(seed=3)
+    opt = OPTIMIZERS.get("parc")(c, model)
+    drv = opt.driver
+    opt.driver = PARCDriver(drv.cfg, model.homotopy_lambda, drv.params, lr=c.lr, flag_delay=delay)
+    losses, host_finish = [], None
+    for i, batch in enumerate(batches, 1):
+        losses += small_run(model, opt, [batch])
+        if host_finish is None and not opt.driver.active:
+            host_finish = i
+    return losses, [p.detach().clone() for p in model.parameters()], host_finish, opt.driver
 
 
-@pytest.mark.parametrize("late", [2, None, "delayed"])
 @pytest.mark.parametrize("arc", [dict(constraint="textbook"), dict(constraint="authors", lagrange_mu=0.1),
-                                 dict(constraint="textbook", sphere_radius_m=0.5, max_continuation_steps=6)],
-                         ids=["textbook", "authors", "sphere-maxk"])
-def test_a_host_that_sees_the_corrector_flags_late_gets_the_same_numbers(late, arc):
-    """Where the host cannot see a corrector's end at once (CUDA), the end-of-corrector work runs at every step
-    masked by the device flag (here the host never sees it), and after λ reaches 1 on the device every PARC
-    update is a no-op until the host learns it (late: after 2 reads; None: never; delayed: the CUDA rule,
-    PROGRESS_DELAY steps after the post, waiting): bitwise the run of a host that knew at once, through λ = 1
-    and beyond (the inner optimizer)."""
+                                 dict(constraint="textbook", sphere_radius_m=0.5, max_continuation_steps=6),
+                                 dict(constraint="textbook", corrector_check="fixed")],
+                         ids=["textbook", "authors", "sphere-maxk", "fixed"])
+def test_the_flag_delay_changes_no_number(arc):
+    """The host reads PARC's flags (corrector ended, finished) a fixed number of steps late, the same on every
+    device; the end-of-corrector work runs masked wherever the host cannot rule an end out, and after λ reaches 1
+    on the device every PARC update is a no-op until the host learns it.  Every delay gives, bit for bit, the run
+    of a host that knew at once (delay 0), through λ = 1 and beyond (the inner optimizer), and the host learns
+    of the finish exactly `delay` steps later (sphere_radius_m > 0: at most the shortest corrector later)."""
     c = parc_cfg(delta_s=0.1, min_arc_len=0.05, max_arc_len=0.2, corrector_steps=6, corrector_min_steps=2,
                  ma_window=2, loss_tol=0.05, **arc, **ADAM)
     batches = data(160)
-    runs = []
-    for flags in (None, True):
-        model = Small(seed=3)
-        opt = OPTIMIZERS.get("parc")(c, model)
-        if flags is not None:
-            opt.driver.ended = LateFlag(None)
-            opt.driver.progress = LateFlag(None, lags=True) if late == "delayed" else LateFlag(late)
-        losses = small_run(model, opt, batches)
-        runs.append((model, opt, losses))
-    (m1, o1, l1), (m2, o2, l2) = runs
-    assert get_lambda(m1) == get_lambda(m2) == 1.0 and not o1.driver.active
-    assert l1 == l2 and all(torch.equal(p, q) for p, q in zip(m1.parameters(), m2.parameters()))
-    assert o2.driver.active == (late is None)     # never told: still taking its no-op PARC steps
+    losses, weights, finish, drv = run_with_delay(c, batches, 0)
+    assert finish is not None and finish < 150 and drv.k >= 3 and get_lambda(drv.lam) == 1.0
+    for delay in (1, 2, 5, 8):
+        got, got_weights, got_finish, got_drv = run_with_delay(c, batches, delay)
+        assert got == losses and all(torch.equal(p, q) for p, q in zip(weights, got_weights)), delay
+        assert got_finish == finish + got_drv.delay and got_drv.k == drv.k, delay
+        assert got_drv.delay == (min(delay, 3) if "sphere_radius_m" in arc else delay)
+
+
+def test_the_end_work_runs_only_where_an_end_cannot_be_ruled_out(monkeypatch):
+    """The host skips the masked end-of-corrector work where no corrector can end: with delay 0 exactly at the ends;
+    with corrector_check=fixed (every corrector has corrector_steps iterations) at the ends whatever the delay."""
+    from contnet.continuation import parc_math
+    calls = []
+    real = parc_math.end_corrector
+    monkeypatch.setattr(parc_math, "end_corrector", lambda *a, **k: calls.append(1) or real(*a, **k))
+    for check, delay in (("loss", 0), ("fixed", 0), ("fixed", 8)):
+        calls.clear()
+        c = parc_cfg(delta_s=0.1, min_arc_len=0.05, max_arc_len=0.2, corrector_steps=6, corrector_min_steps=2,
+                     ma_window=2, loss_tol=0.05, corrector_check=check, **ADAM)
+        *_, drv = run_with_delay(c, data(30), delay)
+        assert drv.active and len(calls) == drv.k >= 3, (check, delay)
 
 
 def test_paper_arms_keep_the_authors_early_stop():
-    from tests.conftest import compose
+    from tests.helpers.config import compose
     for arm in ("parc_mnist_ae_parc", "parc_mnist_parc"):
         cfg = compose(["experiment=parc_paper", f"experiment/arm={arm}"])
         assert cfg.optimizer.corrector_check == "loss" and cfg.optimizer.corrector_steps == 300
