@@ -50,7 +50,7 @@ compare-digits-ae: $(STAMP)
 clean:
 	rm -rf outputs/20* outputs/multirun .pytest_cache
 
-# Regenerate the golden-run fixtures (tests/golden/fixtures/, checked by tests/test_golden.py) from this tree's
+# Regenerate the golden-run fixtures (tests/golden/fixtures/, checked by tests/golden/test_golden.py) from this tree's
 # committed code.  They prove that a change moves no number: a commit that changes them must say why.
 golden: $(STAMP)
 	$(BIN)/python -m tests.golden.regenerate

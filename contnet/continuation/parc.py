@@ -16,7 +16,7 @@ they were set, on every device, never reading a device tensor.  What it learns o
 (end-of-corrector work that cannot be needed is skipped: a corrector has at least `corrector_length_bounds`'s
 first value of iterations; the host stops calling PARC once it learns of the finish, until then every PARC update
 is a no-op): never a number.  So the run is the same, bit for bit, for every delay and device
-(tests/continuation/test_parc.py), and no step reads anything on the host (tests/test_host_sync.py).
+(tests/continuation/test_parc.py), and no step reads anything on the host (tests/engine/test_hostsync.py).
 
 λ is clipped to [0, 1].  When a corrector ends with λ ≥ 1 − `finish_tol`, λ is set to exactly 1 and, once the
 host knows, the buffers are freed and the optimizer continues as its inner optimizer.  Ants (several perturbed
@@ -63,7 +63,7 @@ class ArclengthOptions(Options):
     # loss (default) = C2's early stop below, the reading behind every published PARC figure
     # (docs/results/reproduce-cpu-tuned.md), tested on the device from j = max(corrector_min_steps, ma_window + 1)
     # on.  fixed = every corrector runs corrector_steps iterations (j, and so the Δs rule, constant).  Neither
-    # reads anything on the host inside a step (tests/test_host_sync.py).
+    # reads anything on the host inside a step (tests/engine/test_hostsync.py).
     corrector_check: str = opt("loss", choices=CORRECTOR_CHECKS)
     corrector_min_steps: int = opt(5, ge=1, integer=True)    # iterations before the early-stop test may end a corrector (corrector_check=loss)
     loss_tol: float = opt(1e-3, ge=0)          # (loss) early stop: relative change of the running-mean loss (C2 ma_loss, absolute 2e-5)

@@ -25,7 +25,8 @@ def test_eval_scores_a_saved_run_again(tmp_path, peft, cli):
     """`contnet eval` in this process in the fast suite (its process: the bad-input test below), a fresh one in the
     slow suite."""
     run = tmp_path / "run"
-    done = cli_inprocess([*TRAIN, f"peft={peft}", f"task.data_dir={e2e_dir(tmp_path, n_test=4, shared=False)}", f"hydra.run.dir={run}"],
+    data = e2e_dir(tmp_path, n_test=4, shared=False)
+    done = cli_inprocess([*TRAIN, f"peft={peft}", f"task.data_dir={data}", f"hydra.run.dir={run}"],
                          tmp_path)                    # the saved run; `contnet eval` reads it in a fresh process
     assert done.returncode == 0, done.stderr[-2000:]
     assert (run / "adapter" / "adapter_config.json").exists()

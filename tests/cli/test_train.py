@@ -40,7 +40,7 @@ def test_cli_run_on_digits_writes_the_run_directory_contract(tmp_path):
 def test_multirun_two_jobs(tmp_path):
     sweep = tmp_path / "sweep"
     res = cli_inprocess(["train", "-m", "optimizer=adam,rmsprop", f"hydra.sweep.dir={sweep}", "trainer.max_steps=15"],
-                        tmp_path)                 # sweeps through the real CLI process: test_reliability, test_launchers
+                        tmp_path)                 # a sweep through a real process: test_reliability (a diverged job)
     assert res.returncode == 0, res.stderr[-2000:]
     summaries = [json.loads((sweep / str(i) / "summary.json").read_text()) for i in range(2)]
     assert [s["optimizer"] for s in summaries] == ["adam", "rmsprop"]
@@ -51,7 +51,7 @@ def test_multirun_two_jobs(tmp_path):
     (["optimizer=adamm"], "unknown optimizer 'adamm'", run_cli),        # a real process for an unknown option
     (["task=nope"], "unknown task 'nope'", cli_inprocess),
     (["optimizer.lr=-1"], "optimizer.lr=-1", cli_inprocess),
-    (["trainer.device=tpu"], "trainer.device", cli_inprocess),          # a bad value's process: test_bad_inputs
+    (["trainer.device=tpu"], "trainer.device", cli_inprocess),          # its process: slow (below)
     pytest.param(["trainer.device=tpu"], "trainer.device", run_cli, marks=pytest.mark.slow),
 ])
 def test_bad_input_fails_with_one_clear_line(tmp_path, args, needle, cli):

@@ -95,7 +95,7 @@ def test_a_second_run_into_a_run_dir_is_refused_unless_it_overwrites(tmp_path):
     args = ["train", f"hydra.run.dir={run_dir}", *BASE, "trainer.progress=false"]
     assert cli_inprocess([*args, "seed=0"], cwd=tmp_path).returncode == 0
     before = snapshot(run_dir)
-    res = cli_inprocess([*args, "seed=1"], cwd=tmp_path)     # as a process: test_bad_inputs (run dir holding a run)
+    res = cli_inprocess([*args, "seed=1"], cwd=tmp_path)     # its process: test_bad_inputs' run dir holding a run
     line = one_error_line(res)
     assert res.returncode == 2 and "trainer.resume=auto" in line and "trainer.overwrite=true" in line
     assert {k: v for k, v in snapshot(run_dir).items() if not k.startswith(".hydra")} == \

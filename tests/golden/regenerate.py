@@ -1,6 +1,6 @@
 """Regenerate the golden-run fixtures (tests/golden/fixtures/<run id>.json and META.json): `make golden`.
 
-The fixtures are the proof that a change moves no number: tests/test_golden.py reruns every run of
+The fixtures are the proof that a change moves no number: tests/golden/test_golden.py reruns every run of
 tests/golden/runs.py and compares it with them record for record, bit for bit.  Regenerating them throws
 that proof away, so it is never part of an ordinary change: a commit that changes a fixture must say in its
 message why the numbers had to change (a bug fix that changes them on purpose, a new or changed golden
@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
                                     *(argv if argv is not None else sys.argv[1:])]])
     meta = {"git_sha": sha, **environment(), "command": command, "imported_from": where, "runs": list(runs.RUNS),
             "regenerate": "make golden (tests/golden/regenerate.py); justify it in the commit message",
-            "bitwise_when": "torch and cpu_capability equal these (tests/test_golden.py; elsewhere its stated "
+            "bitwise_when": "torch and cpu_capability equal these (tests/golden/test_golden.py; elsewhere its stated "
                             "tolerance, and it says so)"}
     (args.out / "META.json").write_text(runs.dumps(meta))
     print(f"golden: fixtures in {args.out} from {sha} (torch {meta['torch']}, {meta['cpu_capability']})")

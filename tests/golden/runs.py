@@ -1,5 +1,5 @@
 """The golden runs: a few tiny, canonical trainings whose metrics are kept as fixtures (tests/golden/fixtures/),
-so that a change that should not move a number can be shown not to (tests/test_golden.py).
+so that a change that should not move a number can be shown not to (tests/golden/test_golden.py).
 
 Each run is composed by Hydra's compose API from `contnet.conf` and trained in this process by the public
 engine, `contnet.engine.run.run(cfg, run_dir)`.  What is kept of a run (`result`): every record of its
@@ -158,7 +158,7 @@ class _StopAtStep:
 
 @contextmanager
 def stop_at(step: int):
-    """The one engine internal the golden runs rely on: run()'s logger factory (tests/test_resume.py uses the
+    """The one engine internal the golden runs rely on: run()'s logger factory (tests/topics/test_resume.py uses the
     same hook), extended by a logger that stops the run."""
     from contnet.engine import run as run_mod
     make = run_mod.make_loggers

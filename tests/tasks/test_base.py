@@ -2,7 +2,8 @@
 (`task.train_batches(global, gen, device, shard=(rank, world))`), and the slices are exactly what slicing the
 global batch gives (same examples, order, crops and flips; text: the same tokens, padded to the shard's own
 longest sequence).  The 2-process gloo runs that compare with one process of the global batch are in
-tests/test_ddp.py (digits MLP, C-Adam, the text task's global token mean), which now train on these shards."""
+tests/engine/test_distributed.py (digits MLP, C-Adam, the text task's global token mean), which now train on these
+shards."""
 from __future__ import annotations
 
 from types import SimpleNamespace

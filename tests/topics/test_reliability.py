@@ -137,7 +137,8 @@ def test_wandb_server_that_never_answers_falls_back_within_20s_extra(tmp_path, m
 @pytest.mark.parametrize("download, cli", [("false", cli_inprocess), ("true", cli_inprocess),
                                            pytest.param("true", run_cli, marks=pytest.mark.slow)])
 def test_missing_dataset_offline_fails_in_one_line_naming_the_path(tmp_path, download, cli):
-    """The download attempt through a real process in the slow suite; false is a process in test_bad_inputs."""
+    """The download attempt through a real process in the slow suite; a data file's process in the fast suite:
+    test_bad_inputs (a truncated MNIST file)."""
     empty = tmp_path / "nodata"
     empty.mkdir()
     no_net = {"http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9",

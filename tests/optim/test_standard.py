@@ -15,7 +15,7 @@ from contnet.engine.setup import Precision, Setup
 from contnet.continuation.state import get_lambda
 from contnet.optim import standard
 from contnet.registry import OPTIMIZERS, ConfigError
-from tests.helpers.cli import assert_one_line, run_cli
+from tests.helpers.cli import BOTH_CLIS, assert_one_line
 from tests.helpers.config import compose
 from tests.helpers.engine import train_with as train_fp16
 from tests.helpers.engine import fp16
@@ -58,10 +58,11 @@ def test_auto_on_cpu_is_unfused_with_the_numbers_of_fused_false(tmp_path):
 
 # --- fused=true on CPU through the real CLI ---------------------------------------------------------------
 
-def test_fused_true_on_cpu_runs_through_the_cli_close_to_unfused(tmp_path):
+@pytest.mark.parametrize("cli", BOTH_CLIS)
+def test_fused_true_on_cpu_runs_through_the_cli_close_to_unfused(tmp_path, cli):
     args = ["train", *SHORT, "trainer.progress=false"]
-    fused = run_cli([*args, f"hydra.run.dir={tmp_path / 'fused'}", "optimizer.fused=true"], tmp_path)
-    plain = run_cli([*args, f"hydra.run.dir={tmp_path / 'plain'}", "optimizer.fused=false"], tmp_path)
+    fused = cli([*args, f"hydra.run.dir={tmp_path / 'fused'}", "optimizer.fused=true"], tmp_path)
+    plain = cli([*args, f"hydra.run.dir={tmp_path / 'plain'}", "optimizer.fused=false"], tmp_path)
     assert fused.returncode == 0 and plain.returncode == 0, fused.stderr[-2000:] + plain.stderr[-2000:]
     a, b = losses(tmp_path / "fused"), losses(tmp_path / "plain")
     assert len(a) == len(b) == 12
@@ -167,8 +168,9 @@ def test_fused_adam_under_fp16_skips_the_step_on_overflow(tmp_path):
     (["optimizer.fused=true", "optimizer.foreach=true"], ["optimizer.fused=true", "foreach=true",
                                                           "optimizer.foreach=null"]),
 ])
-def test_bad_fused_values_are_refused_through_the_cli(tmp_path, args, words):
-    res = run_cli(["train", f"hydra.run.dir={tmp_path / 'run'}", "trainer.max_steps=2", *args], tmp_path)
+@pytest.mark.parametrize("cli", BOTH_CLIS)
+def test_bad_fused_values_are_refused_through_the_cli(tmp_path, args, words, cli):
+    res = cli(["train", f"hydra.run.dir={tmp_path / 'run'}", "trainer.max_steps=2", *args], tmp_path)
     assert_one_line(res, *words)
     assert not (tmp_path / "run").exists()
 

@@ -24,7 +24,7 @@ import torch
 
 from tests.golden import runs
 
-FIXTURES = Path(__file__).resolve().parent / "golden" / "fixtures"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 META = json.loads((FIXTURES / "META.json").read_text())
 REL, ABS = 1e-5, 1e-7
 NOW = {"torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability()}

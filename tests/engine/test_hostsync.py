@@ -11,7 +11,7 @@ import math
 
 import pytest
 
-from tests.helpers.cli import run_cli
+from tests.helpers.cli import BOTH_CLIS
 from tests.helpers.data import e2e_dir
 from tests.helpers.runs import read_metrics, run_inprocess
 
@@ -119,11 +119,12 @@ def test_nan_found_at_a_later_flush_ends_the_run_at_the_first_bad_step(tmp_path)
     assert summary["steps"] < 25                          # the bad step, not the flush that noticed it
 
 
-def test_adam_lr_1e6_ends_diverged_not_completed_at_chance(tmp_path):
+@pytest.mark.parametrize("cli", BOTH_CLIS)      # exit 3 through a real process: test_reliability's diverged sweep
+def test_adam_lr_1e6_ends_diverged_not_completed_at_chance(tmp_path, cli):
     """Adam with lr=1e6 never gives NaN on digits (its loss jumps to ~1e22 and falls back to chance):
     the guard relative to the first loss ends it as diverged, exit code 3."""
-    res = run_cli(["train", "optimizer.lr=1e6", "trainer.progress=false", "trainer.device=cpu",
-                   f"hydra.run.dir={tmp_path / 'r'}"], tmp_path)
+    res = cli(["train", "optimizer.lr=1e6", "trainer.progress=false", "trainer.device=cpu",
+               f"hydra.run.dir={tmp_path / 'r'}"], tmp_path)
     assert res.returncode == 3, res.stderr[-2000:]
     summary = json.loads((tmp_path / "r" / "summary.json").read_text())
     assert summary["status"] == "diverged" and summary["diverged_at_step"] <= 50

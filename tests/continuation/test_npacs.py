@@ -4,60 +4,17 @@ import io
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 from torch import nn
 
-from contnet.continuation.homotopy import make_activation
-from contnet.continuation.npacs import NPACSDriver, NPACSOptions, SecantPredictor, adapt_delta_lambda
-from contnet.continuation.state import LambdaState, attach_lambda, get_lambda
+from contnet.continuation.npacs import NPACSDriver, SecantPredictor, adapt_delta_lambda
+from contnet.continuation.state import LambdaState, get_lambda
 from contnet.registry import OPTIMIZERS, ConfigError
-from tests.helpers.nets import train_mse
-
-ADAM = dict(lr=1e-2, betas=[0.9, 0.999], eps=1e-8, weight_decay=0.0)
-RMS = dict(lr=1e-3, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0)
-# The spec's readings these tests were written for (the former NPACSConfig() defaults): Δλ 0.008 in
-# [8e-4, 0.02], T = 100, the secant predictor with the intended ratio (A4).  optimizer=cadam's own defaults are
-# budget-scaled (NPACSOptions), the authors' are optimizer/npacs=authors (tests/test_optim_schema.py).
-SPEC = dict(l_init=0.0, delta_l=0.008, delta_l_prev=0.02, delta_l_min=8e-4, delta_l_max=0.02, window=100,
-            adaptive_start=100, secant=True, ratio_mode="intended")
-
-
-def cfg(name, **over):
-    base = {"cadam": ADAM, "crmsprop": RMS, "continuation": {**RMS, **ADAM, "inner": "adam"}}[name]
-    return OmegaConf.create({"name": name, **SPEC, **base, **over})
-
-
-def spec(**over) -> NPACSOptions:
-    return NPACSOptions(**{**SPEC, **over})
-
-
-class TinyNet(nn.Module):
-    def __init__(self, homotopy=True, seed=0):
-        super().__init__()
-        torch.manual_seed(seed)
-        lam = LambdaState(1.0) if homotopy else None
-        self.net = nn.Sequential(nn.Linear(5, 16), make_activation("tanh", lam), nn.Linear(16, 16),
-                                 make_activation("tanh", lam), nn.Linear(16, 3))
-        if lam is not None:
-            attach_lambda(self, lam)
-
-    def forward(self, x):
-        return self.net(x)
-
-
-def batches(n, seed=123):
-    g = torch.Generator().manual_seed(seed)
-    return [(torch.randn(32, 5, generator=g), torch.randn(32, 3, generator=g)) for _ in range(n)]
-
-
-run = train_mse
-
+from tests.helpers.nets import npacs_cfg as cfg
+from tests.helpers.nets import npacs_spec as spec
+from tests.helpers.nets import train_mse as run
+from tests.helpers.nets import ADAM, TinyNet, batches, params_equal
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def params_equal(a, b):
-    return all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
 
 
 # ---- Δλ rule (§2.4) ----------------------------------------------------------------------------
