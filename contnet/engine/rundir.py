@@ -69,6 +69,10 @@ def acquire(run_dir: Path) -> bool:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:
             os.close(fd)
+            if e.errno in (errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP):    # a file system without flock
+                log.warning("%s: this file system does not support locks (%s); running without the run-directory "
+                            "lock: make sure no other run writes there", path.parent, e.strerror)
+                return False
             if e.errno not in (errno.EAGAIN, errno.EACCES):
                 raise
             raise ConfigError(f"{path.parent} is in use by another run ({holder(path.parent)}); wait for it to end, "

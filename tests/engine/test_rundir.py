@@ -196,3 +196,17 @@ def test_resume_of_a_completed_run_with_the_same_budget_changes_nothing(tmp_path
     assert run_inprocess([*BASE, "trainer.resume=auto"], src)["status"] == "completed"
     assert snapshot(src) == before
     assert [r["step"] for r in read_metrics(src) if "train/loss" in r] == list(range(1, 21))
+
+
+def test_a_file_system_without_locks_runs_without_the_lock_and_says_so(tmp_path, monkeypatch, caplog):
+    import errno
+    import fcntl
+
+    from contnet.engine import rundir
+
+    def no_locks(fd, op):
+        raise OSError(errno.ENOLCK, "No locks available")
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    with caplog.at_level("WARNING", logger="contnet"):
+        assert rundir.acquire(tmp_path / "run") is False
+    assert "does not support locks" in caplog.text
