@@ -66,7 +66,14 @@ def imported_from(import_root: Path) -> dict[str, str]:
         if not Path(path).resolve().is_relative_to(root):
             raise SystemExit(f"golden: {name} imports from {path}, not from the import root {root}; "
                              "put the import root first on PYTHONPATH and run from a directory without contnet/")
-    return where
+    return {name: f"<import root>/{Path(path).resolve().relative_to(root).as_posix()}" for name, path in where.items()}
+
+
+def portable(text: str, places: dict[str, Path]) -> str:
+    """`text` with this machine's folders named by their role (no absolute machine path in a committed file)."""
+    for role, path in sorted(places.items(), key=lambda kv: -len(str(kv[1]))):   # the longest path first
+        text = text.replace(str(Path(path).resolve()), role).replace(str(path), role)
+    return text
 
 
 def source_sha(import_root: Path, source_repo: Path) -> str:
@@ -134,10 +141,11 @@ def main(argv: list[str] | None = None) -> int:
     for run_id, fixture in fixtures.items():
         (args.out / f"{run_id}.json").write_text(runs.dumps(fixture))
     pythonpath = os.environ.get("PYTHONPATH")
-    command = f"cd {shlex.quote(os.getcwd())} && " + " ".join(
-        ([f"PYTHONPATH={shlex.quote(pythonpath)}"] if pythonpath else [])
-        + [shlex.quote(a) for a in [sys.executable, "-m", "tests.golden.regenerate",
-                                    *(argv if argv is not None else sys.argv[1:])]])
+    command = " ".join(([f"PYTHONPATH={shlex.quote(pythonpath)}"] if pythonpath else [])
+                       + [shlex.quote(a) for a in ["python", "-m", "tests.golden.regenerate",
+                                                   *(argv if argv is not None else sys.argv[1:])]])
+    command = portable(command, {"<import root>": args.import_root, "<this repo>": REPO,
+                                 "<source checkout>": args.source_repo or args.import_root})
     meta = {"git_sha": sha, **environment(), "command": command, "imported_from": where, "runs": list(runs.RUNS),
             "regenerate": "make golden (tests/golden/regenerate.py); justify it in the commit message",
             "bitwise_when": "torch and cpu_capability equal these (tests/golden/test_golden.py; elsewhere its stated "
