@@ -6,6 +6,7 @@ signal goes to pytest's process, whose handlers the run replaces while it runs),
 needs a process of its own; each in-process case is also run through a real process in the slow suite."""
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import signal
@@ -195,29 +196,46 @@ def test_a_second_sigint_during_the_checkpoint_aborts_cleanly_and_the_last_check
     assert curves(run_dir) == curves(reference[0])
 
 
-def _disk_on_fire(*a, **k):
+PATCHED_TRAIN = textwrap.dedent("""
+    import importlib, sys
+    module, attr, source = sys.argv[1:4]
+    space = {}
+    exec(source, space)
+    setattr(importlib.import_module(module), attr, space["replacement"])
+    from contnet.cli.main import main
+    sys.exit(main(sys.argv[4:]))
+""")
+
+
+def train_patched(module: str, attr: str, source: str, args: list[str], cwd: Path, monkeypatch, process: bool):
+    """`contnet train <args>` with `module.attr` replaced by the function `replacement` that `source` defines:
+    in a real process (the patch made by its driver) or in this one (the same patch by monkeypatch)."""
+    if process:
+        return subprocess.run([sys.executable, "-c", PATCHED_TRAIN, module, attr, source, "train", *args], cwd=cwd,
+                              capture_output=True, text=True, timeout=300)
+    space: dict = {}
+    exec(source, space)
+    monkeypatch.setattr(importlib.import_module(module), attr, space["replacement"])
+    return cli_inprocess(["train", *args], cwd)
+
+
+DISK_ON_FIRE = """
+def replacement(*a, **k):
     raise RuntimeError("disk on fire")
+"""
+
+FULL_DISK = """
+import errno
+def replacement(path, obj):
+    raise OSError(errno.ENOSPC, "No space left on device", str(path))
+"""
 
 
 @pytest.mark.parametrize("process", [False, pytest.param(True, marks=pytest.mark.slow)])
 def test_an_exception_after_the_loop_reports_the_true_step_count(tmp_path, monkeypatch, process):
     run_dir = tmp_path / "run"
-    driver = textwrap.dedent("""
-        import sys
-        from contnet.engine import loop
-        def boom(*a, **k):
-            raise RuntimeError("disk on fire")
-        loop.plot = boom
-        from contnet.cli.main import main
-        sys.exit(main(sys.argv[1:]))
-    """)
-    if process:
-        proc = subprocess.run([sys.executable, "-c", driver, "train", f"hydra.run.dir={run_dir}", *TINY],
-                              cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    else:                                               # the same patch in this process
-        from contnet.engine import loop
-        monkeypatch.setattr(loop, "plot", _disk_on_fire)
-        proc = cli_inprocess(["train", f"hydra.run.dir={run_dir}", *TINY], tmp_path)
+    proc = train_patched("contnet.engine.loop", "plot", DISK_ON_FIRE, [f"hydra.run.dir={run_dir}", *TINY], tmp_path,
+                         monkeypatch, process)
     assert proc.returncode == 1 and "disk on fire" in proc.stderr
     s = summary_of(run_dir)
     assert s["status"] == "failed" and s["steps"] == 25
@@ -441,30 +459,11 @@ def test_two_quick_signals_before_any_checkpoint_then_resume_auto_starts_over(tm
     assert curves(run_dir) == curves(reference[0])
 
 
-def _full_disk(path, obj):
-    import errno
-    raise OSError(errno.ENOSPC, "No space left on device", str(path))
-
-
 @pytest.mark.parametrize("process", [False, pytest.param(True, marks=pytest.mark.slow)])
 def test_a_full_disk_names_the_file_and_the_fix(tmp_path, monkeypatch, process):
     run_dir = tmp_path / "run"
-    driver = textwrap.dedent("""
-        import errno, sys
-        from contnet.engine import run
-        def full(path, obj):
-            raise OSError(errno.ENOSPC, "No space left on device", str(path))
-        run.atomic_write_json = full
-        from contnet.cli.main import main
-        sys.exit(main(sys.argv[1:]))
-    """)
-    if process:
-        proc = subprocess.run([sys.executable, "-c", driver, "train", f"hydra.run.dir={run_dir}", *TINY],
-                              cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    else:                                               # the same patch in this process
-        from contnet.engine import run
-        monkeypatch.setattr(run, "atomic_write_json", _full_disk)
-        proc = cli_inprocess(["train", f"hydra.run.dir={run_dir}", *TINY], tmp_path)
+    proc = train_patched("contnet.engine.run", "atomic_write_json", FULL_DISK, [f"hydra.run.dir={run_dir}", *TINY],
+                         tmp_path, monkeypatch, process)
     lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
     assert proc.returncode == 1 and len(lines) == 1, proc.stderr
     assert f"No space left on device writing {run_dir / 'summary.json'}; free some space, then continue with " \
