@@ -12,7 +12,8 @@ FLOORS = [  # module prefixes, from the ground up
     ("contnet.errors", "contnet.schema", "contnet.registry", "contnet.parallel", "contnet.metrics"),
     ("contnet.continuation", "contnet.models", "contnet.tasks", "contnet.optim", "contnet.peft"),
     ("contnet.validation", "contnet.engine"),
-    ("contnet.report", "contnet.reproduce", "contnet.tune", "contnet.study_solo", "contnet.cli", "contnet.conf"),
+    ("contnet.report", "contnet.reproduce", "contnet.studies", "contnet.tune", "contnet.study_solo", "contnet.cli",
+     "contnet.conf"),
 ]
 
 
