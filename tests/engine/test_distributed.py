@@ -52,21 +52,26 @@ def ddp_vs_single(tmp_path, extra: list[str], batch: int = 32) -> float:
     return worst
 
 
+# the bound README.md states for 2 gloo processes vs 1 with the global batch (measured 1.4e-7 to 2.1e-7 over 30 steps,
+# Adam / C-Adam / PARC / PARC with early stops, on this 2-core CPU: each test prints its figure with -s)
+DDP_BOUND = 1e-6
+
+
 def test_two_processes_match_one_process_with_the_doubled_batch(tmp_path):
-    assert ddp_vs_single(tmp_path, ["trainer.log_every=7"]) < 1e-5     # flushes off the eval grid too
+    assert ddp_vs_single(tmp_path, ["trainer.log_every=7"]) < DDP_BOUND     # flushes off the eval grid too
 
 
 @pytest.mark.slow
 def test_cadam_two_processes_match_one_process(tmp_path):
     """C-Adam's λ-updates read the gradient-norm window: DDP-averaged gradients give every rank the same Δλ."""
-    assert ddp_vs_single(tmp_path, ["task=digits_ae", "optimizer=cadam", "model.width=16"], batch=64) < 1e-4
+    assert ddp_vs_single(tmp_path, ["task=digits_ae", "optimizer=cadam", "model.width=16"], batch=64) < DDP_BOUND
 
 
 @pytest.mark.slow
 def test_parc_two_processes_match_one_process(tmp_path):
     """PARC's λ is a buffer, which DDP broadcasts from rank 0 at every forward (its default), so the ranks share
-    one λ; measured against one process with the global batch: max relative loss difference 2.7e-7 over 30 steps."""
-    assert ddp_vs_single(tmp_path, ["task=digits_ae", "optimizer=parc", "model.width=16"], batch=64) < 1e-4
+    one λ; measured against one process with the global batch: max relative loss difference 1.4e-7 over 30 steps."""
+    assert ddp_vs_single(tmp_path, ["task=digits_ae", "optimizer=parc", "model.width=16"], batch=64) < DDP_BOUND
 
 
 @pytest.mark.slow
@@ -77,7 +82,7 @@ def test_parc_early_stops_and_lambda_steps_are_those_of_the_global_batch(tmp_pat
     (corrector_min_steps=2, ma_window=2, loss_tol=0.2) two processes still match one with the global batch."""
     arm = ["task=digits_ae", "optimizer=parc", "model.width=16", "optimizer.corrector_min_steps=2",
            "optimizer.ma_window=2", "optimizer.loss_tol=0.2", "optimizer.lambda_lr=0.05"]
-    assert ddp_vs_single(tmp_path, arm, batch=64) < 1e-4
+    assert ddp_vs_single(tmp_path, arm, batch=64) < DDP_BOUND
 
 
 def test_explicit_gpu_index_under_data_parallel_is_one_clear_error():
