@@ -8,7 +8,7 @@ STAMP := $(VENV)/.contnet-installed
 SCALE ?= cpu
 PYTEST_ARGS ?=
 
-.PHONY: install train test test-all bench reproduce-paper compare-digits-ae clean gpu-check golden
+.PHONY: install train test test-all bench reproduce-paper compare-digits-ae clean gpu-check golden tables
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -46,6 +46,11 @@ reproduce-paper: $(STAMP)
 # tuned Adam vs C-Adam on digits_ae (docs/tuning.md): outputs/tune/tune_digits_ae/report.md
 compare-digits-ae: $(STAMP)
 	$(BIN)/python -m contnet.tune experiment=tune_digits_ae
+
+# Render every marked results table in README.md and docs/ from its raw results in docs/results/<study>/
+# (contnet/studies/tables.py); `make tables ARGS=--check` only compares.
+tables: $(STAMP)
+	$(BIN)/contnet tables $(ARGS)
 
 clean:
 	rm -rf outputs/20* outputs/multirun .pytest_cache

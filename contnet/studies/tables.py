@@ -1,0 +1,271 @@
+"""The docs' results tables, rendered from the committed raw results in docs/results/<study>/ (artifact.py).
+
+Why: a number typed into a doc by hand drifts from its runs without anyone noticing. Each results table in
+README.md and docs/ is a named definition below (which study folder, which rows, which metrics, how to format
+them), and the doc marks the block it owns:
+
+    <!-- table: solo-gpu-confirm (from docs/results/solo_study/gpu-confirm/, `contnet tables`) -->
+    | run | seeds | ... |
+    <!-- end table -->
+
+`contnet tables` rewrites every marked block from its artifact (nothing is written when any block fails);
+`contnet tables --check` writes nothing and exits 1 naming the first table and line that differ
+(tests/studies/test_tables.py runs it on the repository, so a hand edit fails the fast suite).
+
+Cells are mean ± sample std over a group's completed runs (contnet.report.stats.mean_std: diverged, failed
+and interrupted runs are counted in `n/N`, never averaged), or the mean alone where the definition says so.
+A table that is not one row per group of runs (timings, a benchmark) reads `table-<name>.json` beside the
+artifact: `{"header": [...], "rows": [[...], ...]}`, cells as strings, rendered as given.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from contnet.report.render import DASH
+from contnet.report.stats import mean_std
+from contnet.studies import artifact
+
+START = re.compile(r"^<!-- table: (?P<name>[\w.-]+) \(from (?P<src>[^,]*), `contnet tables`\) -->$")
+END = "<!-- end table -->"
+DOCS = ("README.md", "docs")
+
+
+class TableError(ValueError):
+    """A marked block that cannot be rendered: the message names the doc line and the fix."""
+
+
+@dataclass(frozen=True)
+class Col:
+    """One column. `key`: `final:<metric>` / `best:<metric>` (mean ± std over the completed runs), `n` (completed
+    runs), `n/N` (completed / all), or a row field (dotted: `choices.model`, `wall_s`, `trainable_params`, `arm`):
+    numbers are averaged, text is the group's first row's (the definition's `labels` rename it)."""
+    header: str
+    key: str
+    fmt: str = ".3f"
+    std: bool = True
+
+
+@dataclass(frozen=True)
+class Table:
+    """A results table: the runs of docs/results/`study`/ grouped by `group` (row fields), one line per group,
+    in the order of `order` (groups named there, by their first group field) or ascending by the mean of `sort`;
+    `quoted` rows (published figures, not ours) follow as written."""
+    name: str
+    study: str
+    columns: tuple[Col, ...]
+    group: tuple[str, ...] = ("arm",)
+    order: tuple[str, ...] = ()
+    sort: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    quoted: tuple[tuple[str, ...], ...] = ()
+
+    @property
+    def source(self) -> str:
+        return f"docs/results/{self.study}/"
+
+
+def _field(row: dict, key: str):
+    if ":" in key:
+        section, metric = key.split(":", 1)
+        return (row.get(section) or {}).get(metric)
+    value = row
+    for part in key.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def _number(stat: tuple[float, float, int], fmt: str, std: bool) -> str:
+    mean, sd, n = stat
+    if n == 0:
+        return DASH
+    text = format(mean, fmt)
+    return f"{text} ± {format(sd, fmt)}" if std and math.isfinite(sd) else text
+
+
+def cell(col: Col, runs: list[dict], labels: dict[str, str]) -> str:
+    done = [r for r in runs if r.get("status") == "completed"]
+    if col.key == "n":
+        return str(len(done))
+    if col.key == "n/N":
+        return f"{len(done)}/{len(runs)}"
+    if _is_text(col):
+        first = str(_field(runs[0], col.key))
+        return labels.get(first, first)
+    return _number(mean_std(_field(r, col.key) for r in done), col.fmt, col.std)
+
+
+def groups(table: Table, rows: list[dict]) -> list[list[dict]]:
+    """The table's groups of runs, in its row order; a name in `order` with no runs is an error (a stale
+    definition must not render a shorter table silently)."""
+    found: dict[tuple, list[dict]] = {}
+    for row in rows:
+        found.setdefault(tuple(str(_field(row, k)) for k in table.group), []).append(row)
+    if table.order:
+        missing = [name for name in table.order if not any(key[0] == name for key in found)]
+        if missing:
+            raise TableError(f"table {table.name}: no runs of {', '.join(missing)} in {table.source}{artifact.RUNS}")
+        return [found[key] for name in table.order for key in found if key[0] == name]
+    if table.sort:
+        def mean(item):
+            m = mean_std(_field(r, table.sort) for r in item[1] if r.get("status") == "completed")[0]
+            return (m if math.isfinite(m) else math.inf, item[0])
+        return [runs for _, runs in sorted(found.items(), key=mean)]
+    return [found[key] for key in sorted(found)]
+
+
+def markdown(header: list[str], rows: list[list[str]], numeric: list[bool]) -> list[str]:
+    """Text columns left, number columns right; `|` in a cell escaped."""
+    def esc(c) -> str:
+        return str(c).replace("|", "\\|")
+    lines = ["| " + " | ".join(esc(h) for h in header) + " |",
+             "|" + "|".join("---:" if n else "---" for n in numeric) + "|"]
+    return lines + ["| " + " | ".join(esc(c) for c in row) + " |" for row in rows]
+
+
+def _is_text(col: Col) -> bool:
+    return col.fmt == "s" or col.key in ("arm", "run") or col.key.startswith("choices.")
+
+
+def render(table: Table, results: Path) -> list[str]:
+    """The table's markdown lines, from docs/results/<study>/ under `results` (the docs/results folder)."""
+    folder = results / table.study
+    static = folder / f"table-{table.name}.json"
+    if static.exists():
+        data = json.loads(static.read_text())
+        rows = [[str(c) for c in row] for row in data["rows"]]
+        numeric = data.get("numeric") or [i > 0 for i in range(len(data["header"]))]
+        return markdown(data["header"], rows, numeric)
+    if not (folder / artifact.RUNS).exists():
+        raise TableError(f"table {table.name}: {table.source}{artifact.RUNS} is missing; run the study that "
+                         f"writes it (or remove the table's markers from the doc)")
+    body = [[cell(c, runs, table.labels) for c in table.columns]
+            for runs in groups(table, artifact.read_rows(folder))]
+    return markdown([c.header for c in table.columns], body + [list(q) for q in table.quoted],
+                    [not _is_text(c) for c in table.columns])
+
+
+def start_marker(table: Table) -> str:
+    return f"<!-- table: {table.name} (from {table.source}, `contnet tables`) -->"
+
+
+def _block_end(lines: list[str], start: int, where: str) -> int:
+    for j in range(start + 1, len(lines)):
+        if lines[j].strip() == END:
+            return j
+        if START.match(lines[j].strip()):
+            break
+    raise TableError(f"{where}: table marker without its `{END}` line; add it after the table")
+
+
+def _first_difference(old: list[str], new: list[str]) -> int | None:
+    k = next((k for k, (a, b) in enumerate(zip(old, new)) if a != b), None)
+    return k if k is not None or len(old) == len(new) else min(len(old), len(new))
+
+
+def _pair(old: list[str], new: list[str], k: int) -> tuple[str, str]:
+    return (old[k] if k < len(old) else "(nothing)"), (new[k] if k < len(new) else "(nothing)")
+
+
+def rendered_doc(text: str, doc: str, results: Path) -> tuple[str, list[tuple[int, str, str, str]]]:
+    """(the doc with every marked table rendered, [(line, table, in the doc, rendered)] where they differ)."""
+    lines, out, diffs, i = text.split("\n"), [], [], 0
+    while i < len(lines):
+        m = START.match(lines[i].strip())
+        if not m:
+            out.append(lines[i])
+            i += 1
+            continue
+        where = f"{doc}:{i + 1}"
+        table = TABLES.get(m["name"])
+        if table is None:
+            raise TableError(f"{where}: unknown table {m['name']!r}; name one of contnet/studies/tables.py's "
+                             f"TABLES or remove the marker")
+        end = _block_end(lines, i, where)
+        new = [start_marker(table), *render(table, results), END]
+        first = _first_difference(lines[i:end + 1], new)
+        if first is not None:
+            diffs.append((i + first + 1, table.name, *_pair(lines[i:end + 1], new, first)))
+        out += new
+        i = end + 1
+    return "\n".join(out), diffs
+
+
+def doc_files(root: Path) -> list[Path]:
+    files = [root / "README.md"] if (root / "README.md").exists() else []
+    return files + sorted((root / "docs").rglob("*.md"))
+
+
+def run(root: Path, check: bool) -> int:
+    """Render (or check) every marked table under `root`; every doc is rendered before any is written."""
+    results = root / "docs" / "results"
+    todo = []
+    for path in doc_files(root):
+        text = path.read_text()
+        new, diffs = rendered_doc(text, path.relative_to(root).as_posix(), results)
+        if check and diffs:
+            line, name, old, want = diffs[0]
+            print(f"contnet tables: error: {path.relative_to(root).as_posix()}:{line}: table {name} differs from its "
+                  f"raw results in {TABLES[name].source}: the doc has {old.strip()!r}, the results give "
+                  f"{want.strip()!r}; run `contnet tables` (or `make tables`) to render it", file=sys.stderr)
+            return 1
+        if new != text:
+            todo.append((path, new))
+    for path, new in ([] if check else todo):
+        artifact.atomic_write_bytes(path, new.encode())
+        print(f"rendered {path.relative_to(root).as_posix()}")
+    return 0
+
+
+def find_root(given: str | None) -> Path:
+    """The repository whose docs are rendered: --root, else the current folder, else contnet's source checkout."""
+    candidates = [Path(given)] if given else [Path.cwd(), Path(__file__).resolve().parents[2]]
+    for root in candidates:
+        if (root / "docs" / "results").is_dir():
+            return root
+    raise TableError(f"no docs/results/ folder in {candidates[0]}; run `contnet tables` in the contnet repository "
+                     f"or pass --root <repository>")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="contnet tables", description="render every marked results table in "
+                                 "README.md and docs/ from its raw results in docs/results/<study>/")
+    ap.add_argument("--check", action="store_true", help="write nothing; exit 1 naming the first table that differs")
+    ap.add_argument("--root", help="the repository (default: the current folder)")
+    args = ap.parse_args(argv)
+    try:
+        return run(find_root(args.root), args.check)
+    except (TableError, OSError, json.JSONDecodeError) as e:
+        print(f"contnet tables: error: {e}", file=sys.stderr)
+        return 2
+
+
+# ---- the definitions ------------------------------------------------------------------------------------------
+
+_SOLO = (Col("run", "arm"), Col("seeds", "n"), Col("trainable", "trainable_params", ",.0f", std=False))
+_SCORES = tuple(Col(k, f"final:{k}") for k in ("val/loss", "test/bleu", "test/nist", "test/rouge_l", "test/cider"))
+_WALL = Col("wall s", "wall_s", ".0f", std=False)
+_PAPERS = (  # spec §A2 and the LoRA paper, GPT-2 Medium: quoted, not run here
+    ("*Solo paper, GPT-2 Medium: Solo Connection*", "*0.26M*", "", "*67.7*", "*8.64*", "*69.13*", "*2.3…*"),
+    ("*Solo paper, GPT-2 Medium: its LoRA baseline*", "*0.35M*", "", "*67.45*", "*8.58*", "*68.8*", "*2.36*"),
+    ("*LoRA paper, GPT-2 Medium: LoRA*", "*0.35M*", "", "*70.4*", "*8.85*", "*71.8*", "*2.53*"))
+
+_DEFS = [
+    Table("solo-gpu-screen", "solo_study/gpu-screen", (*_SOLO, _SCORES[0], _WALL), sort="final:val/loss"),
+    Table("solo-cpu-screen", "solo_study/cpu-screen", (*_SOLO, _SCORES[0], _WALL), sort="final:val/loss"),
+    Table("solo-gpu-confirm", "solo_study/gpu-confirm", (*_SOLO, *_SCORES, _WALL), sort="final:val/loss"),
+    Table("solo-gpu-acceptance", "solo_study/gpu-acceptance", (*_SOLO, *_SCORES, _WALL), sort="final:val/loss"),
+    Table("readme-solo", "solo_study/gpu-confirm",
+          (Col("run", "arm"), _SOLO[2], Col("val loss", "final:val/loss"), Col("BLEU", "final:test/bleu", ".1f"),
+           Col("NIST", "final:test/nist", ".2f"), Col("ROUGE-L", "final:test/rouge_l", ".1f"),
+           Col("CIDEr", "final:test/cider", ".2f")),
+          order=("solo-stride2-lr2e-3", "lora-lr6e-3", "full-lr2e-4"),
+          labels={"solo-stride2-lr2e-3": "Solo, stride 2 (default), lr 2e-3", "lora-lr6e-3": "LoRA r 4 q/v, lr 6e-3",
+                  "full-lr2e-4": "Full fine-tuning, lr 2e-4"}, quoted=_PAPERS),
+]
+TABLES: dict[str, Table] = {t.name: t for t in _DEFS}
