@@ -54,13 +54,13 @@ class Col:
 @dataclass(frozen=True)
 class Table:
     """A results table: the runs of docs/results/`study`/ grouped by `group` (row fields), one line per group,
-    in the order of `order` (groups named there, by their first group field) or ascending by the mean of `sort`;
+    in the order of `order` (group keys, or their first fields: a name or a tuple) or ascending by the mean of `sort`;
     `quoted` rows (published figures, not ours) follow as written."""
     name: str
     study: str
     columns: tuple[Col, ...]
     group: tuple[str, ...] = ("arm",)
-    order: tuple[str, ...] = ()
+    order: tuple[str | tuple[str, ...], ...] = ()
     sort: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
     quoted: tuple[tuple[str, ...], ...] = ()
@@ -107,10 +107,11 @@ def groups(table: Table, rows: list[dict]) -> list[list[dict]]:
     for row in rows:
         found.setdefault(tuple(str(_field(row, k)) for k in table.group), []).append(row)
     if table.order:
-        missing = [name for name in table.order if not any(key[0] == name for key in found)]
+        wanted = [o if isinstance(o, tuple) else (o,) for o in table.order]
+        missing = [" ".join(o) for o in wanted if not any(key[:len(o)] == o for key in found)]
         if missing:
             raise TableError(f"table {table.name}: no runs of {', '.join(missing)} in {table.source}{artifact.RUNS}")
-        return [found[key] for name in table.order for key in found if key[0] == name]
+        return [found[key] for o in wanted for key in found if key[:len(o)] == o]
     if table.sort:
         def mean(item):
             m = mean_std(_field(r, table.sort) for r in item[1] if r.get("status") == "completed")[0]

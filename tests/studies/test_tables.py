@@ -156,3 +156,15 @@ def test_no_committed_file_under_docs_results_names_a_machine_path():
             bad.append(name)
     assert not set(bad) - PENDING, f"absolute machine paths (/work/, /tmp/, /home/) in: {sorted(set(bad) - PENDING)}"
     assert not PENDING - set(bad), f"no machine path left in {sorted(PENDING - set(bad))}: remove it from PENDING"
+
+
+def test_rows_follow_the_definitions_order_and_a_name_without_runs_is_an_error(tiny, monkeypatch):
+    root, doc = tiny
+    table = Table("tiny", "tiny", (Col("task", "choices.task"), Col("arm", "arm"), Col("n", "n")),
+                  group=("choices.task", "arm"), order=(("digits", "a"), ("digits", "b")))
+    monkeypatch.setitem(tables.TABLES, "tiny", table)
+    assert tables.run(root, check=False) == 0
+    assert "| digits | a | 2 |\n| digits | b | 1 |" in doc.read_text()
+    monkeypatch.setitem(tables.TABLES, "tiny", Table("tiny", "tiny", table.columns, group=table.group,
+                                                     order=(("digits", "a"), ("digits", "c"))))
+    assert_one_line(cli_inprocess(["tables", "--root", root], cwd=root), "table tiny", "no runs of digits c", code=2)
