@@ -55,11 +55,13 @@ class Col:
 class Table:
     """A results table: the runs of docs/results/`study`/ grouped by `group` (row fields), one line per group,
     in the order of `order` (group keys, or their first fields: a name or a tuple) or ascending by the mean of `sort`;
-    `quoted` rows (published figures, not ours) follow as written."""
+    `where` keeps only the rows whose fields have the given values (e.g. a tuning study's final runs, not its
+    trials); `quoted` rows (published figures, not ours) follow as written."""
     name: str
     study: str
     columns: tuple[Col, ...]
     group: tuple[str, ...] = ("arm",)
+    where: tuple[tuple[str, object], ...] = ()
     order: tuple[str | tuple[str, ...], ...] = ()
     sort: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
@@ -104,7 +106,7 @@ def groups(table: Table, rows: list[dict]) -> list[list[dict]]:
     """The table's groups of runs, in its row order; a name in `order` with no runs is an error (a stale
     definition must not render a shorter table silently)."""
     found: dict[tuple, list[dict]] = {}
-    for row in rows:
+    for row in (r for r in rows if all(_field(r, k) == v for k, v in table.where)):
         found.setdefault(tuple(str(_field(row, k)) for k in table.group), []).append(row)
     if table.order:
         wanted = [o if isinstance(o, tuple) else (o,) for o in table.order]
@@ -268,5 +270,16 @@ _DEFS = [
           order=("solo-stride2-lr2e-3", "lora-lr6e-3", "full-lr2e-4"),
           labels={"solo-stride2-lr2e-3": "Solo, stride 2 (default), lr 2e-3", "lora-lr6e-3": "LoRA r 4 q/v, lr 6e-3",
                   "full-lr2e-4": "Full fine-tuning, lr 2e-4"}, quoted=_PAPERS),
+]
+_SEQ2D_ORDER = tuple((task, arm) for task in ("digits", "mnist1d")
+                     for arm in ("mlp", "seq2d(mlp)", "seq2d(dense)", "seq2d(resnet)"))
+_SEQ2D = (Col("task", "choices.task"), Col("model", "arm"))
+_ACC_LOSS = (Col("val/acc", "final:val/acc", ".4f"), Col("val/loss", "final:val/loss", ".4f"))
+_DEFS += [
+    Table("seq2d-skips", "seq2d_skips", (*_SEQ2D, Col("seeds", "n/N"), *_ACC_LOSS,
+                                         Col("trainable params", "trainable_params", ",.0f", std=False)),
+          group=("choices.task", "arm"), order=_SEQ2D_ORDER),
+    Table("readme-seq2d", "seq2d_skips", (*_SEQ2D, *_ACC_LOSS, Col("params", "trainable_params", ",.0f", std=False)),
+          group=("choices.task", "arm"), order=_SEQ2D_ORDER),
 ]
 TABLES: dict[str, Table] = {t.name: t for t in _DEFS}

@@ -166,5 +166,9 @@ def test_rows_follow_the_definitions_order_and_a_name_without_runs_is_an_error(t
     assert tables.run(root, check=False) == 0
     assert "| digits | a | 2 |\n| digits | b | 1 |" in doc.read_text()
     monkeypatch.setitem(tables.TABLES, "tiny", Table("tiny", "tiny", table.columns, group=table.group,
+                                                     where=(("seed", 1),)))
+    assert tables.run(root, check=False) == 0
+    assert "| digits | a | 1 |\n| digits | b | 0 |" in doc.read_text()    # seed 1 only: b's diverged, a's completed
+    monkeypatch.setitem(tables.TABLES, "tiny", Table("tiny", "tiny", table.columns, group=table.group,
                                                      order=(("digits", "a"), ("digits", "c"))))
     assert_one_line(cli_inprocess(["tables", "--root", root], cwd=root), "table tiny", "no runs of digits c", code=2)
