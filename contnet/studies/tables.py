@@ -44,11 +44,13 @@ class TableError(ValueError):
 class Col:
     """One column. `key`: `final:<metric>` / `best:<metric>` (mean ± std over the completed runs), `n` (completed
     runs), `n/N` (completed / all), or a row field (dotted: `choices.model`, `wall_s`, `trainable_params`, `arm`):
-    numbers are averaged, text is the group's first row's (the definition's `labels` rename it)."""
+    numbers are averaged, text is the group's first row's (the definition's `labels` rename it). `where` takes the
+    cell from the group's rows with those field values only (e.g. one setting of a switch per column)."""
     header: str
     key: str
     fmt: str = ".3f"
     std: bool = True
+    where: tuple[tuple[str, object], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -90,7 +92,14 @@ def _number(stat: tuple[float, float, int], fmt: str, std: bool) -> str:
     return f"{text} ± {format(sd, fmt)}" if std and math.isfinite(sd) else text
 
 
+def _matches(row: dict, where: tuple[tuple[str, object], ...]) -> bool:
+    return all(_field(row, k) == v for k, v in where)
+
+
 def cell(col: Col, runs: list[dict], labels: dict[str, str]) -> str:
+    runs = [r for r in runs if _matches(r, col.where)]
+    if not runs:
+        return DASH
     done = [r for r in runs if r.get("status") == "completed"]
     if col.key == "n":
         return str(len(done))
@@ -106,7 +115,7 @@ def groups(table: Table, rows: list[dict]) -> list[list[dict]]:
     """The table's groups of runs, in its row order; a name in `order` with no runs is an error (a stale
     definition must not render a shorter table silently)."""
     found: dict[tuple, list[dict]] = {}
-    for row in (r for r in rows if all(_field(r, k) == v for k, v in table.where)):
+    for row in (r for r in rows if _matches(r, table.where)):
         found.setdefault(tuple(str(_field(row, k)) for k in table.group), []).append(row)
     if table.order:
         wanted = [o if isinstance(o, tuple) else (o,) for o in table.order]

@@ -169,6 +169,10 @@ def test_rows_follow_the_definitions_order_and_a_name_without_runs_is_an_error(t
                                                      where=(("seed", 1),)))
     assert tables.run(root, check=False) == 0
     assert "| digits | a | 1 |\n| digits | b | 0 |" in doc.read_text()    # seed 1 only: b's diverged, a's completed
+    per_seed = (Col("arm", "arm"), *(Col(f"s{k}", "final:val/loss", ".1f", where=(("seed", k),)) for k in (0, 1)))
+    monkeypatch.setitem(tables.TABLES, "tiny", Table("tiny", "tiny", per_seed, order=("a", "b")))
+    assert tables.run(root, check=False) == 0
+    assert "| a | 0.5 | 0.7 |\n| b | 0.2 | – |" in doc.read_text()     # a column per seed; b's seed 1 diverged
     monkeypatch.setitem(tables.TABLES, "tiny", Table("tiny", "tiny", table.columns, group=table.group,
                                                      order=(("digits", "a"), ("digits", "c"))))
     assert_one_line(cli_inprocess(["tables", "--root", root], cwd=root), "table tiny", "no runs of digits c", code=2)
