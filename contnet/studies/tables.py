@@ -92,6 +92,15 @@ def _number(stat: tuple[float, float, int], fmt: str, std: bool) -> str:
     return f"{text} ± {format(sd, fmt)}" if std and math.isfinite(sd) else text
 
 
+def _params(values: dict, labels: dict[str, str]) -> str:
+    """A tuned configuration, e.g. `lr 0.00866, Δλ floor 0.0172` (a key's last dotted part, or its label)."""
+    def name(key: str) -> str:
+        return labels.get(key, key.rsplit(".", 1)[-1])
+    keys = sorted(values, key=lambda k: not k.endswith("lr"))         # the lr first, the rest as stored
+    return ", ".join(f"{name(k)} {values[k]:.3g}" if isinstance(values[k], float) else f"{name(k)} {values[k]}"
+                     for k in keys)
+
+
 def _matches(row: dict, where: tuple[tuple[str, object], ...]) -> bool:
     return all(_field(row, k) == v for k, v in where)
 
@@ -105,6 +114,8 @@ def cell(col: Col, runs: list[dict], labels: dict[str, str]) -> str:
         return str(len(done))
     if col.key == "n/N":
         return f"{len(done)}/{len(runs)}"
+    if col.fmt == "params":
+        return _params(_field(runs[0], col.key) or {}, labels)
     if _is_text(col):
         first = str(_field(runs[0], col.key))
         return labels.get(first, first)
@@ -141,7 +152,7 @@ def markdown(header: list[str], rows: list[list[str]], numeric: list[bool]) -> l
 
 
 def _is_text(col: Col) -> bool:
-    return col.fmt == "s" or col.key in ("arm", "run") or col.key.startswith("choices.")
+    return col.fmt in ("s", "params") or col.key in ("arm", "run") or col.key.startswith("choices.")
 
 
 def render(table: Table, results: Path) -> list[str]:

@@ -85,8 +85,9 @@ def _row(arm, seed, loss, status="completed", **extra):
 def tiny(tmp_path, monkeypatch):
     """A repository with one study (arm b has a diverged run) and one doc marking its table."""
     study = tmp_path / "docs/results/tiny"
-    artifact.write_rows(study, [_row("a", 0, 0.5), _row("a", 1, 0.7), _row("b", 0, 0.2), _row("b", 1, float("nan"),
-                                                                                               status="diverged")])
+    tuned = {"optimizer.lr": 0.0086612, "optimizer.delta_l_min": 0.017214}
+    artifact.write_rows(study, [_row("a", 0, 0.5, params=tuned), _row("a", 1, 0.7, params=tuned), _row("b", 0, 0.2),
+                                _row("b", 1, float("nan"), status="diverged")])
     table = Table("tiny", "tiny", (Col("arm", "arm"), Col("runs", "n/N"), Col("val loss", "final:val/loss", ".2f"),
                                    Col("wall s", "wall_s", ".1f", std=False), Col("test", "final:test/loss")),
                   sort="final:val/loss", labels={"b": "arm B"})
@@ -173,6 +174,11 @@ def test_rows_follow_the_definitions_order_and_a_name_without_runs_is_an_error(t
     monkeypatch.setitem(tables.TABLES, "tiny", Table("tiny", "tiny", per_seed, order=("a", "b")))
     assert tables.run(root, check=False) == 0
     assert "| a | 0.5 | 0.7 |\n| b | 0.2 | – |" in doc.read_text()     # a column per seed; b's seed 1 diverged
+    tuned = (Col("arm", "arm"), Col("tuned", "params", "params"))
+    monkeypatch.setitem(tables.TABLES, "tiny", Table("tiny", "tiny", tuned, order=("a",),
+                                                     labels={"optimizer.delta_l_min": "Δλ floor"}))
+    assert tables.run(root, check=False) == 0
+    assert "| a | lr 0.00866, Δλ floor 0.0172 |" in doc.read_text()
     monkeypatch.setitem(tables.TABLES, "tiny", Table("tiny", "tiny", table.columns, group=table.group,
                                                      order=(("digits", "a"), ("digits", "c"))))
     assert_one_line(cli_inprocess(["tables", "--root", root], cwd=root), "table tiny", "no runs of digits c", code=2)
