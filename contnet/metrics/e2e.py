@@ -1,7 +1,9 @@
 """The five E2E NLG scores for one prediction per distinct MR against all of that MR's references.
 
 Scales follow the papers' tables (Solo Connection, LoRA): BLEU, METEOR and ROUGE-L ×100; NIST and CIDEr as
-they come.  (e2e-metrics prints BLEU 0.6770; the tables say 67.7.)
+they come.  (e2e-metrics prints BLEU 0.6770; the tables say 67.7.)  NIST is the scorer's default (`nist="mteval"`,
+the Perl mteval-v13a run) unless `nist="python"` asks for its `-p` mode; they differ in the length penalty only
+(contnet/metrics/mteval.py).
 """
 from __future__ import annotations
 
@@ -14,16 +16,19 @@ log = logging.getLogger("contnet")
 _warned = False
 
 
-def score_e2e(hyps: list[str], refs: list[list[str]], meteor: bool | None = None) -> dict[str, float]:
+def score_e2e(hyps: list[str], refs: list[list[str]], meteor: bool | None = None,
+              nist: str = "mteval") -> dict[str, float]:
     """{'bleu', 'nist', 'meteor', 'rouge_l', 'cider'}; without Java METEOR is left out and ROUGE-L/CIDEr are
-    approximate (one warning line; NLG tasks also record `scores: approximate` in summary.json)."""
+    approximate (one warning line; NLG tasks also record `scores: approximate` in summary.json).  `nist`:
+    mteval (e2e-metrics' default) or python (its `-p`)."""
     global _warned
     if len(hyps) != len(refs) or not hyps:
         raise ValueError(f"need one hypothesis per reference set, got {len(hyps)} and {len(refs)}")
     if any(len(rs) == 0 for rs in refs):
         raise ValueError("every hypothesis needs at least one reference")
+    mteval.check_nist_mode(nist)                     # before any work
     java = coco.java_available()
-    scores = {"bleu": 100 * mteval.bleu(hyps, refs), "nist": mteval.nist(hyps, refs)}
+    scores = {"bleu": 100 * mteval.bleu(hyps, refs), "nist": mteval.nist(hyps, refs, mode=nist)}
     gts, res = coco.coco_inputs(hyps, refs, use_java=java)
     if meteor is not False and java:
         scores["meteor"] = 100 * coco.meteor(gts, res)
@@ -47,7 +52,8 @@ def group_references(pairs: list[tuple[str, str]]) -> tuple[list[str], list[list
 
 def write_e2e_files(run_dir: Path, split: str, hyps: list[str], refs: list[list[str]]) -> tuple[Path, Path]:
     """e2e-metrics' input format: predictions one per line; references of one MR on consecutive lines,
-    a blank line between MRs (so `measure_scores.py refs preds` re-scores the run)."""
+    a blank line between MRs (so `measure_scores.py refs preds` re-scores the run: its NIST is our default,
+    `task.nist=mteval`; with `-p` it is `task.nist=python`)."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     pred_path, ref_path = run_dir / f"{split}_predictions.txt", run_dir / f"{split}_references.txt"

@@ -239,7 +239,7 @@ class NLGTask(Task):
             write_e2e_files(self.run_dir, split, hyps, refs)
             (Path(self.run_dir) / f"{split}_mrs.txt").write_text("".join(m + "\n" for m in mrs), encoding="utf-8")
         meteor = self.cfg.meteor
-        return score_e2e(hyps, refs, meteor=None if meteor == "auto" else bool(meteor))
+        return score_e2e(hyps, refs, meteor=None if meteor == "auto" else bool(meteor), nist=self.cfg.nist)
 
 
 def resolve_scale(cfg: NLGOptions) -> str:

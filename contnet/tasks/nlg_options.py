@@ -56,6 +56,9 @@ class NLGOptions(TaskOptions):
     # splits decoded and scored at the final evaluation ([] or [none]: none; checked against the data's splits)
     generate_splits: Optional[List[str]] = opt(["test"])
     meteor: Any = opt("auto", choices=(True, False, "auto"))        # auto: when java is on PATH (else one warning line)
+    # NIST as e2e-metrics computes it: mteval = its default (Perl mteval-v13a, what the E2E challenge reported),
+    # python = its -p mode (LoRA's README recipe); only the length penalty differs (contnet/metrics/mteval.py)
+    nist: str = opt("mteval", choices=("mteval", "python"))
     generation: GenerationOptions = dataclasses.field(default_factory=GenerationOptions)
 
     def check(self) -> None:
