@@ -15,15 +15,17 @@ from dataclasses import dataclass, fields
 
 import torch
 
-from contnet.schema import Options, opt
+from contnet.schema import Block, opt
 
-from .state import HostFlag, LambdaState
+from .state import DelayedFlags, LambdaState
+
+FLAG_DELAY = 1      # λ-updates between the device setting "λ reached 1" and the host reading it, on every device
 
 RATIO_MODES = ("intended", "frozen")
 
 
 @dataclass
-class NPACSOptions(Options):
+class NPACSOptions(Block):
     """The NPACS keys of optimizer=cadam, crmsprop and continuation (one field set, inherited by each).
 
     Defaults are the CLI's (budget-scaled): the spec's Fashion-MNIST values (delta_l 0.008 in [8e-4, 0.02])
@@ -174,14 +176,14 @@ class NPACSDriver:
 
     No host read between checkpoints: λ and Δλ are float64 0-dim tensors on the parameters' device (float64:
     the earlier host rule computed them as Python floats, and these are the same operations), the Δλ rule runs
-    there, and the host learns that λ reached 1 through a `HostFlag` posted at each λ-update (on the CPU at
-    once; on CUDA a few steps later, and until then every device-side update is a no-op: λ stays clamped at 1,
-    Δλ is kept, the secant step is multiplied by 0).  Two settings need host values at each secant update and
+    there, and the host learns that λ reached 1 through a flag posted at each λ-update and read FLAG_DELAY
+    updates later on every device (`DelayedFlags`: one path on CPU and CUDA); until then every device-side update
+    is a no-op: λ stays clamped at 1, Δλ is kept, the secant step is multiplied by 0.  Two settings need host values at each secant update and
     read them once there (one transfer): ratio_mode=intended (r from the λ increments, applied as a host
     scalar so that θ's update is the same kernel as before) and reset_inner_state=true (clearing the inner
     state is a host action that must not happen after λ = 1)."""
 
-    def __init__(self, cfg: NPACSOptions, lam: LambdaState, params: list[torch.Tensor]):
+    def __init__(self, cfg: NPACSOptions, lam: LambdaState, params: list[torch.Tensor], flag_delay: int = FLAG_DELAY):
         self.cfg, self.lam, self.params = cfg, lam, params
         self.device = params[0].device if params else torch.device("cpu")
         self.dl, self.dl_prev = self._f64(cfg.delta_l), self._f64(cfg.delta_l_prev)
@@ -189,7 +191,7 @@ class NPACSDriver:
         self.updates = 0           # λ-updates done
         self.predictor = SecantPredictor()
         self.norms = GradNormWindow(2 * cfg.window, self.device) if cfg.adaptive else None
-        self.finished = HostFlag(self.device)
+        self.finished = DelayedFlags(self.device, 0, flag_delay)    # "λ reached 1", learnt flag_delay updates later
         self._set_lambda(cfg.l_init)
 
     def _f64(self, x) -> torch.Tensor:
@@ -203,13 +205,7 @@ class NPACSDriver:
 
     @property
     def active(self) -> bool:
-        self._poll()
         return not self.done
-
-    def _poll(self) -> None:
-        """Finish once the host sees the flag of an update that brought λ to 1 (never waits for the device)."""
-        if not self.done and self.finished.read():
-            self._finish()
 
     def _finish(self) -> None:
         """Continuation finished: free its memory; the optimizer is its inner optimizer from now on."""
@@ -252,7 +248,7 @@ class NPACSDriver:
             if first or self.predictor.prev is None:
                 self.predictor.remember(self.params, lam)
             else:
-                r, keep = c.delta_l / c.delta_l_prev, (running if self.finished.lags else None)
+                r, keep = c.delta_l / c.delta_l_prev, running
                 if c.ratio_mode == "intended" or c.reset_inner_state:
                     lam_h, lam_new_h, lam_prev_h = torch.stack([lam, lam_new, self.predictor.lam_prev]).tolist()
                     if lam_h >= 1.0:
@@ -266,8 +262,8 @@ class NPACSDriver:
         self.lam_t = lam_new
         self.lam.set_tensor(lam_new)
         self.updates += 1
-        self.finished.post(lam_new >= 1.0)
-        self._poll()                # on the CPU the flag is readable at once: finish here, as the host rule did
+        if any(reached for _, reached in self.finished.post(lam_new >= 1.0, None)):
+            self._finish()          # the flag of an earlier update: the updates since were device no-ops
 
     def state_dict(self) -> dict:
         lam, dl, dl_prev = torch.stack([self.lam_t, self.dl, self.dl_prev]).tolist()   # one read per checkpoint

@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from contnet.continuation.npacs import NPACSDriver, SecantPredictor, adapt_delta_lambda
-from contnet.continuation.state import LambdaState, get_lambda
+from contnet.continuation.npacs import FLAG_DELAY, NPACSDriver, SecantPredictor, adapt_delta_lambda
+from contnet.continuation.state import DelayedFlags, LambdaState, get_lambda
 from contnet.registry import OPTIMIZERS, ConfigError
 from tests.helpers.nets import npacs_cfg as cfg
 from tests.helpers.nets import npacs_spec as spec
@@ -90,7 +90,11 @@ def test_driver_secant_exact_on_linear_path_intended_and_frozen():
         drv.dl = dl
         drv.update()
         assert torch.allclose(p.detach(), a + b * lam.get(), atol=1e-12, rtol=0)
-    assert lam.get() == 1.0 and drv.predictor.prev is None
+    assert lam.get() == 1.0 and drv.active               # the host learns of λ = 1 one update later (FLAG_DELAY)
+    before = p.detach().clone()
+    drv.update()                                          # that update is a no-op on the device, then finishes
+    assert torch.equal(p.detach(), before) and lam.get() == 1.0
+    assert not drv.active and drv.predictor.prev is None
     # frozen ratio (the authors' TF graph): the step is delta_l/delta_l_prev = 0.4 times the secant
     p2 = nn.Parameter(a.clone())
     drv2 = NPACSDriver(spec(adaptive=False, ratio_mode="frozen"), LambdaState(0.0).double(), [p2])
@@ -201,43 +205,32 @@ def test_state_dict_round_trip_bitwise():
 
 
 # ---- no host read: the Δλ rule on the device (issue 13 §1) -----------------------------------------
-class LateFlag:
-    """The CUDA case on the CPU: the host sees a posted 'λ reached 1' flag only after `late` reads
-    (late=None: never).  Meanwhile every λ-update runs on the device with λ already at 1."""
-    lags = True
+class NeverTold:
+    """A host that never learns that λ reached 1: every λ-update from then on runs on the device as a no-op."""
 
-    def __init__(self, late):
-        self.late, self.value, self.wait = late, None, 0
-
-    def post(self, flag):
-        self.value = bool(flag)
-        self.wait = self.late if self.late is not None else float("inf")
-
-    def read(self):
-        if self.value is None or self.wait > 0:
-            self.wait -= 1
-            return None
-        value, self.value = self.value, None
-        return value
+    def post(self, flags, tag):
+        return []
 
 
-@pytest.mark.parametrize("late", [3, None])
+@pytest.mark.parametrize("late", [0, 3, None])
 @pytest.mark.parametrize("ratio_mode", ["frozen", "intended"])
-def test_a_host_that_sees_lambda_one_late_changes_nothing(late, ratio_mode):
-    """Until the host learns that λ reached 1, each update is a device no-op (λ clamped at 1, Δλ kept,
-    the secant step times 0): the run equals the one whose host knew at once, bitwise."""
+def test_when_the_host_learns_lambda_one_changes_nothing(late, ratio_mode):
+    """Until the host learns that λ reached 1 (FLAG_DELAY = 1 update later on every device; here 0, 3 or never),
+    each update is a device no-op (λ clamped at 1, Δλ kept, the secant step times 0): the run equals the default
+    delay's bitwise."""
     over = dict(delta_l=0.05, delta_l_min=0.05, delta_l_max=0.1, window=5, adaptive_start=0, u_freq=5, spike=1e9,
                 ratio_mode=ratio_mode)
     data = batches(150)
     runs = []
-    for flag in (None, LateFlag(late)):
+    for flags in (None, NeverTold() if late is None else DelayedFlags("cpu", 0, late)):
         model = TinyNet(seed=2)
         opt = OPTIMIZERS.get("cadam")(cfg("cadam", **over), model)
-        if flag is not None:
-            opt.driver.finished = flag
+        if flags is not None:
+            opt.driver.finished = flags
         losses = run(model, opt, data)
         runs.append((model, opt, losses))
     (m1, o1, l1), (m2, o2, l2) = runs
+    assert o1.driver.finished.delay == FLAG_DELAY == 1
     assert get_lambda(m1) == get_lambda(m2) == 1.0 and not o1.driver.active
     assert l1 == l2 and params_equal(m1, m2)
     # never told: still running its (no-op) updates; intended reads λ at each secant update and stops there
