@@ -107,7 +107,7 @@ def test_the_scorer_figures(refs_name, output_name, default, p):
     mrs, refs = read_pairs(shared(refs_name))
     out = SHARED_E2E / output_name
     if not out.exists():
-        pytest.skip(f"the output the scorer gave NIST {default} (default) / {p} (-p) for is not at hand: put it, "
+        pytest.skip(f"the output the scorer gave NIST {default:.4f} (default) / {p:.4f} (-p) for is not at hand: put it, "
                     f"one line per MR in {refs_name}'s order, at <shared e2e folder>/{output_name}")
     hyps = out.read_text(encoding="utf-8").splitlines()
     assert len(hyps) == len(mrs), f"{output_name}: {len(hyps)} lines for {len(mrs)} MRs"
@@ -120,3 +120,12 @@ def test_a_bad_nist_mode_is_one_line(tmp_path, cli):
     res = cli(["train", "task=e2e", "task.nist=perl", f"hydra.run.dir={tmp_path / 'run'}"], tmp_path)
     assert_one_line(res, "task.nist=perl", "mteval", "python")
     assert not (tmp_path / "run").exists()
+
+
+def test_a_run_config_from_before_the_key_scores_the_default_way():
+    # `contnet eval <run>` rebuilds the task from the run's .hydra/config.yaml; one written before task.nist
+    # existed has no such key and gets the default, as a new run does
+    from contnet.schema import typed
+    from contnet.tasks.nlg_options import E2EConfig
+    assert typed(E2EConfig, {"name": "e2e", "scale": "smoke", "meteor": False}).nist == "mteval"
+    assert typed(E2EConfig, {"name": "e2e", "nist": "python"}).nist == "python"
