@@ -88,15 +88,15 @@ def sweep_overrides(args: list[str]) -> list[str]:
 
 
 def _schema_of(node):
-    """The Options class behind a composed node (None for a plain mapping)."""
+    """The typed class (an option's Options or a nested Block) behind a composed node (None for a plain mapping)."""
     from omegaconf import OmegaConf
 
-    from contnet.schema import Options
+    from contnet.schema import Block
     try:
         t = OmegaConf.get_type(node)
     except Exception:  # noqa: BLE001 - not a config node
         return None
-    return t if isinstance(t, type) and issubclass(t, Options) else None
+    return t if isinstance(t, type) and issubclass(t, Block) else None
 
 
 def _owner_schema(node):

@@ -12,6 +12,7 @@ from typing import Sequence
 
 from hydra.core.config_store import ConfigStore
 
+from contnet.engine.config import TrainerConfig
 from contnet.registry import ALL
 
 
@@ -23,15 +24,17 @@ class SharedTree(dict):
 
 
 def store_schemas() -> None:
-    """Every registered option's class at `schema/<group>/<name>`, in a store whose tree copies share."""
+    """Every registered option's class at `schema/<group>/<name>` (and TrainerConfig, the trainer group's one
+    option, at schema/trainer/default), in a store whose tree copies share.  Each is stored as its default
+    instance named by its key, `cls(name=<key>)`, so that `<group>.name` composes to the key although no class
+    restates it (and a class registered under several keys composes to each of them)."""
     cs = ConfigStore.instance()
     if not isinstance(cs.repo, SharedTree):
         cs.repo = SharedTree(cs.repo)
-    for reg in ALL:
-        for name in reg.names():
-            cls = reg.config(name)
-            if cls is not None:
-                cs.store(group=f"schema/{reg.group}", name=name, node=cls)
+    options = [(reg.group, name, reg.config(name)) for reg in ALL for name in reg.names()]
+    for group, name, cls in options + [(TrainerConfig.group, TrainerConfig.option, TrainerConfig)]:
+        if cls is not None:
+            cs.store(group=f"schema/{group}", name=name, node=cls(name=name))
 
 
 store_schemas()

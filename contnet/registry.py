@@ -5,8 +5,9 @@ imports every submodule of its package once, so a new file with `@MODELS.registe
 is found without editing a central list.  Keep heavy imports (transformers, torchvision) inside functions.
 
 `config=` names the option's typed config (contnet.schema.Options): the builder then always receives an
-instance of it (a DictConfig or dict argument is converted and checked first), and Hydra's ConfigStore makes
-it the Hydra schema of conf/<group>/<name>.yaml (importing contnet.conf stores the classes of `ALL`).
+instance of it (a DictConfig or dict argument is converted and checked first), whose `name` is the key it was
+registered under (the class never restates it), and Hydra's ConfigStore makes it the Hydra schema of
+conf/<group>/<name>.yaml (importing contnet.conf stores the classes of `ALL`, each with `name` = its key).
 """
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ class Registry:
 
             @functools.wraps(fn)
             def build(cfg=None, *args, **kwargs):
-                return fn(typed(config, cfg), *args, **kwargs)
+                return fn(typed(config, cfg, option=name), *args, **kwargs)
             self._items[name] = build
             return build
         return deco
@@ -83,7 +84,7 @@ TASKS = Registry("task", "contnet.tasks")
 TASK_CHECKS = Registry("task check", "contnet.tasks", group="task")
 PEFTS = Registry("peft", "contnet.peft")
 LOGGERS = Registry("logger", "contnet.engine")      # name -> fn(cfg, run_dir, full_config, group, name) -> logger
-TRAINERS = Registry("trainer", "contnet.engine")    # conf/trainer/<name>.yaml -> fn(cfg) -> its typed config
 
-# every registry whose options are a conf/ group (contnet.conf stores their schemas)
-ALL = (MODELS, OPTIMIZERS, SCHEDULERS, TASKS, PEFTS, LOGGERS, TRAINERS)
+# every registry whose options are a conf/ group (contnet.conf stores their schemas; the trainer group has one
+# option, contnet.engine.config.TrainerConfig, typed directly)
+ALL = (MODELS, OPTIMIZERS, SCHEDULERS, TASKS, PEFTS, LOGGERS)

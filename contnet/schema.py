@@ -66,8 +66,10 @@ def rule_ok(meta: dict, v) -> bool:
 
 
 @dataclass
-class Options:
-    """Base of every option's typed config.  `group` and `option` are set by `Registry.register`."""
+class Block:
+    """A block of typed fields with their rules: the base of every option's typed config (`Options`) and of a
+    nested block of one (`model.resnet`, `task.generation`), which has no name of its own.  `group` and `option`
+    are set by `Registry.register` (a nested block sets its `group`, e.g. "model.resnet")."""
     group: ClassVar[str] = ""
     option: ClassVar[str] = ""
 
@@ -87,6 +89,19 @@ class Options:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+@dataclass
+class Options(Block):
+    """Base of every option's typed config.  `name` (the composed `<group>.name`) is its registry key: an option
+    class never restates it (`AdamConfig().name` is "adam" because `@OPTIMIZERS.register("adam",
+    config=AdamConfig)` made "adam" its option; tests/test_schema.py keeps `name: str = "..."` lines out of
+    contnet/)."""
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.name:                   # the class's registry key (a class under several keys: its first)
+            self.name = type(self).option
 
 
 OBJECTIVE_WORDS = {"classify": "classification", "reconstruct": "reconstruction", "generate": "text generation"}
@@ -112,15 +127,17 @@ def field_names(cls) -> list[str]:
     return [f.name for f in dataclasses.fields(cls)]
 
 
-def typed(cls: type[Options], node) -> Options:
+def typed(cls: type[Block], node, option: str = "") -> Block:
     """`node` (a DictConfig, a mapping, None or an instance) as a checked `cls` instance: missing keys take
-    the class defaults; an unknown key, a wrong type or a value outside its rule is a ConfigError."""
+    the class defaults; an unknown key, a wrong type or a value outside its rule is a ConfigError.  `option`:
+    the registry key the node was chosen by, its `name` when it has none (a class registered under several keys
+    would otherwise take its first)."""
     from omegaconf import DictConfig, OmegaConf
     from omegaconf.errors import OmegaConfBaseException
     if isinstance(node, cls):
         node.check()
         return node
-    if isinstance(node, Options):
+    if isinstance(node, Block):
         node = dataclasses.asdict(node)
     where = f"{cls.group}={cls.option}" if cls.option else cls.group
     if node is None:
@@ -130,14 +147,16 @@ def typed(cls: type[Options], node) -> Options:
             node = OmegaConf.to_container(node, resolve=True)
         except OmegaConfBaseException as e:
             raise ConfigError(f"{cls.group}: cannot resolve the config ({' '.join(str(e).split())})") from None
+    if option and "name" not in node:
+        node = {**node, "name": option}
     names = field_names(cls)
     for key in node:
         if key not in names:
             raise ConfigError(f"{cls.group}.{key}={fmt(node[key])}: unknown key for {where}; "
                               f"its keys are: {', '.join(names)}")
     hints = typing.get_type_hints(cls)
-    for key, value in node.items():          # a nested Options node (e.g. task.generation): its own keys and types
-        if isinstance(hints.get(key), type) and issubclass(hints[key], Options) and isinstance(value, dict):
+    for key, value in node.items():          # a nested Block node (e.g. task.generation): its own keys and types
+        if isinstance(hints.get(key), type) and issubclass(hints[key], Block) and isinstance(value, dict):
             typed(hints[key], value)
     try:
         merged = OmegaConf.merge(OmegaConf.structured(cls), node)

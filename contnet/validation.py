@@ -19,6 +19,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from contnet.engine.config import TrainerConfig
 from contnet.errors import ConfigError, fmt
 from contnet.registry import ALL, OPTIMIZERS
 from contnet.schema import Options, TaskFacts, typed
@@ -26,6 +27,15 @@ from contnet.schema import Options, TaskFacts, typed
 REQUIRED_GROUPS = ("task", "model", "optimizer", "trainer")
 REGISTRIES = {reg.group: reg for reg in ALL}
 SEED_MAX = 2 ** 63 - 1          # torch.manual_seed takes up to 2**64 - 1; the engine adds the epoch to the seed
+
+
+def group_options(group: str) -> dict[str, type[Options]]:
+    """The options of a config group: name -> its typed config class (the trainer group has one option,
+    TrainerConfig, and no registry)."""
+    if group == TrainerConfig.group:
+        return {TrainerConfig.option: TrainerConfig}
+    reg = REGISTRIES[group]
+    return {name: reg.config(name) for name in reg.names()}
 
 
 def problems(cfg: DictConfig) -> list[str]:
@@ -40,18 +50,18 @@ def checked(cfg: DictConfig) -> tuple[list[str], dict[str, Options]]:
     if not (isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed <= SEED_MAX):
         out.append(f"seed={fmt(seed)}: must be an integer >= 0 and <= {SEED_MAX} (2**63 - 1)")
     opts: dict[str, Options] = {}
-    for group, reg in REGISTRIES.items():
-        node = cfg.get(group)
+    for group in (*REGISTRIES, TrainerConfig.group):
+        node, options = cfg.get(group), group_options(group)
         if node is None:
             if group in REQUIRED_GROUPS:
-                out.append(f"{group}=null: a {group} is required; choose one of: {', '.join(reg.names())}")
+                out.append(f"{group}=null: a {group} is required; choose one of: {', '.join(options)}")
             continue
         name = node.get("name")
-        if name not in reg.names():
-            out.append(f"{group}.name={fmt(name)}: unknown {group}; choose one of: {', '.join(reg.names())}")
+        if name not in options:
+            out.append(f"{group}.name={fmt(name)}: unknown {group}; choose one of: {', '.join(options)}")
             continue
         try:
-            opts[group] = typed(reg.config(name), node)
+            opts[group] = typed(options[name], node)
         except ConfigError as e:
             out.append(str(e))
     if all(g in opts for g in ("task", "model", "optimizer")):

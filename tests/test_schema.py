@@ -2,8 +2,10 @@
 is the Hydra schema of its YAML, the library default of the option, and what its builder receives."""
 from __future__ import annotations
 
+import ast
 import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
@@ -11,25 +13,54 @@ from omegaconf import OmegaConf
 from contnet.errors import ConfigError
 from contnet.registry import ALL, OPTIMIZERS, Registry
 from contnet.schema import Options, opt, typed
+from contnet.validation import group_options
 from tests.helpers.cli import BOTH_CLIS, cli_inprocess
 from tests.helpers.config import compose, compose_option
 
 
-OPTIONS = [(reg.group, name) for reg in ALL for name in reg.names()]
-
-
-def _registry(group: str) -> Registry:
-    return next(r for r in ALL if r.group == group)
+OPTIONS = [(reg.group, name) for reg in ALL for name in reg.names()] + [("trainer", "default")]
 
 
 @pytest.mark.parametrize("group,name", OPTIONS, ids=[f"{g}={n}" for g, n in OPTIONS])
 def test_every_option_composes_to_its_typed_config_and_equals_the_library_default(group, name):
-    cls = _registry(group).config(name)
+    cls = group_options(group)[name]
     assert cls is not None and issubclass(cls, Options), f"{group}={name} has no typed config"
     node = compose_option(group, name)[group]
     assert OmegaConf.get_type(node) is cls, f"conf/{group}/{name}.yaml does not use schema/{group}/{name}"
     assert OmegaConf.to_object(node) == cls(), f"{group}={name}: the YAML sets values that differ from {cls.__name__}()"
-    assert cls().name == name
+    # the name comes from registration (no class restates it): the library default, the composed node and
+    # the typed config of a node without a name all carry the key
+    assert cls().name == node.name == typed(cls, node).name == typed(cls, {}).name == name
+
+
+def test_no_option_class_restates_its_registry_key():
+    """`name: str = "<key>"` in a class body under contnet/ (the base Options' empty default aside) would be a second
+    source for what `Registry.register` sets."""
+    root = Path(__file__).resolve().parents[1] / "contnet"
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        for cls in (n for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.ClassDef)):
+            for stmt in cls.body:
+                if (isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name)
+                        and stmt.target.id == "name" and isinstance(stmt.value, ast.Constant)
+                        and isinstance(stmt.value.value, str)
+                        and not (path.name == "schema.py" and cls.name == "Options" and stmt.value.value == "")):
+                    found.append(f"{path.relative_to(root.parent)}:{stmt.lineno} {cls.name}")
+    assert not found, f"option classes that restate their name (registration sets it): {found}"
+
+
+def test_a_class_under_two_keys_is_named_by_the_key_it_was_chosen_by():
+    reg = Registry("thing", "contnet.optim")
+    reg._loaded = True
+
+    @dataclass
+    class SharedConfig(Options):
+        size: int = 3
+
+    built = [reg.register(key, config=SharedConfig)(lambda cfg: cfg) for key in ("small", "large")]
+    assert [b(None).name for b in built] == ["small", "large"]
+    assert built[1]({"size": 4}) == SharedConfig(name="large", size=4)
+    assert SharedConfig().name == "small" and SharedConfig.option == "small"     # the class's own: its first key
 
 
 def test_the_builder_receives_its_typed_config_whatever_it_is_given():
@@ -38,7 +69,6 @@ def test_the_builder_receives_its_typed_config_whatever_it_is_given():
 
     @dataclass
     class ThingConfig(Options):
-        name: str = "thing"
         size: int = opt(3, gt=0)
 
     seen = []
@@ -50,7 +80,7 @@ def test_the_builder_receives_its_typed_config_whatever_it_is_given():
 
     assert build(OmegaConf.create({"size": 5}), "x") == 5
     assert build({"size": 7}, "y") == 7 and build(None, "z") == 3
-    assert all(isinstance(c, ThingConfig) for c, _ in seen)
+    assert all(isinstance(c, ThingConfig) and c.name == "thing" for c, _ in seen)
     with pytest.raises(ConfigError, match=r"^thing.size=0: must be a number > 0$"):
         build({"size": 0}, None)
     with pytest.raises(ConfigError, match=r"^thing.colour=red: unknown key for thing=thing; its keys are: name, size$"):

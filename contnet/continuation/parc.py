@@ -30,7 +30,7 @@ from typing import Any, Callable, Optional
 
 import torch
 
-from contnet.schema import Options, opt
+from contnet.schema import Block, opt
 
 from . import parc_math as M
 from .state import DelayedFlags, LambdaState
@@ -41,7 +41,7 @@ FLAG_DELAY = 8      # steps between the device setting PARC's flags and the host
 
 
 @dataclass
-class ArclengthOptions(Options):
+class ArclengthOptions(Block):
     """The PARC keys of optimizer=parc.  Defaults are the CLI's: C2's AE values (delta_s 0.05 in [0.008, 0.02],
     correctors of up to 300 epochs) walk far more slowly than the default digits_ae budget (≈380 steps)
     allows, so the arclength values are scaled so that λ reaches 1 well inside it.  C2's values are the

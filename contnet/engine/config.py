@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, ClassVar, Optional
 
-from contnet.registry import TRAINERS
 from contnet.schema import Options, opt, typed
 
 SWITCH = (True, False, "auto")
@@ -14,8 +13,10 @@ SWITCH = (True, False, "auto")
 
 @dataclass
 class TrainerConfig(Options):
-    """trainer=default."""
-    name: str = "default"
+    """trainer=default: the trainer group's one option, so no registry: `trainer_config` types a node directly and
+    contnet.conf stores the class as schema/trainer/default."""
+    group: ClassVar[str] = "trainer"
+    option: ClassVar[str] = "default"
     max_epochs: Optional[int] = opt(20, gt=0, integer=True)       # used when max_steps is null
     max_steps: Optional[int] = opt(None, gt=0, integer=True)      # total optimizer steps; wins over max_epochs
     batch_size: int = opt(64, gt=0, integer=True)                 # per process: a data-parallel step sees batch_size × ranks
@@ -76,14 +77,6 @@ class TrainerConfig(Options):
                                           "or start over (overwrite), not both")
 
 
-@TRAINERS.register("default", config=TrainerConfig)
-def default_trainer(cfg: TrainerConfig) -> TrainerConfig:
-    return cfg
-
-
 def trainer_config(node) -> TrainerConfig:
     """A trainer node (DictConfig, dict, None or a TrainerConfig) as its checked typed config."""
-    if isinstance(node, Options):
-        return typed(type(node), node)
-    name = node.get("name") if node is not None else None
-    return TRAINERS.get(name or "default")(node)
+    return typed(TrainerConfig, node)

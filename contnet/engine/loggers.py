@@ -194,17 +194,17 @@ class WandbLogger:
 
 @dataclass
 class JsonlConfig(Options):
-    name: str = "jsonl"            # metrics.jsonl only (always written, whatever the logger)
+    """logger=jsonl: metrics.jsonl only (always written, whatever the logger)."""
 
 
 @dataclass
 class TensorBoardConfig(Options):
-    name: str = "tensorboard"      # TensorBoard event files in <run dir>/tensorboard (plus metrics.jsonl)
+    """logger=tensorboard: TensorBoard event files in <run dir>/tensorboard (plus metrics.jsonl)."""
 
 
 @dataclass
 class WandbConfig(Options):
-    name: str = "wandb"            # Weights & Biases, mirrors metrics.jsonl with `step` as the x-axis
+    """logger=wandb: Weights & Biases, mirrors metrics.jsonl with `step` as the x-axis."""
     project: str = "contnet"
     entity: Optional[str] = None
     # null: $WANDB_MODE, else online; no API key → offline (upload later: wandb sync <run dir>/wandb/offline-run-*)

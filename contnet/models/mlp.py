@@ -23,7 +23,6 @@ class MLPConfig(ModelConfig):
     objectives = ("classify", "reconstruct")
     closed_form_start = True
 
-    name: str = "mlp"
     depth: int = opt(2, gt=0, integer=True)   # hidden layers (used when widths is null)
     width: int = opt(128, gt=0, integer=True)
     # explicit hidden widths, e.g. [200, 100, 50] (the papers' depth-8 AE); wins over depth and width

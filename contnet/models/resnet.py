@@ -22,7 +22,6 @@ class ResNetConfig(ModelConfig):
     """`model=resnet`: a residual classifier; homotopy (inherited): auto = on under a continuation optimizer."""
     objectives = ("classify",)
 
-    name: str = "resnet"
     # auto: fc for vectors, cifar for images ≤ 64 px, resnet18 (torchvision) above
     variant: str = opt("auto", choices=("auto", "fc", "cifar", "resnet18"))
     depth: int = opt(20, gt=0, integer=True)   # cifar: 6n+2 (20, 32, 44, 56, 110)

@@ -112,7 +112,6 @@ class AnyInnerOptions(AdamOptions, RMSpropOptions, SGDOptions):
 @dataclass
 class CAdamConfig(NPACSOptions, AdamOptions):
     """optimizer=cadam: C-Adam, NPACS continuation (spec §2.3) around torch.optim.Adam."""
-    name: str = "cadam"
     homotopy: bool = True        # turns the model's homotopy activations on when model.homotopy=auto
     lr: float = opt(1e-3, gt=0)  # spec §2.5 Fashion-MNIST config: adam, 0.001
 
@@ -120,7 +119,6 @@ class CAdamConfig(NPACSOptions, AdamOptions):
 @dataclass
 class CRMSpropConfig(NPACSOptions, RMSpropOptions):
     """optimizer=crmsprop: C-RMSProp, NPACS continuation around torch.optim.RMSprop."""
-    name: str = "crmsprop"
     homotopy: bool = True
     lr: float = opt(1e-3, gt=0)  # spec §2.5: the first NPACS commit used RMSProp at 5e-4; 1e-3 matches optimizer=rmsprop
 
@@ -128,7 +126,6 @@ class CRMSpropConfig(NPACSOptions, RMSpropOptions):
 @dataclass
 class ContinuationConfig(NPACSOptions, AnyInnerOptions):
     """optimizer=continuation: NPACS continuation around any inner optimizer (`inner`)."""
-    name: str = "continuation"
 
 
 def build_inner(cfg, params) -> torch.optim.Optimizer:

@@ -21,7 +21,6 @@ from .standard import trainable
 @dataclass
 class PARCConfig(ArclengthOptions, AnyInnerOptions):
     """optimizer=parc: the inner optimizer's keys (`inner`, C2's meta.optimizer default: adam) and PARC's."""
-    name: str = "parc"
     lr: float = opt(1e-3, gt=0)   # inner lr (C2 AE descent_lr 5e-4; 1e-3 = optimizer=adam for comparisons)
 
 

@@ -13,13 +13,11 @@ from contnet.schema import Options, opt
 @dataclass
 class NoScheduleConfig(Options):
     """scheduler=none: a constant learning rate."""
-    name: str = "none"
 
 
 @dataclass
 class WarmupDecayOptions(Options):
     """A linear warm-up over `warmup_steps`, then a decay to min_lr_ratio·lr at the last step."""
-    name: str = ""
     warmup_steps: int = opt(0, ge=0, integer=True)
     min_lr_ratio: float = opt(0.0, ge=0, le=1)
 
@@ -27,20 +25,17 @@ class WarmupDecayOptions(Options):
 @dataclass
 class CosineConfig(WarmupDecayOptions):
     """scheduler=cosine: optional linear warm-up, then cosine decay to min_lr_ratio·lr at the last step."""
-    name: str = "cosine"
 
 
 @dataclass
 class LinearWarmupConfig(WarmupDecayOptions):
     """scheduler=linear_warmup: linear warm-up, then linear decay (the LoRA E2E recipe uses 500 warm-up steps)."""
-    name: str = "linear_warmup"
     warmup_steps: int = opt(100, ge=0, integer=True)
 
 
 @dataclass
 class StepConfig(Options):
     """scheduler=step: multiply lr by gamma every step_size steps."""
-    name: str = "step"
     step_size: int = opt(1000, ge=1, integer=True)
     gamma: float = opt(0.1, gt=0)
 

@@ -18,7 +18,6 @@ from contnet.schema import Options, opt
 @dataclass
 class OptimizerOptions(Options):
     """Keys every optimizer has."""
-    name: str = ""
     lr: float = opt(1e-3, gt=0)
     weight_decay: float = opt(0.0, ge=0)
     foreach: Optional[bool] = None   # null: torch picks the fastest implementation
@@ -70,26 +69,22 @@ class SGDOptions(OptimizerOptions):
 @dataclass
 class AdamConfig(AdamOptions):
     """optimizer=adam: torch.optim.Adam."""
-    name: str = "adam"
 
 
 @dataclass
 class AdamWConfig(AdamOptions):
     """optimizer=adamw: torch.optim.AdamW (decoupled weight decay)."""
-    name: str = "adamw"
     weight_decay: float = opt(0.01, ge=0)
 
 
 @dataclass
 class RMSpropConfig(RMSpropOptions):
     """optimizer=rmsprop: torch.optim.RMSprop."""
-    name: str = "rmsprop"
 
 
 @dataclass
 class SGDConfig(SGDOptions):
     """optimizer=sgd: torch.optim.SGD."""
-    name: str = "sgd"
     lr: float = opt(1e-2, gt=0)
     momentum: float = opt(0.9, ge=0)
 

@@ -23,7 +23,6 @@ from contnet.schema import Options, opt
 @dataclass
 class LoRAConfig(Options):
     """peft=lora.  Defaults = the LoRA paper's E2E recipe (spec §B2)."""
-    name: str = "lora"
     r: int = opt(4, gt=0, integer=True)        # rank (LoRA E2E: 4)
     alpha: float = opt(32.0, gt=0)             # scaling α/r = 8 (LoRA E2E: 32)
     dropout: float = opt(0.1, ge=0, lt=1)      # dropout on the adapter input (LoRA E2E: 0.1)

@@ -10,12 +10,12 @@ from contnet.schema import Options
 
 @dataclass
 class NoneConfig(Options):
-    name: str = "none"            # no adapter: the model is trained as built, nothing is saved at the end
+    """peft=none: no adapter, the model is trained as built, nothing is saved at the end."""
 
 
 @dataclass
 class FullConfig(Options):
-    name: str = "full"            # full fine-tuning: every parameter trainable
+    """peft=full: full fine-tuning, every parameter trainable."""
     save_adapter: bool = True     # write <run>/adapter/ (the whole model, safetensors) at the end of a completed run
 
 

@@ -51,7 +51,6 @@ SKIP_NORMS = ("none", "fan_in", "count")
 class SoloConfig(Options):
     """peft=solo.  Every default is the best reading of shared/specs/solo-connection.md §A3/§A6 (the method section
     of the paper is not public); each open choice is a switch.  Block outputs: h_0 = embeddings, h_1..h_L = blocks."""
-    name: str = "solo"
     # stride (default: the winner of the issue-11 study, docs/results/solo.md; spec §A3.5 b, and the abstract's
     # plural "long skip connections that link outputs of different decoder blocks") | first_last (§A3.5 a / §A6.1:
     # one skip h_source -> h_target; did not learn in the study) | symmetric (§A3.5 c, U-Net pairs)

@@ -16,12 +16,12 @@ import torch
 import torch.nn.functional as F
 
 from contnet.registry import ConfigError
-from contnet.schema import Options, opt, typed
+from contnet.schema import Block, opt, typed
 from .base import TensorTask, batch_starts, shard_slice
 
 
 @dataclass
-class AugmentOptions(Options):
+class AugmentOptions(Block):
     """The image-classification keys (contnet/tasks/images.py's classification tasks inherit them)."""
     group: ClassVar[str] = "task"
     normalize: bool = False      # per-channel (x − mean) / std with the training split's statistics, every split

@@ -23,7 +23,7 @@ from urllib.parse import urlparse
 import torch
 
 from contnet.registry import TASK_CHECKS, TASKS, ConfigError
-from contnet.schema import Options, opt
+from contnet.schema import Block, Options, opt
 from .base import TaskMeta, TensorTask
 
 DEFAULT_DATA_ROOT = "~/.cache/contnet/data"
@@ -79,7 +79,6 @@ def _unreachable(e: BaseException) -> str | None:
 @dataclass
 class TaskOptions(Options):
     """Keys every task has."""
-    name: str = ""
 
 
 @dataclass
@@ -112,7 +111,7 @@ class SplitOptions(TaskOptions):
 
 
 @dataclass
-class ReconstructOptions(Options):
+class ReconstructOptions(Block):
     """The autoencoder twin of a task (MSE reconstruction through a code layer)."""
     code_size: int = opt(2, gt=0, integer=True)   # bottleneck width (2, as in the continuation papers)
     # subtract the training mean from every split; auto: when model.init is pca or auto (the default),

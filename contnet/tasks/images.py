@@ -49,19 +49,16 @@ class ImageClassifyOptions(AugmentOptions, ImageOptions):
 @dataclass
 class MNISTConfig(ImageClassifyOptions):
     """torchvision mnist; downloaded into data_dir.  augment stays off: flips are wrong for digits."""
-    name: str = "mnist"
 
 
 @dataclass
 class FashionMNISTConfig(ImageClassifyOptions):
     """torchvision fashion_mnist; downloaded into data_dir."""
-    name: str = "fashion_mnist"
 
 
 @dataclass
 class CIFAR10Config(ImageClassifyOptions):
     """torchvision cifar10; downloaded into data_dir; normalized and augmented (the standard CIFAR recipe)."""
-    name: str = "cifar10"
     normalize: bool = True
     augment: bool = True
 
@@ -69,19 +66,16 @@ class CIFAR10Config(ImageClassifyOptions):
 @dataclass
 class MNISTAEConfig(ReconstructOptions, ImageOptions):
     """torchvision mnist as an autoencoder task (never normalized or augmented)."""
-    name: str = "mnist_ae"
 
 
 @dataclass
 class FashionMNISTAEConfig(ReconstructOptions, ImageOptions):
     """torchvision fashion_mnist as an autoencoder task."""
-    name: str = "fashion_mnist_ae"
 
 
 @dataclass
 class CIFAR10AEConfig(ReconstructOptions, ImageOptions):
     """torchvision cifar10 as an autoencoder task."""
-    name: str = "cifar10_ae"
 
 
 _DATASETS = {  # name -> (torchvision class name, number of classes, config, autoencoder config)

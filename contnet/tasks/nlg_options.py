@@ -11,12 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, List, Optional
 
-from contnet.schema import Options, opt
+from contnet.schema import Block, opt
 from .common import TaskOptions, data_folder, data_root
 
 
 @dataclass
-class GenerationOptions(Options):
+class GenerationOptions(Block):
     """LoRA's decoder (spec §B4); null = from task.scale."""
     group: ClassVar[str] = "task.generation"
     num_beams: Optional[int] = opt(None, gt=0, integer=True)        # full: 10 | cpu: 4 | smoke: 2
@@ -56,9 +56,9 @@ class NLGOptions(TaskOptions):
     # splits decoded and scored at the final evaluation ([] or [none]: none; checked against the data's splits)
     generate_splits: Optional[List[str]] = opt(["test"])
     meteor: Any = opt("auto", choices=(True, False, "auto"))        # auto: when java is on PATH (else one warning line)
-    # NIST as e2e-metrics computes it: mteval = its default (Perl mteval-v13a, what the E2E challenge reported),
-    # python = its -p mode (LoRA's README recipe); only the length penalty differs (contnet/metrics/mteval.py)
-    nist: str = opt("mteval", choices=("mteval", "python"))
+    # NIST as e2e-metrics computes it: python = its -p mode (LoRA's README recipe, so the papers' tables), mteval = its
+    # default (Perl mteval-v13a, what the E2E challenge reported); only the length penalty differs (metrics/mteval.py)
+    nist: str = opt("python", choices=("python", "mteval"))
     generation: GenerationOptions = dataclasses.field(default_factory=GenerationOptions)
 
     def check(self) -> None:
@@ -73,7 +73,6 @@ class NLGOptions(TaskOptions):
 class E2EConfig(NLGOptions):
     """E2E NLG data-to-text (restaurant MRs -> text): {train,valid,test}.txt (LoRA-style MR||reference) or the
     official trainset.csv / devset.csv / testset_w_refs.csv."""
-    name: str = "e2e"
     format: str = opt("auto", choices=("auto", "txt", "csv"))       # auto: txt first, then csv
     # fetch missing txt files (pinned microsoft/LoRA copy) when online; offline: a warning
     download: bool = True
@@ -84,13 +83,11 @@ class E2EConfig(NLGOptions):
 @dataclass
 class WebNLGConfig(NLGOptions):
     """WebNLG 2017 (triples -> text; CC BY-NC-SA data): train.json, dev.json, test.json of the LoRA repository."""
-    name: str = "webnlg"
 
 
 @dataclass
 class DARTConfig(NLGOptions):
     """DART v1.1.1 (triples -> text): dart-v1.1.1-full-{train,dev,test}.json of the LoRA repository."""
-    name: str = "dart"
 
 
 CONFIGS = {"e2e": E2EConfig, "webnlg": WebNLGConfig, "dart": DARTConfig}

@@ -15,19 +15,16 @@ from .common import ReconstructOptions, SplitOptions, make_task, register_with_a
 @dataclass
 class DigitsConfig(SplitOptions):
     """scikit-learn's bundled 8×8 digits (1,797 images, 10 classes); no download."""
-    name: str = "digits"
 
 
 @dataclass
 class DigitsAEConfig(ReconstructOptions, DigitsConfig):
     """digits as an autoencoder task (MSE reconstruction through a code layer)."""
-    name: str = "digits_ae"
 
 
 @dataclass
 class MNIST1DConfig(SplitOptions):
     """The mnist1d package: 40-sample 1-D digits, generated procedurally (no download)."""
-    name: str = "mnist1d"
     num_samples: int = opt(5000, gt=0, integer=True)
     data_seed: int = 42          # the generator's seed (42 is the package's reference dataset)
 
@@ -40,13 +37,11 @@ class MNIST1DConfig(SplitOptions):
 @dataclass
 class MNIST1DAEConfig(ReconstructOptions, MNIST1DConfig):
     """mnist1d as an autoencoder task."""
-    name: str = "mnist1d_ae"
 
 
 @dataclass
 class ParityConfig(SplitOptions):
     """n-bit parity of uniform random bit vectors (synthetic); 2 classes."""
-    name: str = "parity"
     n_bits: int = opt(10, gt=0, integer=True)   # the continuation paper's hard setting is 40 bits (with 200k samples)
     num_samples: int = opt(6000, gt=0, integer=True)
     signed: bool = True          # inputs as ±1 (false: 0/1)

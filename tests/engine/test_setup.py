@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 
 from contnet.engine.config import TrainerConfig, trainer_config
 from contnet.engine.setup import CUDNN_TF32_DEFAULT, device_settings
-from contnet.registry import TRAINERS, ConfigError
+from contnet.registry import ALL, ConfigError
 from tests.helpers.config import compose
 from tests.helpers.runs import run_inprocess
 
@@ -24,7 +24,8 @@ FAST = ["task=digits", "trainer.device=cpu", "trainer.max_steps=6", "trainer.eva
 def test_library_default_is_the_composed_cli_default_and_the_yaml_holds_no_values():
     composed = OmegaConf.to_container(compose([]).trainer, resolve=True)
     assert dataclasses.asdict(TrainerConfig()) == composed
-    assert TRAINERS.config("default") is TrainerConfig and TRAINERS.get("default")(None) == TrainerConfig()
+    assert trainer_config(None) == TrainerConfig() and TrainerConfig().name == "default"
+    assert "trainer" not in {reg.group for reg in ALL}          # one option: typed directly, no registry
     from importlib import resources
     yaml = OmegaConf.create((resources.files("contnet.conf") / "trainer" / "default.yaml").read_text())
     assert set(yaml) == {"defaults"}

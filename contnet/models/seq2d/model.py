@@ -13,7 +13,7 @@ from typing import Any, ClassVar, List, Optional
 
 from contnet.errors import fmt
 from contnet.registry import MODELS, ConfigError
-from contnet.schema import Options, opt
+from contnet.schema import Block, opt
 from ..common import ACTIVATIONS, ModelConfig, finish, hidden_widths, in_features, new_lambda
 from .builders import SKIPS, dense, iterated_rnn, mlp, resnet
 from .layout import from_layout
@@ -23,7 +23,7 @@ SIZE_NAMES = ("in", "out", "code")
 
 
 @dataclass
-class Seq2DResNetOptions(Options):
+class Seq2DResNetOptions(Block):
     """`model.resnet.*` (pattern=resnet)."""
     group: ClassVar[str] = "model.resnet"
     # skip cell h_{l-1} → h_l: identity (ResNet) | scalar | diag | linear (weighted skips, spec §5-A1)
@@ -35,7 +35,7 @@ class Seq2DResNetOptions(Options):
 
 
 @dataclass
-class Seq2DDenseOptions(Options):
+class Seq2DDenseOptions(Block):
     """`model.dense.*` (pattern=dense)."""
     group: ClassVar[str] = "model.dense"
     # zero: long skips start at 0, training starts from the MLP (spec §5-A1 best reading) | row: U(±1/√row fan-in)
@@ -43,7 +43,7 @@ class Seq2DDenseOptions(Options):
 
 
 @dataclass
-class Seq2DRNNOptions(Options):
+class Seq2DRNNOptions(Block):
     """`model.rnn.*` (pattern=rnn)."""
     group: ClassVar[str] = "model.rnn"
     # T for the recurrent pattern (spec §5-A4: 4 in the reference MNIST runs)
@@ -52,7 +52,7 @@ class Seq2DRNNOptions(Options):
 
 
 @dataclass
-class Seq2DGridOptions(Options):
+class Seq2DGridOptions(Block):
     """`model.grid.*` (pattern=grid): a square block layout in paper orientation (row = target).
     Example (an MLP with one zero-initialised long skip x → h2):
         sizes: [in, 128, 64, out]
@@ -86,7 +86,6 @@ class Seq2DConfig(ModelConfig):
     slot; auto: on when the optimizer is a continuation method."""
     objectives = ("classify", "reconstruct")
 
-    name: str = "seq2d"
     # mlp | resnet | dense (lower-triangular skips) | rnn (recurrent, input re-injected) | grid (layout below)
     pattern: str = opt("mlp", choices=PATTERNS)
     # hidden layers (mlp, dense) or residual blocks (resnet); used when widths is null
