@@ -26,8 +26,8 @@ sys.path.insert(0, str(REPO / "bench"))
 
 def conf(group: str, name: str, **over):
     """Option `name` of `group` as its typed config (the CLI defaults) with `over` applied."""
-    from contnet.registry import ALL
-    return next(r for r in ALL if r.group == group).config(name)(**over)
+    from contnet.validation import group_options       # the trainer group included (it has no registry)
+    return group_options(group)[name](**over)
 
 
 def sync(device) -> None:
