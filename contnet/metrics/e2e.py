@@ -1,8 +1,9 @@
 """The five E2E NLG scores for one prediction per distinct MR against all of that MR's references.
 
 Scales follow the papers' tables (Solo Connection, LoRA): BLEU, METEOR and ROUGE-L ×100; NIST and CIDEr as
-they come.  (e2e-metrics prints BLEU 0.6770; the tables say 67.7.)  NIST is the scorer's default (`nist="mteval"`,
-the Perl mteval-v13a run) unless `nist="python"` asks for its `-p` mode; they differ in the length penalty only
+they come.  (e2e-metrics prints BLEU 0.6770; the tables say 67.7.)  NIST is the scorer's `-p` mode by default (`nist="python"`: how
+LoRA's README recipe scores, whose figures the papers' tables carry); `nist="mteval"` gives the scorer's own default
+(the Perl mteval-v13a run that the E2E challenge reported); they differ in the length penalty only
 (contnet/metrics/mteval.py).
 """
 from __future__ import annotations
@@ -17,7 +18,7 @@ _warned = False
 
 
 def score_e2e(hyps: list[str], refs: list[list[str]], meteor: bool | None = None,
-              nist: str = "mteval") -> dict[str, float]:
+              nist: str = "python") -> dict[str, float]:
     """{'bleu', 'nist', 'meteor', 'rouge_l', 'cider'}; without Java METEOR is left out and ROUGE-L/CIDEr are
     approximate (one warning line; NLG tasks also record `scores: approximate` in summary.json).  `nist`:
     mteval (e2e-metrics' default) or python (its `-p`)."""
@@ -52,8 +53,8 @@ def group_references(pairs: list[tuple[str, str]]) -> tuple[list[str], list[list
 
 def write_e2e_files(run_dir: Path, split: str, hyps: list[str], refs: list[list[str]]) -> tuple[Path, Path]:
     """e2e-metrics' input format: predictions one per line; references of one MR on consecutive lines,
-    a blank line between MRs (so `measure_scores.py refs preds` re-scores the run: its NIST is our default,
-    `task.nist=mteval`; with `-p` it is `task.nist=python`)."""
+    a blank line between MRs (so `measure_scores.py -p refs preds` re-scores the run with our default NIST,
+    `task.nist=python`; without `-p` it is `task.nist=mteval`)."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     pred_path, ref_path = run_dir / f"{split}_predictions.txt", run_dir / f"{split}_references.txt"

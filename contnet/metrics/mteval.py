@@ -1,6 +1,7 @@
 """BLEU and NIST as the E2E challenge's scorer (e2e-metrics) computes them: 13a tokenisation, case-insensitive,
 corpus-level statistics, multiple references per segment.  NIST comes in the scorer's two modes (`nist(mode=)`):
-its default, which runs the Perl mteval-v13a script (`mteval`, our default), and its Python port (`-p`, `python`).
+its Python port (`-p`, `python`, our default: LoRA's README recipe scores with `-p`, so the papers' tables that ours
+sit beside do), and its own default, which runs the Perl mteval-v13a script (`mteval`, what the E2E challenge reported).
 
 - BLEU-4: clipped n-gram precisions (clip = max count in any one reference), uniform weights, no smoothing,
   brevity penalty against the *closest* reference length of each segment (ties: the shorter one).  The two
@@ -78,7 +79,7 @@ def nist_length_penalty(ratio: float) -> float:
     return math.exp(-NIST_BETA * math.log(ratio) ** 2) if ratio > 0 else 0.0
 
 
-def nist_ref_length(tok_refs: list[list[list[str]]], mode: str = "mteval") -> float:
+def nist_ref_length(tok_refs: list[list[list[str]]], mode: str = "python") -> float:
     """The reference length that NIST's length penalty sets the output length against.
 
     mteval: e2e-metrics' default writes reference k of every MR into the k-th reference set of the mteval
@@ -117,7 +118,7 @@ def check_nist_mode(mode: str) -> str:
 
 
 def nist(hyps: list[str], refs: list[list[str]], max_n: int = 5, lowercase: bool = True,
-         mode: str = "mteval") -> float:
+         mode: str = "python") -> float:
     """Corpus NIST-5 (typically 0–10+) as e2e-metrics computes it: mode mteval = its default, python = `-p`.
 
     The modes differ in two places only: the reference length of the length penalty (nist_ref_length), and
