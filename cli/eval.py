@@ -26,10 +26,23 @@ def load_config(run_dir: Path, overrides: list[str]):
         key, sep, value = arg.partition("=")
         if not sep:
             raise ConfigError(f"{arg!r}: expected key=value (e.g. task.test_size=100)")
-        if OmegaConf.select(cfg, key, default="__missing__") == "__missing__":
+        if OmegaConf.select(cfg, key, default="__missing__") == "__missing__" and not _option_field(cfg, key):
             raise ConfigError(f"{key}: no such key in the run's config; check `{path}`")
-        OmegaConf.update(cfg, key, OmegaConf.select(OmegaConf.from_dotlist([arg]), key), merge=False)
+        OmegaConf.update(cfg, key, OmegaConf.select(OmegaConf.from_dotlist([arg]), key), merge=False, force_add=True)
     return cfg
+
+
+def _option_field(cfg, key: str) -> bool:
+    """`group.field` is a field of the run's option class: a key added after the run was made (e.g. task.nist)."""
+    import dataclasses
+
+    from contnet.validation import REGISTRIES
+    group, _, name = key.partition(".")
+    registry = REGISTRIES.get(group)
+    if registry is None or "." in name or cfg.get(group) is None or cfg[group].get("name") not in registry:
+        return False
+    cls = registry.config(cfg[group].name)
+    return cls is not None and name in {f.name for f in dataclasses.fields(cls)}
 
 
 def fine_tuned_model(cfg, run_dir: Path, task):

@@ -48,3 +48,15 @@ def test_eval_bad_input_is_one_line_and_exit_2(tmp_path):
     out = cli_inprocess(["eval", str(tmp_path)], tmp_path)
     assert out.returncode == 2 and ".hydra/config.yaml" in out.stderr
     assert not (tmp_path / "eval").exists()
+
+
+def test_an_override_of_a_key_added_after_the_run_was_made(tmp_path):
+    """A run's .hydra/config.yaml from before task.nist existed: `contnet eval <run> task.nist=mteval` sets it (a
+    field of the run's task option); a key no option has is still one line naming it."""
+    from contnet.cli.eval import load_config
+    from contnet.registry import ConfigError
+    (tmp_path / ".hydra").mkdir()
+    (tmp_path / ".hydra" / "config.yaml").write_text("task:\n  name: e2e\n  meteor: false\nmodel:\n  name: tiny-gpt2\n")
+    assert load_config(tmp_path, ["task.nist=mteval"]).task.nist == "mteval"
+    with pytest.raises(ConfigError, match=r"^task.nist_mode: no such key in the run's config"):
+        load_config(tmp_path, ["task.nist_mode=mteval"])
