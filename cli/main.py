@@ -11,6 +11,8 @@ COMMANDS = {
     "report": ("contnet.cli.report", "aggregate run directories: contnet report <dir>... [--out DIR]"),
     "eval": ("contnet.cli.eval", "decode and score a finished run again: contnet eval <run dir> [task.test_size=N ...]"),
     "params": ("contnet.cli.params", "count parameters from configs alone: contnet params model=gpt2-medium peft=lora"),
+    "tune": ("contnet.studies.tune", "tuned comparison, each arm at its own tuned values: contnet tune experiment=tune_… "
+             "[--workers N]"),
     "tables": ("contnet.studies.tables", "render the docs' results tables from docs/results/<study>/: contnet tables [--check]"),
     "reproduce": ("contnet.reproduce", "run the paper claims' sweeps, then REPORT.md: contnet reproduce [--scale cpu|paper]"),
 }

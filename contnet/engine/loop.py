@@ -128,6 +128,7 @@ class Loop:
     next_ckpt_t: float = 0.0
     saved_step: int = -1                  # the step of the last checkpoint this loop saved
     identity: dict | None = None          # the keys that make this run (rundir.run_identity), kept in checkpoints
+    on_eval: object = None                # fit()'s on_eval: callback(val record) -> True stops the run as "pruned"
 
 
 def training_models(model, task, cfg: TrainerConfig, setup: Setup, seed: int):
@@ -302,10 +303,17 @@ def end_of_step(lp: Loop, signals: StopOnSignal) -> None:
     ckpt_due = bool(cfg.checkpoint_every) and st.step % cfg.checkpoint_every == 0
     if stop or evaluating or ckpt_due or st.step % cfg.log_every == 0 or st.step >= n_steps:
         stop = flush(lp, signals.requested)
+    pruned = False
     if evaluating:
-        lp.reporter.update(st.step, {**st.last, **evaluate(lp)})
+        rec = evaluate(lp)
+        lp.reporter.update(st.step, {**st.last, **rec})
+        pruned = bool(rec) and lp.on_eval is not None and bool(lp.on_eval(rec))
     if ckpt_due or (lp.timed_ckpt and not lp.pending):
         save_checkpoint(lp)
+    if pruned:                             # finish() saves the checkpoint, as after a stop
+        lp.status = "pruned"
+        log.info("pruned at step %d (asked by the evaluation callback)", st.step)
+        raise Stop
     if stop:
         signals.acted = True
         lp.status = "interrupted"
@@ -351,17 +359,20 @@ def plot(lp: Loop) -> None:
 
 def fit(*, model, task, optimizer, scheduler, tcfg: TrainerConfig, setup: Setup, run_dir: Path, loggers: list,
         seed: int, state: RunState | None = None, signals: StopOnSignal | None = None, identity: dict | None = None,
-        into: dict | None = None) -> dict:
+        into: dict | None = None, on_eval=None) -> dict:
     """Train, evaluate at the end, save the last checkpoint and the plot; returns the summary fields the engine
     owns (status, steps, final, best, timings), and keeps them in `into` as well when it ends by an exception.
 
     `setup` is what `run()` decided (device, precision, step budget; the model is placed); `state` the progress
     of a restored checkpoint (everything else of it is restored already), None for a fresh start.  `signals` is
     the run's signal scope (engine/signals.py; a library call gets its own).  With a data-parallel context every
-    rank runs this loop on its shard of each global batch; only rank 0 has loggers and writes checkpoints."""
+    rank runs this loop on its shard of each global batch; only rank 0 has loggers and writes checkpoints.
+    `on_eval(record)`: called with each evaluation's record during training (a tuner reports it to its pruner);
+    True ends the run there, status "pruned" (single-process runs: under DDP only rank 0 evaluates)."""
     cfg = tcfg
     lp = Loop(cfg, setup, model, *training_models(model, task, cfg, setup, seed), task=task, optimizer=optimizer,
-              scheduler=scheduler, loggers=loggers, run_dir=Path(run_dir), seed=seed, identity=identity)
+              scheduler=scheduler, loggers=loggers, run_dir=Path(run_dir), seed=seed, identity=identity,
+              on_eval=on_eval)
     lp.next_ckpt_t = time.perf_counter() + cfg.checkpoint_every_s
     if state is not None:
         lp.state, lp.saved_step = state, state.step

@@ -107,7 +107,7 @@ def failure(e: BaseException) -> dict:
 
 
 def run(cfg: DictConfig, run_dir: Path, group: str | None = None, name: str | None = None,
-        hydra_files: dict[str, str] | None = None) -> dict:
+        hydra_files: dict[str, str] | None = None, on_eval=None) -> dict:
     """One run.  Under torchrun every rank calls this; only rank 0 writes into run_dir, and holds its lock.
 
     Order: every check that can refuse the run (config, run directory and its lock, device, precision,
@@ -115,7 +115,8 @@ def run(cfg: DictConfig, run_dir: Path, group: str | None = None, name: str | No
     refused run changes no file (a ConfigError: one line, exit 2; what the process appended to a log in the
     run directory is cut again).  From then on every run ends with a summary.json, whatever stops it: one
     signal scope covers the whole run (engine/signals.py).  `hydra_files`: `.hydra/` files besides
-    config.yaml (the CLI's overrides.yaml, hydra.yaml), written with the run's first write."""
+    config.yaml (the CLI's overrides.yaml, hydra.yaml), written with the run's first write.  `on_eval`: fit()'s
+    evaluation callback (a tuner's pruner; True ends the run with status "pruned")."""
     composed = OmegaConf.to_yaml(cfg)              # .hydra/config.yaml: the config as composed
     if cfg.get("peft") is None:                    # peft=null reads as peft=none
         with open_dict(cfg):
@@ -133,7 +134,7 @@ def run(cfg: DictConfig, run_dir: Path, group: str | None = None, name: str | No
     try:
         locked = rundir.acquire(run_dir) if ctx.is_main else False      # taken at the check, held to the end
         with StopOnSignal() as signals:
-            return _run(cfg, parts, setup, run_dir, resume_from, signals, (group, name), files, logs)
+            return _run(cfg, parts, setup, run_dir, resume_from, signals, (group, name), files, logs, on_eval)
     except ConfigError:
         rundir.roll_back_logs(logs)
         raise
@@ -152,7 +153,7 @@ def _first_write(run_dir: Path, restart: bool, files: dict, logs: dict) -> None:
         atomic_write_bytes(run_dir / ".hydra" / fname, text.encode())
 
 
-def _run(cfg, parts, setup, run_dir, resume_from, signals, names, files, logs) -> dict:
+def _run(cfg, parts, setup, run_dir, resume_from, signals, names, files, logs, on_eval=None) -> dict:
     ctx, seed, is_main, tcfg = setup.ctx, int(cfg.seed), setup.ctx.is_main, parts["trainer"]
     restart = rundir.plan_fresh_start(tcfg, run_dir, resume_from is not None) if is_main else False
     ckpt = checkpoint.read(resume_from) if resume_from is not None else None   # corrupt/truncated: fail now
@@ -194,7 +195,7 @@ def _run(cfg, parts, setup, run_dir, resume_from, signals, names, files, logs) -
         with signals.shielded():                   # milliseconds; a signal here is acted on by the loop's first step
             _first_write(run_dir, restart, files, logs)
     objs = {"task": task, "model": model, "optimizer": optimizer, "scheduler": scheduler}
-    return _train(cfg, parts, setup, run_dir, ckpt, signals, names, identity, objs, summary)
+    return _train(cfg, parts, setup, run_dir, ckpt, signals, names, identity, objs, summary, on_eval)
 
 
 def check_continues(ckpt: dict, identity: dict, run_dir: Path, is_main: bool) -> None:
@@ -209,7 +210,7 @@ def check_continues(ckpt: dict, identity: dict, run_dir: Path, is_main: bool) ->
                           "restore the file, or start over with trainer.overwrite=true")
 
 
-def _train(cfg, parts, setup, run_dir, ckpt, signals, names, identity, objs, summary) -> dict:
+def _train(cfg, parts, setup, run_dir, ckpt, signals, names, identity, objs, summary, on_eval=None) -> dict:
     """The loggers, the restored RNG states (last: nothing may draw after them), fit(), the adapter; summary.json
     last, whatever ended the run."""
     is_main, loggers = setup.ctx.is_main, []
@@ -220,7 +221,7 @@ def _train(cfg, parts, setup, run_dir, ckpt, signals, names, identity, objs, sum
         if ckpt is not None:
             restore_rng(ckpt, setup.ctx, setup.device)
         loop.fit(**objs, tcfg=parts["trainer"], setup=setup, run_dir=run_dir, loggers=loggers, seed=summary["seed"], state=state,
-                 signals=signals, identity=identity, into=summary)
+                 signals=signals, identity=identity, into=summary, on_eval=on_eval)
         if is_main and summary.get("status") == "completed":
             from contnet.peft.io import save_for_run
             save_for_run(parts["peft"], objs["model"], run_dir)      # <run>/adapter/: what `contnet eval <run>` loads

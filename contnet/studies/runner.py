@@ -3,18 +3,26 @@ what is missing; every study leaves the same evidence (artifact.py).
 
     runs = [Run("adam/s0", ["experiment=tune_digits_ae", "optimizer=adam"], seed=0, arm="adam"), ...]
     rows = execute(runs, root)                # in this process, one after the other
-    artifact.write_rows(root, rows)
+    write_study(root, rows, "contnet tune ...", env, wall_s)     # runs.jsonl + meta.json (artifact.py)
 
 A run executes in the study's process: Hydra composes its config (`contnet.conf.compose`, as `contnet train`
 would from the same overrides) and `contnet.engine.run.run` trains it into `<root>/<run.dir>`, with the run's log
 lines in its contnet.log, as `contnet train` writes them.  The same overrides give the same numbers whether a
 run is made here or by `contnet train` in its own process (tests/studies/test_runner.py).
+
+Launchers: `execute(..., do=run_in_process)` (the default) or `do=run_subprocess` (`contnet train` in a fresh
+process per run, when a run must not share the study's process).  `run_in_process` passes keyword hooks on to
+`engine.run.run` (e.g. `on_eval`, a tuner's pruner).  A run stopped by a signal stops the study: execute() raises
+Interrupted after the run wrote its summary and checkpoint, so the command ends with one line and 128 + N.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-from contextlib import contextmanager
+import shutil
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
@@ -49,7 +57,7 @@ def is_done(run_dir: Path) -> bool:
     return status(run_dir) in DONE
 
 
-@contextmanager
+@contextlib.contextmanager
 def log_file(path: Path):
     """The run's log lines (contnet's loggers) in path, as Hydra's job logging writes them for `contnet train`."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -64,27 +72,96 @@ def log_file(path: Path):
         handler.close()
 
 
-def run_in_process(run: Run, root: Path, **hooks) -> dict:
-    """Compose the run's config and train it into root/run.dir; `hooks` go to contnet.engine.run.run."""
+PLANNED = "study_run.json"        # in each run folder: the overrides and seed the study made it with
+
+
+def planned(run: Run) -> dict:
+    return {"overrides": list(run.overrides), "seed": run.seed}
+
+
+def mark(run: Run, root: Path) -> None:
+    d = Path(root) / run.dir
+    d.mkdir(parents=True, exist_ok=True)
+    (d / PLANNED).write_text(json.dumps(planned(run), indent=1))
+
+
+def forget_if_changed(run: Run, root: Path) -> bool:
+    """A run folder made with other overrides or another seed than `run` now has (the study's plan changed, e.g.
+    more trials moved an arm's best values) is removed, so that the run starts over; True when it was."""
+    d = Path(root) / run.dir
+    try:
+        before = json.loads((d / PLANNED).read_text())
+    except (OSError, ValueError):
+        return False
+    if before == planned(run):
+        return False
+    shutil.rmtree(d)
+    return True
+
+
+def run_in_process(run: Run, root: Path, quiet: bool = False, **hooks) -> dict:
+    """Compose the run's config and train it into root/run.dir; `hooks` go to contnet.engine.run.run.  `quiet`:
+    the run's console output (its final table) goes to its stdout.log instead (a study prints its own lines)."""
     from contnet.conf import compose
     from contnet.engine.run import run as train
     run_dir = Path(root) / run.dir
     cfg = compose([*run.command(), "trainer.resume=auto"])     # a run stopped before its end continues
-    with log_file(run_dir / "contnet.log"):
-        return train(cfg, run_dir, **hooks)
+    mark(run, root)
+    try:
+        with log_file(run_dir / "contnet.log"), contextlib.ExitStack() as stack:
+            if quiet:
+                stack.enter_context(contextlib.redirect_stdout(stack.enter_context(open(run_dir / "stdout.log", "a"))))
+            return train(cfg, run_dir, **hooks)
+    finally:
+        mark(run, root)                                        # a run started over cleared its folder
 
 
-def execute(runs: Iterable[Run], root: Path, do: Callable[[Run, Path], dict] = run_in_process,
-            on_done: Callable[[Run, dict], None] | None = None) -> list[dict]:
-    """Run what is missing (in order), then return one artifact row per run, done before or now."""
+def run_subprocess(run: Run, root: Path, quiet: bool = True, **hooks) -> dict:
+    """The same run as `contnet train` in a fresh process (a launcher for runs that must not share the study's
+    process); its output goes to the run's launch.log.  Hooks need this process: none is accepted."""
+    if hooks:
+        raise TypeError(f"run_subprocess takes no hooks ({', '.join(hooks)}): they need the run in this process")
+    run_dir = Path(root) / run.dir
+    mark(run, root)
+    cmd = [sys.executable, "-m", "contnet.cli.main", "train", *run.command(), "trainer.resume=auto",
+           f"hydra.run.dir={run_dir.resolve()}", "hydra.callbacks.report.enabled=false"]
+    with open(run_dir / "launch.log", "a", encoding="utf-8") as fh:
+        subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, check=False)
+    mark(run, root)
+    try:
+        return json.loads((run_dir / "summary.json").read_text())
+    except (OSError, ValueError):
+        return {"status": None}
+
+
+def stop_if_interrupted(summary: dict) -> None:
+    """A run that a signal stopped stops its study too (its checkpoint stands; a rerun resumes it)."""
+    if summary.get("status") == "interrupted":
+        from contnet.engine.signals import Interrupted
+        raise Interrupted(int(summary.get("signal") or 2))
+
+
+def execute(runs: Iterable[Run], root: Path, do: Callable[..., dict] = run_in_process,
+            on_done: Callable[[Run, dict], None] | None = None, **options) -> list[dict]:
+    """Run what is missing (in order), then return one artifact row per run, done before or now.  `options` go
+    to `do` (run_in_process: quiet=True, hooks)."""
     runs = list(runs)
     for r in runs:
         if not is_done(Path(root) / r.dir):
-            summary = do(r, Path(root))
+            summary = do(r, Path(root), **options)
             if on_done is not None:
                 on_done(r, summary)
+            stop_if_interrupted(summary)
     return rows(runs, root)
 
 
 def rows(runs: Sequence[Run], root: Path) -> list[dict]:
     return [artifact.run_row(Path(root) / r.dir, root, r.overrides, r.arm, r.extra) for r in runs]
+
+
+def write_study(root: Path, study_rows: Iterable[dict], command: str, env: dict, wall_s: float | None,
+                **extra) -> None:
+    """The study's evidence: runs.jsonl (one row per run) and meta.json (`env`: artifact.environment() taken when
+    the study started; `extra`: study-specific fields, e.g. a tuner's budget)."""
+    artifact.write_rows(root, study_rows)
+    artifact.write_meta(root, command, env, wall_s, **extra)

@@ -1,0 +1,138 @@
+"""Tuning workers: N processes share one study through its storage (Optuna's journal file, or an RDB URL).
+
+Every worker runs the same body (`work`): the trials of each arm in turn, while that arm's budget has room
+(trials.tune_arm: one study per arm, every worker asks it), then waits until no trial of any arm is running,
+then runs its share of the final runs (every N-th, from its index).  A worker runs its trials in its own
+process (runner.run_in_process); the study's process is worker 0 on one machine, so `--workers 1` starts no
+process at all.
+
+- `--workers N` on one machine: N − 1 more processes (`python -m contnet.studies.workers <out> <i> <N>`), their
+  output in <out>/worker<i>.log.  The plan gives each worker cores // N torch threads where the preset leaves
+  `trainer.threads` to torch, so N workers fit the machine.
+- `--launcher slurm`: N Slurm array tasks through submitit (the study's process only waits);
+  `--launcher submitit_local` runs the same through submitit's local executor (what the tests use).
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from contnet.studies import runner, trials
+
+PLAN = "plan.json"
+
+
+def read_plan(out: Path) -> dict:
+    return json.loads((Path(out) / PLAN).read_text())
+
+
+def work(out: str | Path, index: int = 0, count: int = 1) -> int:
+    """One worker's whole share of the study (see the module's docstring); returns the runs it made."""
+    out = Path(out)
+    plan = read_plan(out)
+    storage = trials.open_storage(plan, out)
+    ran = sum(trials.tune_arm(plan, out, storage, arm, index) for arm in plan["arms"])
+    if plan.get("tune_only"):
+        return ran
+    while not trials.settled(storage, plan["arms"]):      # the best values are known once no trial runs
+        time.sleep(0.5)
+    mine = final_runs(plan, out, storage)[index::count]
+    todo = [r for r in mine if not runner.is_done(out / r.dir)]
+    runner.execute(mine, out, on_done=said, quiet=True)
+    return ran + len(todo)
+
+
+def said(run: runner.Run, summary: dict) -> None:
+    final = summary.get("final") or {}
+    print(f"[tune] {run.dir}: {summary.get('status')}, val/loss {final.get('val/loss', float('nan')):.5g}, "
+          f"test/loss {final.get('test/loss', float('nan')):.5g}", flush=True)
+
+
+def final_runs(plan: dict, out: Path, storage) -> list[runner.Run]:
+    """One run per final seed per arm at the arm's best values (arms with no complete trial have none).  A run
+    made at other values (more trials changed the best) is started over."""
+    from contnet.studies import space
+    runs = []
+    for arm, spec in plan["arms"].items():
+        top = trials.best(trials.load_study(storage, arm).get_trials(deepcopy=False))
+        if top is None:
+            continue
+        values = [space.override(k, v) for k, v in sorted(top.params.items())]
+        for seed in plan["seeds"]:
+            runs.append(runner.Run(f"final/{arm}/seed{seed}",
+                                   [f"experiment={plan['experiment']}", *spec.get("overrides", []),
+                                    *plan["overrides"], *plan.get("run_overrides", []), *values], seed=seed,
+                                   arm=arm, extra={"kind": "final", "params": dict(top.params),
+                                                   "from_trial": top.number}))
+    for r in runs:
+        runner.forget_if_changed(r, out)
+    return runs
+
+
+def worker_env(threads: int | None) -> dict:
+    env = dict(os.environ)
+    if threads:
+        env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads)
+    return env
+
+
+def run_local(out: Path, count: int, threads: int | None) -> None:
+    """Worker 0 here, workers 1..N-1 as processes; any that fails (or a signal here) stops the others."""
+    procs = []
+    try:
+        for i in range(1, count):
+            log = open(out / f"worker{i}.log", "ab")
+            procs.append(subprocess.Popen([sys.executable, "-m", "contnet.studies.workers", str(out), str(i),
+                                           str(count)], stdout=log, stderr=subprocess.STDOUT,
+                                          env=worker_env(threads)))
+            log.close()
+        work(out, 0, count)
+        bad = [(i + 1, p.wait()) for i, p in enumerate(procs)]
+        bad = [(i, rc) for i, rc in bad if rc != 0]
+        if bad:
+            raise RuntimeError(f"worker {bad[0][0]} exited with code {bad[0][1]}; see {out / f'worker{bad[0][0]}.log'}")
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.terminate()                  # SIGTERM: its running trial stops at a step, FAIL in the study
+        for p in procs:
+            p.wait()
+
+
+SUBMITIT_PLAIN = ("timeout_min", "cpus_per_task", "mem_gb", "gpus_per_node", "nodes", "tasks_per_node", "name")
+
+
+def run_submitit(out: Path, count: int, cluster: str, params: dict) -> None:
+    """N array tasks through submitit (cluster "slurm", or "local": submitit's local executor); waits for all.
+    `params`: submitit's own (timeout_min, cpus_per_task, mem_gb, …) or Slurm's (partition, account, … get the
+    slurm_ prefix)."""
+    import submitit
+    ex = submitit.AutoExecutor(folder=str(out / "submitit"), cluster=cluster)
+    named = {k if k in SUBMITIT_PLAIN or k.startswith("slurm_") else f"slurm_{k}": v for k, v in params.items()}
+    ex.update_parameters(**{"timeout_min": 60, "cpus_per_task": 1, "slurm_array_parallelism": count, **named})
+    jobs = ex.map_array(work, [str(out)] * count, list(range(count)), [count] * count)
+    failed = []
+    for i, job in enumerate(jobs):
+        try:
+            job.result()
+        except Exception as e:                 # noqa: BLE001 - reported below as one line, with its log
+            failed.append((i, e))
+    if failed:
+        i, e = failed[0]
+        raise RuntimeError(f"array task {i} failed ({' '.join(str(e).split())[:200]}); see {out / 'submitit'}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m contnet.studies.workers <study folder> <index> <count>`: one local worker process."""
+    out, index, count = (sys.argv[1:] if argv is None else argv)
+    work(Path(out), int(index), int(count))
+    return 0
+
+
+if __name__ == "__main__":
+    from contnet.cli.main import run_command
+    sys.exit(run_command("tune (worker)", main))
