@@ -40,11 +40,14 @@ PRUNERS = {"none": "NopPruner", "median": "MedianPruner", "successive_halving": 
            "hyperband": "HyperbandPruner"}
 
 
-def make_pruner(spec: dict):
-    """`tune.pruner`: {name: none|median|successive_halving|hyperband, <the Optuna pruner's arguments>}."""
+def make_pruner(spec: dict, full_steps: int | None = None):
+    """{name: none|median|successive_halving|hyperband, <the Optuna pruner's arguments>}; Hyperband's
+    max_resource is a full run's steps unless given."""
     spec = dict(spec or {"name": "none"})
-    cls = getattr(optuna().pruners, PRUNERS[spec.pop("name")])
-    return cls(**spec)
+    name = spec.pop("name")
+    if name == "hyperband" and full_steps and "max_resource" not in spec:
+        spec["max_resource"] = full_steps
+    return getattr(optuna().pruners, PRUNERS[name])(**spec)
 
 
 def make_sampler(plan: dict, n_done: int, worker: int):
@@ -59,7 +62,7 @@ def make_sampler(plan: dict, n_done: int, worker: int):
 def load_study(storage, arm: str, plan: dict | None = None, worker: int = 0):
     op = optuna()
     study = op.create_study(study_name=arm, storage=storage, direction="minimize", load_if_exists=True,
-                            pruner=make_pruner(plan["pruner"]) if plan else None)
+                            pruner=make_pruner(plan["pruner"], plan.get("full_steps")) if plan else None)
     if plan is not None:
         study.sampler = make_sampler(plan, len(study.get_trials(deepcopy=False)), worker)
     return study

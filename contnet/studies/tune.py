@@ -36,8 +36,14 @@ def plan_from(cfg, trials_: float | None = None, seeds=None) -> dict:
     return {"trials": trials_ if trials_ is not None else t["trials"], "tune_seed": int(t["tune_seed"]),
             "seeds": [int(s) for s in (seeds if seeds is not None else t["seeds"])], "target": t.get("target"),
             "sampler": t.get("sampler") or {"seed": 0, "n_startup_trials": 8},
-            "pruner": t.get("pruner") or {"name": "none"}, "full_steps": cfg.trainer.get("max_steps"),
+            "pruner": pruner_spec(t, t.get("pruner")), "full_steps": cfg.trainer.get("max_steps"),
             "arms": {name: arm for name, arm in t["arms"].items() if arm is not None}}
+
+
+def pruner_spec(table: dict, name: str | None) -> dict:
+    """{name, <its arguments from tune.pruners.<name>>}; no pruner named: none."""
+    name = name or "none"
+    return {"name": name, **((table.get("pruners") or {}).get(name) or {})}
 
 
 def parser() -> argparse.ArgumentParser:
@@ -134,17 +140,19 @@ def check_pruner(plan: dict) -> None:
     spec = dict(plan["pruner"])
     if spec.get("name") not in trials.PRUNERS:
         raise ConfigError(f"pruner {spec.get('name')!r}: choose one of {', '.join(trials.PRUNERS)} "
-                          "(--pruner or tune.pruner.name)")
+                          "(--pruner or tune.pruner)")
     try:
-        trials.make_pruner(spec)
+        trials.make_pruner(spec, plan.get("full_steps"))
     except (TypeError, ValueError) as e:
-        raise ConfigError(f"tune.pruner {spec}: {' '.join(str(e).split())}; see Optuna's "
-                          f"{trials.PRUNERS[spec['name']]} for its arguments") from None
+        raise ConfigError(f"tune.pruners.{spec.pop('name')} {spec}: {' '.join(str(e).split())}; see Optuna's "
+                          f"{trials.PRUNERS[plan['pruner']['name']]} for its arguments") from None
 
 
 def checked_plan(args) -> dict:
     """The study's plan, every input checked first (ConfigError: one line, nothing written)."""
     import os
+
+    from omegaconf import OmegaConf
 
     from contnet.cli.checks import check_overrides
     from contnet.conf import compose
@@ -155,7 +163,7 @@ def checked_plan(args) -> dict:
     cfg = compose([f"experiment={experiment}", *args.overrides])
     plan = plan_from(cfg, args.trials, parse_seeds(args.seeds) if args.seeds else None)
     if args.pruner:
-        plan["pruner"] = {"name": args.pruner}
+        plan["pruner"] = pruner_spec(OmegaConf.to_container(cfg.tune, resolve=True), args.pruner)
     threads = max(1, (os.cpu_count() or 1) // args.workers)
     plan.update(experiment=experiment, overrides=list(args.overrides), workers=args.workers,
                 storage=args.storage, tune_only=args.tune_only, threads=threads,

@@ -39,6 +39,8 @@ def test_the_presets_plan_keeps_the_tune_table_without_a_hydra_sweeper():
     assert list(plan["arms"]) == ["adam", "cadam"] and plan["trials"] == 16 and plan["seeds"] == [0, 1, 2, 3, 4]
     assert plan["full_steps"] == cfg.trainer.max_steps == 600 and plan["sampler"]["seed"] == 0
     assert plan["pruner"]["name"] in trials.PRUNERS and cfg.model.init == "pca"
+    assert tune.plan_from(compose(["experiment=tune_digits_ae", "tune.pruner=hyperband"]))["pruner"] == {
+        "name": "hyperband", "min_resource": 100, "reduction_factor": 3}
     hydra = compose(["experiment=tune_digits_ae"], hydra_config=True).hydra
     assert hydra.sweeper._target_.endswith("BasicSweeper")       # the Optuna sweeper plugin is gone
     ratio = tune.plan_from(compose(["experiment=tune_ratio_mode"]))
@@ -71,8 +73,8 @@ def test_a_seeded_study_picks_the_same_trials_and_a_rerun_does_no_work(tmp_path,
 
 def test_pruned_trials_stop_early_count_their_steps_and_show_in_the_report(tmp_path):
     out = tmp_path / "s"
-    run_tune(out, "--arms", "adam", "--trials", "4", "--seeds", "0,1", "tune.pruner.n_startup_trials=1",
-             "tune.pruner.n_warmup_steps=0")
+    run_tune(out, "--arms", "adam", "--trials", "4", "--seeds", "0,1", "--pruner", "median", "tune.pruners.median.n_startup_trials=1",
+             "tune.pruners.median.n_warmup_steps=0")
     ts = journal(out, "adam")
     pruned = [t for t in ts if t[1] == "PRUNED"]
     assert pruned, ts                                            # this seed prunes (the test would say otherwise)
@@ -132,7 +134,7 @@ def test_a_bad_preset_through_a_real_process(tmp_path):
 def test_workers_share_each_study_within_its_budget(tmp_path, launcher):
     out = tmp_path / "w"
     run_tune(out, "--arms", "adam,cadam", "--trials", "4", "--seeds", "0,1,2", "--workers", "2", "--launcher",
-             launcher, "tune.pruner.name=none")
+             launcher, "--pruner", "none")
     for arm in ("adam", "cadam"):
         ts = journal(out, arm)
         done = [t for t in ts if t[1] == "COMPLETE"]
