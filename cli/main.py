@@ -14,7 +14,8 @@ COMMANDS = {
     "tune": ("contnet.studies.tune", "tuned comparison, each arm at its own tuned values: contnet tune experiment=tune_… "
              "[--workers N]"),
     "tables": ("contnet.studies.tables", "render the docs' results tables from docs/results/<study>/: contnet tables [--check]"),
-    "reproduce": ("contnet.reproduce", "run the paper claims' sweeps, then REPORT.md: contnet reproduce [--scale cpu|paper]"),
+    "reproduce": ("contnet.studies.reproduce", "run the paper claims' sweeps, then REPORT.md: contnet reproduce [--scale cpu|paper]"),
+    "solo-study": ("contnet.studies.solo", "the Solo Connection study: contnet solo-study screen|confirm|table"),
 }
 
 

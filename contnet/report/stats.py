@@ -196,3 +196,46 @@ def pick_primary_metric(runs: Sequence[Run]) -> str | None:
         if preferred in keys:
             return preferred
     return min(keys) if keys else None
+
+
+# ------------------------------------------------------------------------------------ tests over seeds
+
+LEVEL = 0.05       # the significance level every verdict states ("Welch's t-test over the seeds, 5% level")
+
+
+def welch(a: Sequence[float], b: Sequence[float]) -> float:
+    """Two-sided p-value of Welch's t-test (unequal variances) that the means of `a` and `b` differ; NaN when a
+    side has fewer than 2 finite values (one seed: nothing to test).  Equal constant samples: p = 1 if their
+    means are equal, else 0 (no spread, a certain difference)."""
+    xs, ys = ([float(v) for v in s if _finite(v)] for s in (a, b))
+    if len(xs) < 2 or len(ys) < 2:
+        return math.nan
+    (ma, sa, _), (mb, sb, _) = mean_std(xs), mean_std(ys)
+    if sa == 0 and sb == 0:
+        return 1.0 if ma == mb else 0.0
+    from scipy.stats import ttest_ind
+    return float(ttest_ind(xs, ys, equal_var=False).pvalue)
+
+
+def above(values: Sequence[float], floor: float) -> bool:
+    """Whether the values' mean is significantly above `floor` (one-sided one-sample t-test at LEVEL): e.g. an
+    accuracy above chance.  One value cannot show it."""
+    xs = [float(v) for v in values if _finite(v)]
+    mean, std, n = mean_std(xs)
+    if n < 2:
+        return False
+    if std == 0:
+        return mean > floor
+    from scipy.stats import ttest_1samp
+    return float(ttest_1samp(xs, floor, alternative="greater").pvalue) < LEVEL
+
+
+def compare_seeds(new: Sequence[float], base: Sequence[float], lower_better: bool) -> str:
+    """'better', 'worse' or 'same' (no difference at LEVEL by Welch's t-test), or 'untested' (< 2 seeds a side)."""
+    p = welch(new, base)
+    if math.isnan(p):
+        return "untested"
+    if p >= LEVEL:
+        return "same"
+    diff = mean_std(new)[0] - mean_std(base)[0]
+    return "better" if (diff < 0) == lower_better else "worse"

@@ -1,6 +1,6 @@
 """Faults in the commands around training (issue 21): `contnet report` asked for a metric no run logged,
-`python -m contnet.tune` given an unknown preset or bad seeds, `contnet reproduce --help` and `--jobs 0`
-(reproduce and the Solo study).  Each is one line naming the problem and the fix, exit 2, nothing written."""
+`python -m contnet.tune` given an unknown preset or bad seeds, `contnet reproduce --help` and `--jobs 0`.  Each is one line naming the problem and the fix, exit 2, nothing
+written."""
 from __future__ import annotations
 
 import subprocess
@@ -78,13 +78,13 @@ def test_tune_bad_arguments_are_one_line_exit_2(tmp_path, args, words, process):
     assert not (tmp_path / "x").exists()
 
 
-# --- contnet reproduce / python -m contnet.study_solo -----------------------------------------------------------------
+# --- contnet reproduce (the Solo study's bad rows: tests/studies/test_solo_study.py) ---------------------------------
 
 def test_reproduce_help_is_not_cut_mid_sentence(tmp_path):
     res = cli_inprocess(["reproduce", "--help"], tmp_path, env={"COLUMNS": "200"})
     assert res.returncode == 0
     text = " ".join(res.stdout.split())
-    assert "write outputs/reproduce/REPORT.md." in text
+    assert "REPORT.md beside them in --out." in text
     assert "contnet reproduce --scale paper" in text              # the examples come with it
 
 
@@ -96,12 +96,3 @@ def test_reproduce_jobs_below_one_or_no_timeout_is_refused(tmp_path, flag, value
                         tmp_path)
     one_error_line(res, f"{flag} {value}", *words)
     assert not (tmp_path / "out").exists()
-
-
-@PROCESS
-def test_study_solo_jobs_below_one_is_refused(tmp_path, process):
-    args = ["screen", "--jobs", "0", "--dry-run", "--root", str(tmp_path / "study")]
-    res = subprocess.run([sys.executable, "-m", "contnet.study_solo", *args], cwd=REPO, capture_output=True, text=True,
-                         timeout=300) if process else module_inprocess("contnet.study_solo", args, REPO)
-    one_error_line(res, "--jobs 0", "an integer ≥ 1")
-    assert not (tmp_path / "study").exists()

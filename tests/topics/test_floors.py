@@ -12,7 +12,7 @@ FLOORS = [  # module prefixes, from the ground up
     ("contnet.errors", "contnet.schema", "contnet.registry", "contnet.parallel", "contnet.metrics"),
     ("contnet.continuation", "contnet.models", "contnet.tasks", "contnet.optim", "contnet.peft"),
     ("contnet.validation", "contnet.engine"),
-    ("contnet.report", "contnet.reproduce", "contnet.studies", "contnet.tune", "contnet.study_solo", "contnet.cli",
+    ("contnet.report", "contnet.studies", "contnet.tune", "contnet.cli",
      "contnet.conf"),
 ]
 
