@@ -7,7 +7,7 @@ this measures the figures it rests on.  The baseline is measured in the same run
 block of `--block` training steps then one save, so a save and the steps it is divided by share the machine's
 load of that moment; a row gives min/median/max over the rounds of the step time, the save time and their ratio.
 
-    python bench/bench_checkpoint.py [--repeats 7] [--block 10] [--out docs/results/checkpoint_cost]
+    python bench/bench_checkpoint.py [--repeats 15] [--block 10] [--out docs/results/checkpoint_cost]
 
 With `--out`, one artifact row per model size goes to <out>/runs.jsonl with <out>/meta.json
 (contnet/studies/artifact.py), each with the load average when its rounds began.
@@ -107,7 +107,7 @@ def show(r: dict) -> str:
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeats", type=int, default=7, help="rounds of (block of steps, one save)")
+    ap.add_argument("--repeats", type=int, default=15, help="rounds of (block of steps, one save)")
     ap.add_argument("--block", type=int, default=10, help="training steps per round")
     ap.add_argument("--out", type=Path, help="write runs.jsonl + meta.json here (e.g. docs/results/checkpoint_cost)")
     args = ap.parse_args(argv)
