@@ -16,12 +16,15 @@ TINY = ["task=digits_ae", "trainer.max_steps=12", "trainer.eval_every=4", "train
 
 def test_a_run_in_the_study_gives_the_numbers_of_contnet_train_in_a_fresh_process(tmp_path):
     """Same numbers alone or in a study: the in-process run and `contnet train` in its own process (the runner's
-    subprocess launcher) write the same metrics.jsonl records, wall-clock fields aside."""
+    subprocess launcher) write the same metrics.jsonl records, wall-clock fields aside.  `here` runs second in this
+    process, its config set on the base that `first` composed (runner.compose_run)."""
+    first = runner.Run("first", [*TINY, "optimizer.lr=0.01"], seed=4)
     here = runner.Run("here", TINY, seed=3)
     there = runner.Run("there", TINY, seed=3)
-    rows = runner.execute([here], tmp_path, quiet=True)
+    rows = runner.execute([first, here], tmp_path, quiet=True)
     runner.execute([there], tmp_path, do=runner.run_subprocess)
-    assert rows[0]["status"] == "completed" and runner.status(tmp_path / "there") == "completed"
+    assert rows[1]["status"] == "completed" and runner.status(tmp_path / "there") == "completed"
+    assert curves(tmp_path / "first") != curves(tmp_path / "here")
     assert curves(tmp_path / "here") == curves(tmp_path / "there")
     assert len(curves(tmp_path / "here")) > 12                  # every step and every evaluation
 
@@ -76,3 +79,14 @@ def test_the_evaluation_hook_prunes_a_run_at_an_evaluation(tmp_path):
     records = curves(tmp_path / "p")
     assert max(r["step"] for r in records) == 8 and not any("test/loss" in r for r in records)
     assert json.loads((tmp_path / "p" / "summary.json").read_text())["status"] == "pruned"
+
+
+@pytest.mark.parametrize("tail", [["optimizer.lr=0.003", "optimizer.delta_l_min=0.05", "seed=7"],
+                                  ["seed=7", "trainer.resume=auto", "model.width=16"], ["optimizer=adam", "seed=1"]])
+def test_a_run_composed_from_a_shared_base_is_the_config_compose_gives(tail):
+    from omegaconf import OmegaConf
+
+    from contnet.conf import compose
+    head = ["experiment=tune_digits_ae", "optimizer=cadam"]
+    runner.compose_run([*head, "seed=1"])                       # the base is composed (and kept) here
+    assert OmegaConf.to_yaml(runner.compose_run([*head, *tail])) == OmegaConf.to_yaml(compose([*head, *tail]))
