@@ -1,7 +1,7 @@
 """The studies behind the docs' tables, each rerun by one command through the current code (issue 20, item 4).
 
-    python -m contnet.studies.docs_studies seq2d_skips [--seeds 5] [--set key=value ...]
-                                           [--runs outputs/studies] [--results docs/results]
+    python -m contnet.studies.docs_studies seq2d_skips|predictor [--seeds 5] [--set key=value ...]
+                                           [--runs outputs/studies] [--results docs/results] [--trials N]
 
 A study is a list of runner.Run (config overrides + seed + arm); runner.execute trains what is missing in this
 process (a rerun does no work) and the artifact rows go to `<results>/<study>/runs.jsonl` with `meta.json`
@@ -12,6 +12,11 @@ Studies:
 - `seq2d_skips` (docs/results/seq2d.md, "Comparison: mlp vs seq2d(mlp) vs seq2d(dense skips) vs seq2d(resnet)";
   README's Sequential2D summary): digits and mnist1d, the default trainer (Adam 1e-3, batch 64, 20 epochs),
   4 arms at matched parameter budgets x 5 seeds.  Rows add `trainable_params` (the table's last column).
+
+- `predictor` (docs/results/continuation.md, "Tuned: the predictor (ratio_mode)"): the tuned study of
+  conf/experiment/tune_ratio_mode.yaml on digits_ae and mnist1d_ae, each through `contnet tune` (its budget, pruner
+  and final seeds are the preset's) into `<runs>/predictor/<task>/`; its runs.jsonl, meta.json (plus `runs_dir` and
+  this command) and report.md are copied to `<results>/predictor/<task>/`.
 
 The timing and BatchNorm tables have their own scripts, since they measure pieces rather than train runs:
 bench/bench_checkpoint.py (docs/reliability.md) and bench/bn_eval_stats.py (docs/results/gpu.md).
@@ -29,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
+from contnet.engine.io import atomic_write_bytes, atomic_write_json
 from contnet.errors import ConfigError
 from contnet.studies import artifact, runner
 from contnet.studies.runner import Run
@@ -67,6 +73,11 @@ STUDIES = {
     "seq2d_skips": Study(seq2d_skips, ("trainable_params",),
                          "default trainer: Adam lr 1e-3, batch 64, 20 epochs (380 steps digits, 1080 mnist1d)"),
 }
+
+
+# tuned studies: name -> (tuning preset, tasks); each task is one `contnet tune` study
+TUNED = {"predictor": ("tune_ratio_mode", ("digits_ae", "mnist1d_ae"))}
+COPIED = (artifact.RUNS, "report.md")      # what goes from a tuning study's folder to docs (plus meta.json)
 
 
 def check(runs: Sequence[Run]) -> None:
@@ -147,12 +158,36 @@ def run_study(name: str, seeds: Sequence[int], extra: Sequence[str], runs_root: 
     return out
 
 
+def run_tuned(name: str, args: argparse.Namespace, command: str) -> int:
+    """Each task's `contnet tune` study (what is missing), then its artifact copied to <results>/<name>/<task>/."""
+    from contnet.studies import tune
+    preset, tasks = TUNED[name]
+    for task in tasks:
+        out = args.runs / name / task
+        argv = [f"experiment={preset}", f"task={task}", "--out", str(out),
+                "--seeds", ",".join(str(s) for s in range(args.seeds)),
+                *(["--trials", str(args.trials)] if args.trials else []), *(["--", *args.extra] if args.extra else [])]
+        code = tune.main(argv)
+        if code:
+            return code
+        dest = args.results / name / task
+        dest.mkdir(parents=True, exist_ok=True)
+        for f in COPIED:
+            atomic_write_bytes(dest / f, (out / f).read_bytes())
+        meta = artifact.read_meta(out)
+        meta.update(command=command, tune_command=f"contnet tune {' '.join(argv)}", runs_dir=portable(out))
+        atomic_write_json(dest / artifact.META, meta)
+        print(f"wrote {dest / artifact.RUNS} and {dest / artifact.META}")
+    return 0
+
+
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
-    ap.add_argument("study", choices=sorted(STUDIES))
+    ap.add_argument("study", choices=sorted([*STUDIES, *TUNED]))
     ap.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 (default 5, the docs' tables)")
     ap.add_argument("--set", dest="extra", action="append", default=[], metavar="KEY=VALUE",
                     help="an extra config override for every run (repeatable), e.g. trainer.max_steps=50")
+    ap.add_argument("--trials", type=int, help="a tuned study's budget per arm in full runs (default: the preset's)")
     ap.add_argument("--runs", type=Path, default=Path("outputs/studies"), help="run folders (default %(default)s)")
     ap.add_argument("--results", type=Path, default=Path("docs/results"),
                     help="where <study>/runs.jsonl + meta.json go (default %(default)s)")
@@ -165,9 +200,11 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse(argv)
+    command = " ".join([PROG, *argv])
+    if args.study in TUNED:
+        return run_tuned(args.study, args, command)
     try:
-        out = run_study(args.study, range(args.seeds), args.extra, args.runs, args.results,
-                        " ".join([PROG, *argv]))
+        out = run_study(args.study, range(args.seeds), args.extra, args.runs, args.results, command)
     except ConfigError as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 2

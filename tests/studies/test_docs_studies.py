@@ -56,3 +56,23 @@ def test_bad_override_is_one_line_and_writes_nothing(tmp_path):
                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert_one_line(res, "no_such_key")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow          # 6 s: three arms tuned and rerun
+def test_predictor_copies_each_tuning_study_to_docs(tmp_path, monkeypatch):
+    """The tuned study through `contnet tune` at a tiny budget (digits_ae only): its rows, report and meta land in
+    <results>/predictor/<task>/, meta naming this command and the run folder, no machine path."""
+    monkeypatch.setattr(docs_studies, "TUNED", {"predictor": ("tune_ratio_mode", ("digits_ae",))})
+    monkeypatch.chdir(tmp_path)
+    args = ["predictor", "--seeds", "1", "--trials", "1", "--set", "trainer.max_steps=4", "--set", "trainer.eval_every=2"]
+    assert docs_studies.main(args) == 0
+    dest = tmp_path / "docs" / "results" / "predictor" / "digits_ae"
+    rows = artifact.read_rows(dest)
+    assert {r["arm"] for r in rows} == {"intended", "frozen", "nosecant"}
+    assert {r["kind"] for r in rows} == {"trial", "final"}
+    assert all((tmp_path / "outputs/studies/predictor/digits_ae" / r["run"] / "summary.json").is_file() for r in rows)
+    meta = artifact.read_meta(dest)
+    assert meta["runs_dir"] == "outputs/studies/predictor/digits_ae"
+    assert meta["command"].endswith(" ".join(args)) and "--seeds 0" in meta["tune_command"]
+    assert str(tmp_path) not in "".join(p.read_text() for p in dest.iterdir())
+    assert (dest / "report.md").is_file()
