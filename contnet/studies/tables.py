@@ -116,6 +116,9 @@ def cell(col: Col, runs: list[dict], labels: dict[str, str]) -> str:
         return f"{len(done)}/{len(runs)}"
     if col.fmt == "params":
         return _params(_field(runs[0], col.key) or {}, labels)
+    if col.fmt.startswith("range:"):                # a measurement's spread: min–median–max
+        spread = _field(runs[0], col.key) or {}
+        return "–".join(format(spread[k], col.fmt[6:]) for k in ("min", "median", "max")) if spread else DASH
     if _is_text(col):
         first = str(_field(runs[0], col.key))
         return labels.get(first, first)
@@ -301,5 +304,23 @@ _DEFS += [
           group=("choices.task", "arm"), order=_SEQ2D_ORDER),
     Table("readme-seq2d", "seq2d_skips", (*_SEQ2D, *_ACC_LOSS, Col("params", "trainable_params", ",.0f", std=False)),
           group=("choices.task", "arm"), order=_SEQ2D_ORDER),
+]
+_RECAL = (("bn_recalibrate", 0),), (("bn_recalibrate", 10),)
+_DEFS += [
+    Table("batchnorm", "batchnorm",
+          (Col("optimizer", "arm"), Col("eval mode, running statistics", "final:val/acc_eval", where=_RECAL[0]),
+           Col("eval mode, re-estimated (`trainer.bn_recalibrate=10`)", "final:val/acc_eval", where=_RECAL[1]),
+           Col("batch statistics", "final:val/acc_batch_stats", where=_RECAL[1])),
+          order=("adam-wd5e-4", "adam", "sgd"),
+          labels={"adam-wd5e-4": "Adam 1e-3, weight decay 5e-4 (the first run's)",
+                  "adam": "Adam 1e-3 (its default: no weight decay)",
+                  "sgd": "SGD 0.1, momentum 0.9, Nesterov, weight decay 5e-4"}),
+    Table("checkpoint-cost", "checkpoint_cost",
+          (Col("params", "final:params", ",.0f"), Col("checkpoint (MB)", "final:ckpt_mb", ".3g"),
+           Col("one step (ms)", "final:step_ms", ".3g"), Col("one save (ms)", "final:save_ms", ".3g"),
+           Col("save / step", "timing.save_over_step", "range:.2f"),
+           Col("share of time, default policy (%)", "final:default_policy_pct", ".2g"),
+           Col("every 500 steps (%)", "final:every_500_steps_pct", ".2f")),
+          order=("mlp-128x2", "mlp-1024x2", "mlp-2048x4")),
 ]
 TABLES: dict[str, Table] = {t.name: t for t in _DEFS}
