@@ -15,7 +15,7 @@ COMMANDS = {
              "[--workers N]"),
     "tables": ("contnet.studies.tables", "render the docs' results tables from docs/results/<study>/: contnet tables [--check]"),
     "reproduce": ("contnet.studies.reproduce", "run the paper claims' sweeps, then REPORT.md: contnet reproduce [--scale cpu|paper]"),
-    "solo-study": ("contnet.studies.solo", "the Solo Connection study: contnet solo-study screen|confirm|table"),
+    "solo-study": ("contnet.studies.solo", "the Solo Connection study: contnet solo-study screen|confirm"),
 }
 
 

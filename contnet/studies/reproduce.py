@@ -130,8 +130,9 @@ def describe(job: Job) -> str:
     if not job.sweep.tuned:
         return f"`{job.preset}`: {len(job.runs)} run{'s' * (len(job.runs) != 1)}, {length} of batch {tr.batch_size}"
     arms = [a for a, spec in cfg.tune.arms.items() if spec is not None]
-    return (f"`{job.preset}`: tuned, {len(arms)} arms ({', '.join(arms)}) × ({cfg.tune.trials} Optuna trials on "
-            f"val/loss + {len(cfg.tune.seeds)} seeds on test), {length} of batch {tr.batch_size}")
+    return (f"`{job.preset}`: tuned, {len(arms)} arms ({', '.join(arms)}) × (Optuna trials on val/loss worth "
+            f"{cfg.tune.trials} full runs, pruned ones counting the steps they ran, + {len(cfg.tune.seeds)} seeds on "
+            f"test), {length} of batch {tr.batch_size}; tuned values and every trial: `{job.dir}/report.md`")
 
 
 def tuner():

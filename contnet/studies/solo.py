@@ -4,13 +4,13 @@
     contnet solo-study confirm NAME ... [--seeds 0,1,2] [--steps 150] [--test-mrs 100]
     contnet solo-study confirm --best          # the screen's best row of each method (solo, lora, full)
     common: [--set key=value ...] overrides for every run (e.g. trainer.device=cuda)
-    contnet solo-study table DIR               # markdown table of DIR/runs.jsonl, seeds pooled per row name
 
 A stage is a study folder <root>/<stage>/: its runs (<name>[-s<seed>]/) run in this process, one after another
 (contnet.studies.runner: a run whose summary.json says completed is skipped, any other continues with
 trainer.resume=auto), and its raw results are <root>/<stage>/runs.jsonl + meta.json (contnet.studies.artifact).
 Checkpoints of completed runs are deleted (the adapter stays); --keep-checkpoints keeps them.  The screen's rows
-run in the order below: the most informative first, so a screen cut short still answers.
+run in the order below: the most informative first, so a screen cut short still answers.  The docs' tables of the
+study are rendered from the stages' runs.jsonl by `contnet tables` (contnet/studies/tables.py).
 """
 from __future__ import annotations
 
@@ -20,7 +20,6 @@ import sys
 import time
 from pathlib import Path
 
-from contnet.report.stats import mean_std
 from contnet.studies import artifact, runner
 
 SOLO = ["peft=solo", "peft.rank=128", "peft.sharing=shared", "peft.lambda_mode=scheduled", "peft.alpha=null",
@@ -62,7 +61,6 @@ SCREEN: dict[str, list[str]] = {
 
 BASE = ["experiment=solo_study_cpu", "trainer.progress=false"]
 CONFIRM = ["task.generate_splits=[test]", "trainer.eval_every=50"]
-SCORES = ("val/loss", "test/bleu", "test/nist", "test/meteor", "test/rouge_l", "test/cider")
 
 
 def plan(a) -> list:
@@ -87,27 +85,6 @@ def best_rows(screen: Path, key: str = "val/loss") -> list[str]:
     return [name for _, name in sorted(best.values())]
 
 
-def table(rows: list[dict]) -> str:
-    """One line per row name (its seeds pooled): mean ± sample std of the completed runs, best val/loss first."""
-    groups: dict[str, list[dict]] = {}
-    for r in rows:
-        if r["status"] == "completed":
-            groups.setdefault(r["arm"] or r["run"], []).append(r)
-    keys = [k for k in SCORES if any(k in r["final"] for g in groups.values() for r in g)]
-
-    def cell(values: list[float]) -> str:
-        mean, std, n = mean_std(values)
-        return "" if n == 0 else f"{mean:.3f}" if n == 1 else f"{mean:.3f} ± {std:.3f}"
-
-    lines = ["| run | seeds | trainable | " + " | ".join(keys) + " | wall s |",
-             "|---|---:|---:|" + "---:|" * (len(keys) + 1)]
-    for name, runs in sorted(groups.items(), key=lambda kv: mean_std(r["final"].get("val/loss") for r in kv[1])[0]):
-        cells = [cell([r["final"].get(k) for r in runs]) for k in keys]
-        lines.append(f"| {name} | {len(runs)} | {runs[0].get('trainable_params', 0):,} | " + " | ".join(cells)
-                     + f" | {mean_std(r['wall_s'] for r in runs)[0]:.0f} |")
-    return "\n".join(lines)
-
-
 def merged_rows(study: Path, new: list[dict]) -> list[dict]:
     """The stage's rows: this invocation's, plus those of earlier invocations it did not touch."""
     old = artifact.read_rows(study) if (study / artifact.RUNS).is_file() else []
@@ -124,7 +101,8 @@ def run_stage(a, runs: list, argv: list[str]) -> int:
         if status == "completed" and not a.keep_checkpoints:
             shutil.rmtree(study / run.dir / "checkpoints", ignore_errors=True)
 
-    rows = [{**r, "trainable_params": params(study / r["run"])} for r in runner.execute(runs, study, do=runner.run_in_process, on_done=done)]
+    done_rows = runner.execute(runs, study, do=runner.run_in_process, on_done=done)
+    rows = [{**r, "trainable_params": params(study / r["run"])} for r in done_rows]    # the docs' tables show it
     artifact.write_rows(study, merged_rows(study, rows))
     artifact.write_meta(study, "contnet solo-study " + " ".join(argv), env, time.monotonic() - start)
     return 0 if all(r["status"] == "completed" for r in rows) else 1
@@ -141,9 +119,8 @@ def params(run_dir: Path) -> int | None:
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="contnet solo-study", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("stage", choices=["screen", "confirm", "table"])
-    ap.add_argument("names", nargs="*", help="confirm: screen rows to repeat; screen: a subset (default all); "
-                    "table: study folders")
+    ap.add_argument("stage", choices=["screen", "confirm"])
+    ap.add_argument("names", nargs="*", help="confirm: screen rows to repeat; screen: a subset (default all)")
     ap.add_argument("--root", type=Path, default=Path("outputs/solo_study"))
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--steps", type=int, default=150)
@@ -158,10 +135,6 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     a = parser().parse_args(argv)
-    if a.stage == "table":
-        for name in a.names:
-            print(table(artifact.read_rows(Path(name))))
-        return 0
     if a.best:
         a.names += [n for n in best_rows(a.root / "screen") if n not in a.names]
         print("best of the screen:", " ".join(a.names), flush=True)

@@ -204,6 +204,7 @@ def test_smoke_run_writes_report(tmp_path):
     assert reproduce.main(["--smoke", "--out", str(tmp_path)]) == 0
     text = (tmp_path / "REPORT.md").read_text()
     assert "not run: not selected" in text and "**Budget.** `tune_npacs_digits_ae_cpu`: tuned, 4 arms" in text
+    assert "worth 12 full runs" in text
     assert (tmp_path / "npacs" / "tune_npacs_digits_ae" / "report.md").is_file()     # tuned values per arm
     assert "| (a) NPACS: C-Adam / C-RMSProp vs Adam / RMSProp | ran | 4/4 | 2 |" in text
     rows = artifact.read_rows(tmp_path)
