@@ -1,0 +1,170 @@
+"""Tuning benchmarks (issue 20's goals); raw results in the artifact format (contnet/studies/artifact.py):
+
+    python bench/bench_tune.py pruners  --results docs/results/tune_digits_ae/pruners
+    python bench/bench_tune.py compare  --results docs/results/tune_digits_ae/compare --old-root DIR --old-sha SHA
+    python bench/bench_tune.py workers  --results docs/results/tune_digits_ae/workers
+
+- pruners: `contnet tune experiment=tune_digits_ae --pruner P` for each pruner (none, median, successive_halving,
+  hyperband), the same budget in full-run equivalents; each study's runs.jsonl, meta.json and report.md are kept
+  in <results>/<P>/, and a table compares the tuned values, the budget spent, the trials and the verdict.
+- compare: `make compare-digits-ae` old (`python -m contnet.tune experiment=tune_digits_ae` in a checkout of the
+  old tree, --old-root; its Optuna 2.10 stack on --old-path) against new (`contnet tune experiment=tune_digits_ae`
+  with the Makefile's flags), interleaved, --repeats times; one row per command with its wall time, `uptime`'s
+  load before and after, and the verdict of its final seeds.
+- workers: a 16-trial study (one arm, tuning only, no pruner) with 1 and with 2 local workers, interleaved.
+
+Each command runs as its own process (as a user runs it); medians are printed.  Study folders go to --work
+(default outputs/bench_tune/, git-ignored).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+PRUNERS = ("none", "median", "successive_halving", "hyperband")
+NEW = ["-m", "contnet.cli.main", "tune", "experiment=tune_digits_ae"]
+
+
+def uptime() -> str:
+    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+
+
+def timed(cmd: list[str], env: dict | None = None, cwd: Path = REPO) -> dict:
+    """Run a command; its wall time, exit code and the load (uptime) before and after."""
+    before, t0 = uptime(), time.monotonic()
+    rc = subprocess.run(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    wall = time.monotonic() - t0
+    if rc.returncode != 0:
+        print(rc.stderr[-2000:], file=sys.stderr)
+    return {"wall_s": round(wall, 2), "rc": rc.returncode, "uptime_start": before, "uptime_end": uptime()}
+
+
+def final_rows(study: Path) -> list[dict]:
+    """The study's final runs as artifact rows (the new tuner's runs.jsonl, or the old layout's folders)."""
+    from contnet.studies import artifact
+    if (study / artifact.RUNS).is_file():
+        return [r for r in artifact.read_rows(study) if r.get("kind") == "final"]
+    return [artifact.run_row(d, study, arm=d.parent.name) for d in sorted(study.glob("final/*/seed*"))]
+
+
+def verdict(rows: list[dict], metric: str = "test/loss") -> dict:
+    """Mean ± std of `metric` per arm over the final seeds, the lower arm and Welch's two-sided p."""
+    from scipy.stats import ttest_ind
+    per = {}
+    for r in rows:
+        v = (r.get("final") or {}).get(metric)
+        if r.get("status") == "completed" and v is not None and math.isfinite(v):
+            per.setdefault(r["arm"], []).append(v)
+    stats = {a: [statistics.mean(v), statistics.stdev(v) if len(v) > 1 else 0.0, len(v)] for a, v in per.items()}
+    if len(per) != 2:
+        return {metric: stats}
+    a, b = sorted(per)
+    p = float(ttest_ind(per[a], per[b], equal_var=False).pvalue)
+    lower = min(stats, key=lambda k: stats[k][0])
+    return {metric: stats, "lower": lower, "welch_p": round(p, 6), "significant_5pct": p < 0.05}
+
+
+def write(results: Path, rows: list[dict], command: str, env: dict, t0: float, **extra) -> None:
+    from contnet.studies import artifact
+    results.mkdir(parents=True, exist_ok=True)
+    artifact.write_rows(results, rows)
+    artifact.write_meta(results, command, env, time.monotonic() - t0, **extra)
+
+
+def keep_study(study: Path, dest: Path) -> None:
+    """A study's raw results (runs.jsonl, meta.json, report.md) without its run folders."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in ("runs.jsonl", "meta.json", "report.md"):
+        shutil.copy(study / name, dest / name)
+
+
+def pruners(args) -> list[dict]:
+    rows = []
+    for p in args.pruners.split(","):
+        study = args.work / "pruners" / p
+        shutil.rmtree(study, ignore_errors=True)
+        row = timed([sys.executable, *NEW, "--pruner", p, "--out", str(study)])
+        meta = json.loads((study / "meta.json").read_text())
+        rows.append({"run": p, "arm": p, "seed": None, "status": "completed" if row["rc"] == 0 else "failed", **row,
+                     "tuned": meta["tuned"], "verdict": verdict(final_rows(study)),
+                     "val_verdict": verdict(final_rows(study), "val/loss")})
+        keep_study(study, args.results / p)
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def compare(args) -> list[dict]:
+    if not args.old_root:
+        raise SystemExit("compare: give --old-root (an import root of the old tree: contnet/ with conf/ and cli/)")
+    old_env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(args.old_root), *filter(None, [args.old_path])])}
+    variants = {"old": ([sys.executable, "-m", "contnet.tune", "experiment=tune_digits_ae"], old_env, args.old_root),
+                **{f"new_w{w}": ([sys.executable, *NEW, "--workers", str(w)], None, REPO)
+                   for w in map(int, args.workers.split(","))}}
+    rows = []
+    for rep in range(args.repeats):
+        for name, (cmd, env, cwd) in variants.items():
+            study = args.work / "compare" / f"{name}_rep{rep}"
+            shutil.rmtree(study, ignore_errors=True)
+            row = timed([*cmd, "--out", str(study)], env, cwd)
+            rows.append({"run": f"{name}/rep{rep}", "arm": name, "seed": rep, **row,
+                         "status": "completed" if row["rc"] == 0 else "failed", "verdict": verdict(final_rows(study))})
+            print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def workers(args) -> list[dict]:
+    rows = []
+    for rep in range(args.repeats):
+        for w in map(int, args.workers.split(",")):
+            study = args.work / "workers" / f"w{w}_rep{rep}"
+            shutil.rmtree(study, ignore_errors=True)
+            row = timed([sys.executable, *NEW, "--arms", "cadam", "--trials", "16", "--tune-only", "--pruner", "none",
+                         "--workers", str(w), "--out", str(study)])
+            rows.append({"run": f"w{w}/rep{rep}", "arm": f"workers{w}", "seed": rep, **row,
+                         "status": "completed" if row["rc"] == 0 else "failed"})
+            print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def medians(rows: list[dict]) -> dict:
+    by = {}
+    for r in rows:
+        if r["rc"] == 0:
+            by.setdefault(r["arm"], []).append(r["wall_s"])
+    return {a: round(statistics.median(v), 1) for a, v in by.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from contnet.studies import artifact
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("what", choices=("pruners", "compare", "workers"))
+    p.add_argument("--results", type=Path, required=True, help="where runs.jsonl + meta.json go")
+    p.add_argument("--work", type=Path, default=REPO / "outputs" / "bench_tune")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--pruners", default=",".join(PRUNERS))
+    p.add_argument("--workers", default=None, help="worker counts (compare: 1,2; workers: 1,2)")
+    p.add_argument("--old-root", type=Path, default=None)
+    p.add_argument("--old-path", default=None, help="extra import path for the old tree (its Optuna 2.10 stack)")
+    p.add_argument("--old-sha", default=None, help="the old tree's commit, recorded in meta.json")
+    args = p.parse_args(argv)
+    args.workers = args.workers or "1,2"
+    env, t0 = artifact.environment(), time.monotonic()
+    rows = {"pruners": pruners, "compare": compare, "workers": workers}[args.what](args)
+    given = argv if argv is not None else sys.argv[1:]
+    command = "python bench/bench_tune.py " + " ".join("<path>" if a.startswith("/") else a for a in given)
+    write(args.results, rows, command, env, t0, medians_s=medians(rows), old_git_sha=args.old_sha)
+    print(json.dumps(medians(rows)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
