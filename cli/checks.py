@@ -17,7 +17,9 @@ import os
 import re
 import shutil
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from contnet.errors import ConfigError
 
@@ -344,11 +346,41 @@ def _config_to_print(argv: list[str]):
     return rest
 
 
-def precheck(argv: list[str], output_dir: bool = True, task_files: bool = True):
+@dataclass
+class Composed:
+    """What the check composed, for `contnet train` to run as it is (cli/train.py), so that a run composes its
+    config once and a sweep each job once (tests/topics/test_startup.py counts them).
+    `config`: a run's config with its `hydra` node, composed from the overrides as written (Hydra's run composes
+    the same); for a sweep, its master config as Hydra's multirun composes it (the `hydra` node that configures
+    the sweeper, launcher and callbacks).  `jobs`: a sweep's job configs by their overrides, each composed from
+    the master as Hydra's launcher composes it (`load_sweep_config`).  `mode`: the hydra.mode the config chose
+    itself (None: the command line's; the master's mode is set to MULTIRUN, as Hydra's main sets it)."""
+    config: Any
+    jobs: dict = field(default_factory=dict)
+    mode: Any = None
+
+
+def _sweep_master(overrides: list[str]):
+    """A sweep's master config, composed as Hydra's main and multirun compose it (hydra/_internal/utils.py
+    `_run_app`: the MULTIRUN mode, set when the config sets none), its sweep directory resolved before any job is
+    composed (as the sweeper does), so that every job copies the same `${now:...}` (`load_sweep_config`)."""
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.types import RunMode
+    from omegaconf import OmegaConf, open_dict, read_write
+    cfg = GlobalHydra.instance().hydra.compose_config("config", overrides, run_mode=RunMode.MULTIRUN)
+    mode = cfg.hydra.mode
+    if mode is None:
+        with read_write(cfg.hydra), open_dict(cfg.hydra):
+            cfg.hydra.mode = RunMode.MULTIRUN
+            cfg.hydra.overrides.hydra.append("hydra.mode=MULTIRUN")
+    OmegaConf.select(cfg, "hydra.sweep.dir", throw_on_resolution_failure=False)   # a failure: _check_output_dirs
+    return Composed(cfg, mode=mode)
+
+
+def precheck(argv: list[str], output_dir: bool = True, task_files: bool = True) -> Composed | None:
     """Compose and validate every job's config, check the task files and the output directory, before
-    Hydra starts (nothing is written on failure).  Returns job 0's config with its `hydra` node (None when
-    nothing was composed): for a run (no sweep), composed from the overrides as written, which is the config
-    Hydra's own run composes, so that `contnet train` runs it as it is (cli/train.py: one composition a run)."""
+    Hydra starts (nothing is written on failure).  Returns what it composed (`Composed`; None when nothing was):
+    the configs Hydra would compose for this command line, which `contnet train` runs as they are."""
     from hydra import compose as hydra_compose, initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
     from hydra.errors import HydraException
@@ -367,9 +399,10 @@ def precheck(argv: list[str], output_dir: bool = True, task_files: bool = True):
     def compose(overrides: list[str], hydra_config: bool = False):
         return hydra_compose("config", overrides=[*overrides, *hydra_args], return_hydra_config=hydra_config)
 
-    def composed(overrides: list[str], hydra_config: bool = False, as_written: list[str] | None = None):
+    def composed(overrides: list[str], how=None):
+        """`how()` (default: `overrides` composed); a failure as one line naming the override at fault."""
         try:
-            return compose(as_written or overrides, hydra_config)
+            return how() if how is not None else compose(overrides)
         except failures as e:
             if full_errors():
                 raise
@@ -380,28 +413,39 @@ def precheck(argv: list[str], output_dir: bool = True, task_files: bool = True):
         with initialize_config_module(config_module="contnet.conf", version_base="1.3"):
             jobs = sweep_jobs(args)
             check_appends(jobs[0], compose)
-            run = key == "hydra.run.dir" and not sweep_overrides(args)
-            first = jobs[0]                # a run: composed from its overrides as written, as Hydra's run does
-            hcfg = composed(first, hydra_config=True, as_written=args if run else None)
-            preset = _preset_sweep(hcfg) if key == "hydra.sweep.dir" else []
-            if preset:
-                jobs = sweep_jobs([*preset, *args])
-            cfg = _check_jobs(jobs, hcfg if jobs[0] == first else None, composed, task_files)
+            sweep = key == "hydra.sweep.dir"
+            if not sweep:                  # a run: composed from its overrides as written, as Hydra's run does
+                written = args if not sweep_overrides(args) else jobs[0]
+                hcfg = composed(jobs[0], lambda: compose(written, hydra_config=True))
+                out = Composed(hcfg, mode=hcfg.hydra.mode)
+            else:
+                out = composed(jobs[0], lambda: _sweep_master([*args, *hydra_args]))
+                preset = _preset_sweep(out.config)
+                jobs = sweep_jobs([*preset, *args]) if preset else jobs
+            cfg = _check_jobs(jobs, out if sweep else None, composed, task_files, first=out.config)
             if output_dir:
-                _check_output_dirs(hcfg, cfg, key, len(jobs), failures)
-            return hcfg
+                _check_output_dirs(out.config, cfg, key, len(jobs), failures)
+            return out
     finally:
         GlobalHydra.instance().clear()
 
 
-def _check_jobs(jobs: list[list[str]], first, composed, task_files: bool):
-    """Every job's config through contnet.validation (and its task's files, once per task); `first`: job 0's
-    config when it is composed already (else None).  Returns the last job's config."""
+def _check_jobs(jobs: list[list[str]], sweep: Composed | None, composed, task_files: bool, first):
+    """Every job's config through contnet.validation (and its task's files, once per task).  A run's job 0 is
+    `first`, composed already; a sweep's jobs are composed from its master (`sweep.config`) as Hydra's launcher
+    composes them, and kept in `sweep.jobs` for it.  Returns the last job's config."""
+    from hydra.core.global_hydra import GlobalHydra
+
     from contnet.validation import validate
+    loader = GlobalHydra.instance().hydra.config_loader
     checked_tasks: list = []
     cfg = None
     for i, overrides in enumerate(jobs):
-        cfg = first if i == 0 and first is not None else composed(overrides)
+        if sweep is not None:
+            cfg = composed(overrides, lambda: loader.load_sweep_config(sweep.config, list(overrides)))
+            sweep.jobs[tuple(overrides)] = cfg
+        else:
+            cfg = first if i == 0 else composed(overrides)
         validate(cfg)
         if task_files and cfg.task not in checked_tasks:          # a sweep over seeds checks the files once
             check_task_files(cfg.task)

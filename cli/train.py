@@ -191,7 +191,7 @@ def _main(argv: list[str], quiet: bool) -> int:
         _jobs_here.clear()
         callback.last_sweep_dir = None
         plain = all(a in MULTIRUN_FLAGS or not a.startswith("-") for a in argv)     # overrides (and -m) only
-        if plain and composed is not None and composed.hydra.mode is None and not ctx.enabled:
+        if plain and composed is not None and composed.mode is None and not ctx.enabled:
             multirun = any(a in MULTIRUN_FLAGS for a in argv)
             if not multirun and sweep_overrides(argv):
                 raise ConfigError(f"{sweep_overrides(argv)[0]}: a sweep needs -m (--multirun: one job per value); "
@@ -225,21 +225,66 @@ def _hydra_main(argv: list[str], ctx) -> None:
     app()
 
 
-def _launch(cfg, argv: list[str]) -> None:
+def _launch(composed, argv: list[str]) -> None:
     """What Hydra's main does with a plain command line (hydra/_internal/utils.py `_run_hydra`), less its
-    compositions of the config: the pre-flight check composed job 0 with the hydra settings already.  A run
-    runs that config; a sweep goes to Hydra's sweeper (which composes once, then twice a job: its batch check and
-    its launcher) without Hydra's main composing once more to read the mode."""
+    compositions of the config: the pre-flight check composed them already (cli/checks.py `Composed`).  A run
+    runs its config; a sweep runs Hydra's multirun from its master config, each job with the config the check
+    composed for it."""
     from hydra import initialize_config_module
     from hydra._internal.utils import run_and_report
     from hydra.core.global_hydra import GlobalHydra
-    overrides = [a for a in argv if a not in MULTIRUN_FLAGS]
     with initialize_config_module(config_module="contnet.conf", version_base="1.3", job_name="contnet"):
         app = GlobalHydra.instance().hydra
         if any(a in MULTIRUN_FLAGS for a in argv):
-            run_and_report(lambda: app.multirun("config", _task_function, [*overrides, "hydra.mode=MULTIRUN"]))
+            run_and_report(lambda: _run_sweep(app, composed.config, composed.jobs))
         else:
-            run_and_report(lambda: _run_job(app, cfg))
+            run_and_report(lambda: _run_job(app, composed.config))
+
+
+class _Composed:
+    """Hydra's config loader, except that a sweep job the pre-flight check composed is handed its config (a copy:
+    a job may change its config) instead of being composed again by the sweeper's batch check
+    (`Sweeper.validate_batch_is_legal`) and again by the launcher (`BasicLauncher.launch`); a job it did not
+    compose (another sweeper's values) is composed by Hydra's loader.  Sent to another process (a joblib or
+    submitit launcher's worker), it is Hydra's loader alone: a job's config is composed where the job runs (its
+    hydra.runtime.cwd, its environment), as before."""
+
+    def __init__(self, loader, jobs: dict):
+        self.loader, self.jobs = loader, jobs
+
+    def __reduce__(self):
+        return _Composed, (self.loader, {})
+
+    def load_sweep_config(self, master_config, sweep_overrides):
+        import copy
+        cfg = self.jobs.get(tuple(sweep_overrides))
+        if cfg is None:
+            return self.loader.load_sweep_config(master_config, sweep_overrides)
+        return copy.deepcopy(cfg)
+
+    def __getattr__(self, name):                 # the rest of Hydra's loader (search path, group listing, ...)
+        if name.startswith("__") or name in ("loader", "jobs"):
+            raise AttributeError(name)
+        return getattr(self.loader, name)
+
+
+def _run_sweep(app, master, jobs: dict) -> None:
+    """Hydra's multirun (hydra/_internal/hydra.py `Hydra.multirun`) of the master config the check composed:
+    Hydra's logging, the callbacks, the sweeper, whose batch check and launcher get each job's config from the
+    check (`_Composed`): a sweep composes each job once."""
+    from hydra._internal.callbacks import Callbacks
+    from hydra.core.plugins import Plugins
+    from hydra.core.utils import configure_log
+    from hydra.types import HydraContext
+    from omegaconf import OmegaConf
+    configure_log(master.hydra.hydra_logging, master.hydra.verbose)
+    callbacks = Callbacks(master)
+    callbacks.on_multirun_start(config=master, config_name="config")
+    context = HydraContext(config_loader=_Composed(app.config_loader, jobs), callbacks=callbacks)
+    sweeper = Plugins.instance().instantiate_sweeper(config=master, hydra_context=context,
+                                                     task_function=_task_function)
+    sweeper.sweep(arguments=OmegaConf.to_container(master.hydra.overrides.task, resolve=False))
+    callbacks.on_multirun_end(config=master, config_name="config")
 
 
 def _run_job(app, cfg) -> None:
