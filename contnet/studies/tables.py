@@ -57,13 +57,15 @@ class Col:
 class Table:
     """A results table: the runs of docs/results/`study`/ grouped by `group` (row fields), one line per group,
     in the order of `order` (group keys, or their first fields: a name or a tuple) or ascending by the mean of `sort`;
-    `where` keeps only the rows whose fields have the given values (e.g. a tuning study's final runs, not its
+    `parts`: sub-folders of `study` whose rows are read together (one study per task, say); `where` keeps only the
+    rows whose fields have the given values (e.g. a tuning study's final runs, not its
     trials); `quoted` rows (published figures, not ours) follow as written."""
     name: str
     study: str
     columns: tuple[Col, ...]
     group: tuple[str, ...] = ("arm",)
     where: tuple[tuple[str, object], ...] = ()
+    parts: tuple[str, ...] = ()
     order: tuple[str | tuple[str, ...], ...] = ()
     sort: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
@@ -93,10 +95,12 @@ def _number(stat: tuple[float, float, int], fmt: str, std: bool) -> str:
 
 
 def _params(values: dict, labels: dict[str, str]) -> str:
-    """A tuned configuration, e.g. `lr 0.00866, Δλ floor 0.0172` (a key's last dotted part, or its label)."""
+    """A tuned configuration, e.g. `lr 0.00866, Δλ floor 0.0172` (a key's last dotted part, or its label): the lr
+    first, then the labelled keys in the labels' order, then the rest."""
     def name(key: str) -> str:
         return labels.get(key, key.rsplit(".", 1)[-1])
-    keys = sorted(values, key=lambda k: not k.endswith("lr"))         # the lr first, the rest as stored
+    named = list(labels)
+    keys = sorted(values, key=lambda k: (not k.endswith("lr"), named.index(k) if k in named else len(named), k))
     return ", ".join(f"{name(k)} {values[k]:.3g}" if isinstance(values[k], float) else f"{name(k)} {values[k]}"
                      for k in keys)
 
@@ -114,6 +118,9 @@ def cell(col: Col, runs: list[dict], labels: dict[str, str]) -> str:
         return str(len(done))
     if col.key == "n/N":
         return f"{len(done)}/{len(runs)}"
+    if col.key.startswith("count:"):              # `count:outcome=diverged`: "k / n" of the column's rows
+        key, value = col.key[6:].split("=", 1)
+        return f"{sum(str(_field(r, key)) == value for r in runs)} / {len(runs)}"
     if col.fmt == "params":
         return _params(_field(runs[0], col.key) or {}, labels)
     if col.fmt.startswith("range:"):                # a measurement's spread: min–median–max
@@ -167,11 +174,13 @@ def render(table: Table, results: Path) -> list[str]:
         rows = [[str(c) for c in row] for row in data["rows"]]
         numeric = data.get("numeric") or [i > 0 for i in range(len(data["header"]))]
         return markdown(data["header"], rows, numeric)
-    if not (folder / artifact.RUNS).exists():
-        raise TableError(f"table {table.name}: {table.source}{artifact.RUNS} is missing; run the study that "
-                         f"writes it (or remove the table's markers from the doc)")
-    body = [[cell(c, runs, table.labels) for c in table.columns]
-            for runs in groups(table, artifact.read_rows(folder))]
+    rows = []
+    for part in table.parts or ("",):
+        if not (folder / part / artifact.RUNS).exists():
+            raise TableError(f"table {table.name}: {table.source}{part + '/' if part else ''}{artifact.RUNS} is "
+                             f"missing; run the study that writes it (or remove the table's markers from the doc)")
+        rows += artifact.read_rows(folder / part)
+    body = [[cell(c, runs, table.labels) for c in table.columns] for runs in groups(table, rows)]
     return markdown([c.header for c in table.columns], body + [list(q) for q in table.quoted],
                     [not _is_text(c) for c in table.columns])
 
@@ -322,5 +331,18 @@ _DEFS += [
            Col("share of time, default policy (%)", "final:default_policy_pct", ".2g"),
            Col("every 500 steps (%)", "final:every_500_steps_pct", ".2f")),
           order=("mlp-128x2", "mlp-1024x2", "mlp-2048x4")),
+]
+_FINAL, _TRIAL = (("kind", "final"),), (("kind", "trial"),)
+_DELTA = {"optimizer.delta_l_min": "Δλ floor", "optimizer.delta_l_max": "Δλ cap"}
+_DEFS += [
+    Table("predictor", "predictor", parts=("digits_ae", "mnist1d_ae"), group=("choices.task", "arm"),
+          columns=(Col("task", "choices.task"), Col("arm", "arm"),
+                   Col("tuned values", "params", "params", where=_FINAL),
+                   Col("diverged trials", "count:outcome=diverged", where=_TRIAL),
+                   Col("final val loss", "final:val/loss", ".4f", where=_FINAL),
+                   Col("final **test** loss", "final:test/loss", ".4f", where=_FINAL)),
+          order=tuple((t, a) for t in ("digits_ae", "mnist1d_ae") for a in ("intended", "frozen", "nosecant")),
+          labels={**_DELTA, "intended": "intended (Δλ_k/Δλ_{k−1}, spec A4)",
+                  "frozen": "frozen (0.4, the authors' code C1)", "nosecant": "no secant (`secant=false`)"}),
 ]
 TABLES: dict[str, Table] = {t.name: t for t in _DEFS}

@@ -179,6 +179,13 @@ def test_rows_follow_the_definitions_order_and_a_name_without_runs_is_an_error(t
                                                      labels={"optimizer.delta_l_min": "Δλ floor"}))
     assert tables.run(root, check=False) == 0
     assert "| a | lr 0.00866, Δλ floor 0.0172 |" in doc.read_text()
+    counted = (Col("arm", "arm"), Col("diverged", "count:status=diverged"))
+    monkeypatch.setitem(tables.TABLES, "tiny", Table("tiny", "tiny", counted, order=("a", "b")))
+    assert tables.run(root, check=False) == 0
+    assert "| a | 0 / 2 |\n| b | 1 / 2 |" in doc.read_text()
+    monkeypatch.setitem(tables.TABLES, "tiny", Table("tiny", "tiny", counted, parts=("mnist1d",)))
+    res = cli_inprocess(["tables", "--root", root], cwd=root)
+    assert_one_line(res, "docs/results/tiny/mnist1d/runs.jsonl is missing")
     monkeypatch.setitem(tables.TABLES, "tiny", Table("tiny", "tiny", table.columns, group=table.group,
                                                      order=(("digits", "a"), ("digits", "c"))))
     assert_one_line(cli_inprocess(["tables", "--root", root], cwd=root), "table tiny", "no runs of digits c", code=2)
