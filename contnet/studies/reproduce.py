@@ -211,17 +211,34 @@ def claim_info(claim: Claim, jobs: list[Job], selected: bool) -> dict:
             "seconds": round(sum(j.info.get("seconds", 0) for j in mine), 1)}
 
 
-def in_children(claims: list[Claim], n: int, argv: list[str]) -> None:
-    """`--jobs N`: the claims split over N `contnet reproduce --run-only` processes (the language-model claim alone
-    first).  Processes, not threads: each run sets torch's global thread count and signal handlers, and a
-    Python training loop holds the GIL, so two runs in one process would take turns."""
-    groups: list[list[str]] = [[] for _ in range(n)]
-    for c in sorted(claims, key=lambda c: c.key != "solo"):
-        min(groups, key=len).append(c.key)
+def partition(keys: list[str], n: int) -> list[list[str]]:
+    """The claims of each of N processes: the language-model claim (by far the longest) alone, the others
+    round-robin over the remaining processes."""
+    lm, rest = [k for k in keys if k == "solo"], [k for k in keys if k != "solo"]
+    spread = n - len(lm)
+    groups = [lm] * bool(lm) + [rest[i::spread] for i in range(spread)] if spread > 0 else [lm + rest]
+    return [g for g in groups if g]
+
+
+def without(argv: list[str], *options: str) -> list[str]:
+    """argv less `options` and their values (`--jobs 2` and `--jobs=2` alike)."""
+    out, skip = [], False
+    for a in argv:
+        if skip or a.split("=", 1)[0] in options:
+            skip = not skip and a in options
+            continue
+        out.append(a)
+    return out
+
+
+def in_children(keys: list[str], n: int, argv: list[str]) -> None:
+    """`--jobs N`: the claims split over N `contnet reproduce --run-only` processes (partition).  Processes, not
+    threads: each run sets torch's global thread count and signal handlers, and a Python training loop holds the
+    GIL, so two runs in one process would take turns."""
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-    rest = [a for a in argv if not a.startswith(("--claims", "--jobs"))]
+    rest = without(argv, "--claims", "--jobs")
     procs = [subprocess.Popen([sys.executable, "-m", "contnet.cli.main", "reproduce", "--run-only", "--jobs", "1",
-                               "--claims", ",".join(g), *rest], env=env) for g in groups if g]
+                               "--claims", ",".join(g), *rest], env=env) for g in partition(keys, n)]
     for p in procs:
         p.wait()
 
@@ -264,7 +281,7 @@ def bad_input(args) -> str | None:
 def run_all(jobs: list[Job], claims: list[Claim], args, argv: list[str], out: Path) -> None:
     n = args.jobs if args.jobs is not None else (2 if args.scale == "cpu" and not args.smoke else 1)
     if n > 1 and len(claims) > 1:
-        in_children(claims, n, argv)
+        in_children([c.key for c in claims], n, argv)
         for job in jobs:
             job.info.update(_read_json(out / job.dir / "job.json"))
         return

@@ -210,3 +210,25 @@ def test_smoke_run_writes_report(tmp_path):
     rows = artifact.read_rows(tmp_path)
     assert {r["arm"] for r in rows} == {"adam", "cadam"} and all("/final/" in r["run"] for r in rows)
     assert json.loads((tmp_path / "meta.json").read_text())["scale"] == "smoke"
+
+
+def test_the_committed_report_is_its_artifact_rendered(tmp_path):
+    """docs/results/reproduce-cpu/REPORT.md is what --report-only renders from the runs.jsonl + meta.json beside it:
+    a number edited by hand in the report (or a row in the artifact) fails here."""
+    import shutil
+    committed = REPO / "docs" / "results" / "reproduce-cpu"
+    if not (committed / artifact.META).is_file():
+        pytest.skip("no committed cpu-scale run yet")
+    for name in (artifact.RUNS, artifact.META):
+        shutil.copy(committed / name, tmp_path / name)
+    assert write_report(tmp_path).read_text() == (committed / "REPORT.md").read_text()
+
+
+def test_jobs_put_the_language_model_claim_alone_and_pass_the_rest_of_the_command_line():
+    keys = ["npacs", "parc", "seq2d", "solo"]
+    assert reproduce.partition(keys, 2) == [["solo"], ["npacs", "parc", "seq2d"]]
+    assert reproduce.partition(keys, 3) == [["solo"], ["npacs", "seq2d"], ["parc"]]
+    assert reproduce.partition(["npacs", "parc"], 2) == [["npacs"], ["parc"]]
+    assert reproduce.partition(keys, 1) == [["solo", "npacs", "parc", "seq2d"]]
+    argv = ["--claims", "npacs,solo", "--jobs=2", "--out", "x", "--", "seed=0"]
+    assert reproduce.without(argv, "--claims", "--jobs") == ["--out", "x", "--", "seed=0"]
