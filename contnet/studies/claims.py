@@ -55,7 +55,7 @@ def uninformative(cells: Cells, setting: str) -> str:
     chance = next((p for t, p in CHANCE.items() if setting.startswith(t)), None)
     accs = [_values(cells, setting, a, "test/acc") for a in arms]
     if chance is not None and any(accs) and not any(above(v, chance) for v in accs):
-        return f"every arm stayed at chance accuracy ({chance:g})"
+        return f"every arm stayed at chance accuracy, {chance:g}"
     learned = [mean_std(c.get("values", {}).get("train/loss", []))[0] < mean_std(c.get("first", []))[0]
                for c in arms.values() if c.get("first")]
     if learned and not any(learned):

@@ -50,7 +50,7 @@ def test_a_classifier_at_chance_is_not_informative_and_not_counted():
     at_chance = {"test/loss": [0.69, 0.691, 0.689], "test/acc": [0.49, 0.50, 0.51]}
     lower = {"test/loss": [0.60, 0.601, 0.599], "test/acc": [0.49, 0.50, 0.51]}
     cells = cells_of(parity10__adam=at_chance, parity10__cadam=lower)
-    assert uninformative(cells, "parity10") == "every arm stayed at chance accuracy (0.5)"
+    assert uninformative(cells, "parity10") == "every arm stayed at chance accuracy, 0.5"
     held, sentence = claim_by_key("npacs").verdict(cells, {})
     assert held == "not tested" and "not informative on parity10" in sentence
     cells["parity10"]["cadam"]["values"]["test/acc"] = [0.70, 0.72, 0.71]
