@@ -48,7 +48,7 @@ class TrainerConfig(Options):
     checkpoint_every_s: float = opt(60.0, ge=0)
     progress: bool = True                           # rich progress bar on a terminal (plain log lines otherwise)
     print_every: int = opt(100, gt=0, integer=True)               # steps between plain progress lines when not on a terminal
-    # curves.png at the end of the run; auto: a single run draws it, a sweep's jobs do not (`contnet report` plots a sweep)
+    # curves.png at the end of the run; auto: not drawn (`contnet report <run dir>` draws it, and a sweep's curves)
     plot: Any = opt("auto", choices=SWITCH)
     # steps between host transfers of the per-step records (one record per step still; NaN/divergence noticed here)
     log_every: int = opt(50, gt=0, integer=True)

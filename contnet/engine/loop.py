@@ -347,8 +347,9 @@ def run_epochs(lp: Loop, signals: StopOnSignal) -> None:
 
 
 def plot(lp: Loop) -> None:
-    """curves.png, unless trainer.plot=false (`contnet train` sets it for a sweep's jobs when it is auto)."""
-    if lp.cfg.plot is False or not (lp.run_dir / "metrics.jsonl").exists():   # a library call without a JsonlLogger
+    """curves.png when trainer.plot=true; auto (the default) leaves it to `contnet report <run dir>`: matplotlib's
+    import and first drawing were 0.8 CPU s of the default `contnet train` (bench/bench_startup.py)."""
+    if lp.cfg.plot is not True or not (lp.run_dir / "metrics.jsonl").exists():   # a library call without a JsonlLogger
         return
     try:
         plot_curves(lp.run_dir / "metrics.jsonl", lp.run_dir / "curves.png")

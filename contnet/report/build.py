@@ -68,6 +68,26 @@ def display_metrics(runs: Sequence[Run], requested: Sequence[str]) -> list[str]:
     return [primary, *others][:3]
 
 
+def run_curves(paths: Sequence[Path]) -> list[Path]:
+    """curves.png in each run directory named itself (`contnet report <run dir>`): a run leaves it to the report
+    (trainer.plot=auto) so that `contnet train` does not pay for matplotlib.  A sweep's jobs are drawn together by
+    write_plots instead.  A plot that fails is one warning; the report goes on."""
+    import logging
+
+    from contnet.engine.plots import plot_curves
+    out = []
+    for path in paths:
+        if not (path / "metrics.jsonl").is_file():
+            continue
+        try:
+            plot_curves(path / "metrics.jsonl", path / "curves.png")
+        except Exception as e:  # noqa: BLE001 - a figure never fails the report
+            logging.getLogger("contnet").warning("%s: curves.png not written (%s: %s)", path, type(e).__name__, e)
+        if (path / "curves.png").is_file():
+            out.append(path / "curves.png")
+    return out
+
+
 def make_report(paths: Sequence[Path | str], out_dir: Path | str | None = None,
                 targets: Sequence[Target] = (), metrics: Sequence[str] = (),
                 ignore: Sequence[str] = (), plots: bool = True,
@@ -98,15 +118,17 @@ def make_report(paths: Sequence[Path | str], out_dir: Path | str | None = None,
 
     report = Report(runs=runs, groups=groups, stats=stats, metrics=shown, targets=chosen, out_dir=out)
     figures: list[Path] = []
+    curves: list[Path] = []
     if plots:
         from contnet.report.plots import write_plots  # matplotlib only when plotting
 
         figures = write_plots(groups, out, extra_keys=shown)
+        curves = run_curves(paths)
     report.files = [
         render.write_markdown(out / "report.md", stats, shown, chosen, paths, figures),
         render.write_csv(out / "report.csv", stats, chosen),
         render.write_runs_csv(out / "runs.csv", stats),
-        *figures,
+        *figures, *curves,
     ]
     if not quiet:
         console = console or _console()
@@ -119,5 +141,6 @@ def make_report(paths: Sequence[Path | str], out_dir: Path | str | None = None,
             notes = render.group_notes(s)
             if notes:
                 console.print(f"note: {s.group.label} ran on stand-ins: {notes}", markup=False)
-        console.print(f"wrote {out / 'report.md'}, report.csv, runs.csv and {len(figures)} plots")
+        console.print(f"wrote {out / 'report.md'}, report.csv, runs.csv and {len(figures)} plots"
+                      + "".join(f"; {c}" for c in curves))
     return report

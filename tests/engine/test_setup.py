@@ -83,7 +83,7 @@ def test_a_failing_plot_is_logged_and_the_run_completes(tmp_path, monkeypatch, c
         raise RuntimeError("no display backend")
     monkeypatch.setattr(loop, "plot_curves", broken)
     with caplog.at_level(logging.WARNING, logger="contnet"):
-        summary = run_inprocess(FAST, tmp_path / "r")
+        summary = run_inprocess([*FAST, "trainer.plot=true"], tmp_path / "r")
     assert summary["status"] == "completed" and not (tmp_path / "r" / "curves.png").exists()
     assert any("curves.png not written (RuntimeError: no display backend)" in r.getMessage() for r in caplog.records)
 
