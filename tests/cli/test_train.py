@@ -32,7 +32,7 @@ def test_cli_run_on_digits_writes_the_run_directory_contract(tmp_path):
     assert all("lr" in r for r in train) and not any("lambda" in r for r in train)  # plain Adam: no λ
     assert any("val/acc" in r for r in records) and records[-1].get("test/acc") is not None
     assert (run_dir / "checkpoints" / "last.pt").stat().st_size > 0
-    assert (run_dir / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert not (run_dir / "curves.png").exists()      # trainer.plot=auto: `contnet report <run>` draws it
     assert (run_dir / ".hydra" / "config.yaml").exists()
     assert "val/acc" in res.stdout                      # the final table
 
