@@ -21,6 +21,8 @@ DEFAULT_IGNORED_KEYS = (
     "hydra", "hydra.*",
     "logger", "logger.*",
     "trainer.resume", "trainer.resume.*",
+    # switches that change no number: runs that differ only in them are one group
+    "trainer.plot", "trainer.progress", "trainer.print_every", "trainer.overwrite", "trainer.checkpoint_every*",
     "*data_dir", "*output_dir", "*cache_dir",
 )
 

@@ -206,3 +206,20 @@ def test_console_entry_point_exit_code(tmp_path: Path):
     assert res.stderr.strip().splitlines() == [
         f"contnet report: error: no such directory: {tmp_path / 'nope'} "
         "(give a run or multirun directory, e.g. outputs/multirun/<date>/<time>)"]
+
+
+def test_runs_that_differ_only_in_switches_that_change_no_number_are_one_group(tmp_path: Path):
+    """A single run made with trainer.plot=auto and a sweep job made with trainer.plot=false (or another progress
+    setting) are the same experiment: one group; a key that changes numbers still splits."""
+    import yaml
+
+    from contnet.report.grouping import group_runs
+    from contnet.report.runs import load_runs
+    for i, (plot, progress, lr) in enumerate([("auto", True, 1e-3), (False, False, 1e-3), ("auto", True, 1e-2)]):
+        run = write_run(tmp_path / str(i), seed=i, lr=lr)
+        cfg_path = run / ".hydra" / "config.yaml"
+        cfg = yaml.safe_load(cfg_path.read_text())
+        cfg["trainer"].update(plot=plot, progress=progress)
+        cfg_path.write_text(yaml.safe_dump(cfg))
+    groups = group_runs(load_runs([tmp_path]))
+    assert sorted(len(g.runs) for g in groups) == [1, 2]
