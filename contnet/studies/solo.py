@@ -3,7 +3,7 @@
     contnet solo-study screen  [--root outputs/solo_study] [NAME ...] [--dry-run]
     contnet solo-study confirm NAME ... [--seeds 0,1,2] [--steps 150] [--test-mrs 100]
     contnet solo-study confirm --best          # the screen's best row of each method (solo, lora, full)
-    common: [--set key=value ...] overrides for every run (e.g. trainer.device=cuda)
+    common: [--set key=value ...] overrides for every run (e.g. trainer.device=cuda); [--jobs N] N runs at a time
 
 A stage is a study folder <root>/<stage>/: its runs (<name>[-s<seed>]/) run in this process, one after another
 (contnet.studies.runner: a run whose summary.json says completed is skipped, any other continues with
@@ -101,11 +101,24 @@ def run_stage(a, runs: list, argv: list[str]) -> int:
         if status == "completed" and not a.keep_checkpoints:
             shutil.rmtree(study / run.dir / "checkpoints", ignore_errors=True)
 
-    done_rows = runner.execute(runs, study, do=runner.run_in_process, on_done=done)
+    done_rows = launch(runs, study, a.jobs, done)
     rows = [{**r, "trainable_params": params(study / r["run"])} for r in done_rows]    # the docs' tables show it
     artifact.write_rows(study, merged_rows(study, rows))
     artifact.write_meta(study, "contnet solo-study " + " ".join(argv), env, time.monotonic() - start)
     return 0 if all(r["status"] == "completed" for r in rows) else 1
+
+
+def launch(runs: list, study: Path, jobs: int, done) -> list[dict]:
+    """One run after another in this process, or with --jobs N each missing run as its own `contnet train`
+    process, N at a time (a GPU holds several of these small runs at once); the study's rows either way."""
+    if jobs == 1:
+        return runner.execute(runs, study, do=runner.run_in_process, on_done=done)
+    from concurrent.futures import ThreadPoolExecutor
+    todo = [r for r in runs if not runner.is_done(study / r.dir)]
+    with ThreadPoolExecutor(max_workers=jobs) as pool:          # a thread waits on each run's process, in order
+        for r, summary in zip(todo, pool.map(lambda r: runner.run_subprocess(r, study), todo)):
+            done(r, summary)
+    return runner.rows(runs, study)
 
 
 def params(run_dir: Path) -> int | None:
@@ -128,6 +141,8 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--dry-run", action="store_true")
     ap.add_argument("--keep-checkpoints", action="store_true")
     ap.add_argument("--best", action="store_true", help="confirm: the screen's best row of each method")
+    ap.add_argument("--jobs", type=int, default=1, help="runs at a time, each its own process when > 1 (default 1: "
+                    "in this process)")
     ap.add_argument("--set", nargs="*", default=[], dest="extra", help="overrides added to every run")
     return ap
 
@@ -138,6 +153,10 @@ def main(argv: list[str] | None = None) -> int:
     if a.best:
         a.names += [n for n in best_rows(a.root / "screen") if n not in a.names]
         print("best of the screen:", " ".join(a.names), flush=True)
+    if a.jobs < 1:
+        print(f"contnet solo-study: error: --jobs {a.jobs}: must be an integer ≥ 1 (the number of runs at a time)",
+              file=sys.stderr)
+        return 2
     unknown = [n for n in a.names if n not in SCREEN]
     if unknown or (a.stage == "confirm" and not a.names):
         print(f"contnet solo-study: error: unknown study rows {unknown}; choose from: {', '.join(SCREEN)}" if unknown

@@ -62,3 +62,26 @@ def test_unknown_rows_are_one_line_exit_2(cli, tmp_path):
     res = cli(["solo-study", "screen", "no-such-row", "--root", str(tmp_path / "study")], tmp_path)
     assert_one_line(res, "unknown study rows", "choose from")
     assert not (tmp_path / "study").exists()
+
+
+@pytest.mark.parametrize("cli", BOTH_CLIS)
+def test_jobs_below_one_is_one_line_exit_2(cli, tmp_path):
+    res = cli(["solo-study", "screen", "--jobs", "0", "--root", str(tmp_path / "study")], tmp_path)
+    assert_one_line(res, "--jobs 0", "an integer ≥ 1")
+    assert not (tmp_path / "study").exists()
+
+
+def test_jobs_run_each_missing_run_as_its_own_process(tmp_path, monkeypatch):
+    launched = []
+
+    def fake(run, root, **kw):
+        launched.append(run.dir)
+        write(root / run.dir, val=1.2)
+        return {"status": "completed"}
+
+    monkeypatch.setattr(runner, "run_subprocess", fake)
+    write(tmp_path / "screen" / "lora-lr2e-3", val=1.7)
+    names = ["lora-lr2e-3", "lora-lr6e-3", "full-lr2e-4"]
+    assert solo.main(["screen", *names, "--jobs", "2", "--root", str(tmp_path)]) == 0
+    assert sorted(launched) == ["full-lr2e-4", "lora-lr6e-3"]
+    assert len(artifact.read_rows(tmp_path / "screen")) == 3

@@ -1,6 +1,6 @@
 """The exact Sequential2D check (claim (c) of `contnet reproduce`): the CLI's MLP (model=mlp on digits) and
 its Sequential2D form, sharing the same weights, agree in fp64 — forward outputs, input gradients, parameter
-gradients and the weights after one Adam step (tests/reproduce/test_driver.py asserts a zero difference)."""
+gradients and the weights after one Adam step (tests/studies/test_reproduce.py asserts a zero difference)."""
 from __future__ import annotations
 
 
