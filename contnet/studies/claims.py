@@ -14,7 +14,8 @@ from typing import Callable
 
 from contnet.report.stats import LEVEL, above, compare_seeds, mean_std
 
-Cells = dict[str, dict[str, dict]]   # setting -> arm -> {"values": {key: [finals]}, "first": [..], "runs", "completed", "params"}
+# setting -> arm -> {"values": {key: [finals over seeds]}, "first": [first train/loss], "runs", "completed", "params"}
+Cells = dict[str, dict[str, dict]]
 TEST = f"Welch's t-test over the seeds, two-sided, {LEVEL:.0%} level"
 CHANCE = {"parity": 0.5, "mnist1d": 0.1, "digits": 0.1, "mnist": 0.1, "fashion_mnist": 0.1, "cifar10": 0.1}
 
@@ -74,7 +75,8 @@ def outcomes(cells: Cells, new: str, base: str, key: str, lower_better: bool = T
     return out
 
 
-WORDS = {"better": "lower than", "worse": "higher than", "same": "no different from", "untested": "one seed (untested) against"}
+WORDS = {"better": "lower than", "worse": "higher than", "same": "no different from",
+         "untested": "one seed (untested) against"}
 
 
 def pair_sentence(cells: Cells, new: str, base: str, key: str) -> tuple[str, int, int]:

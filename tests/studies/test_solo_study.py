@@ -33,7 +33,8 @@ def test_completed_runs_are_skipped_and_the_stage_keeps_its_rows(tmp_path, monke
     assert not (tmp_path / "screen" / "solo-stride2-lr2e-3" / "checkpoints").exists()   # dropped once completed
     rows = artifact.read_rows(tmp_path / "screen")
     assert [(r["run"], r["final"]["val/loss"]) for r in rows] == [("lora-lr2e-3", 1.7), ("solo-stride2-lr2e-3", 1.4)]
-    assert [r["trainable_params"] for r in rows] == [10, 10] and [r["arm"] for r in rows] == ["lora-lr2e-3", "solo-stride2-lr2e-3"]
+    assert [r["trainable_params"] for r in rows] == [10, 10]
+    assert [r["arm"] for r in rows] == ["lora-lr2e-3", "solo-stride2-lr2e-3"]
     assert artifact.read_meta(tmp_path / "screen")["command"].startswith("contnet solo-study screen")
     assert solo.main(["screen", "full-lr2e-4", "--root", str(tmp_path)]) == 0          # a later row joins the rows
     assert len(artifact.read_rows(tmp_path / "screen")) == 3
