@@ -182,19 +182,29 @@ def first_loss(run_dir: Path) -> float | None:
         return None
 
 
+def planned_overrides(run_dir: Path) -> list[str]:
+    """The overrides the runner made the run with (its study_run.json: a tuned run's values included), less the
+    data folder (a machine path)."""
+    import json
+    try:
+        overrides = json.loads((run_dir / runner.PLANNED).read_text())["overrides"]
+    except (OSError, ValueError, KeyError):
+        return []
+    return [o for o in overrides if not o.startswith("task.data_dir=")]
+
+
 def job_rows(job: Job, out: Path) -> list[dict]:
     """Artifact rows of the job's run folders, with the claim's cell (setting, arm) read from the run's own config."""
     import json
 
     from omegaconf import OmegaConf
-    overrides = {out / r.dir: [o for o in r.overrides if not o.startswith("task.data_dir=")] for r in job.runs}
     rows = []
     for d in run_dirs(job, out):
         if not (d / ".hydra" / "config.yaml").is_file():
             continue                              # never started
         setting, arm = job.claim.arm(OmegaConf.to_container(OmegaConf.load(d / ".hydra" / "config.yaml")))
         summary = json.loads((d / "summary.json").read_text()) if (d / "summary.json").is_file() else {}
-        rows.append(artifact.run_row(d, out, overrides.get(d, []), arm, {
+        rows.append(artifact.run_row(d, out, planned_overrides(d), arm, {
             "claim": job.claim.key, "sweep": job.preset, "setting": setting,
             "params": summary.get("trainable_params"), "first_train_loss": first_loss(d)}))
     return rows

@@ -186,6 +186,7 @@ def test_a_plain_claim_runs_in_process_and_a_rerun_does_nothing(tmp_path, monkey
     assert len(rows) == 4 and {r["status"] for r in rows} == {"completed"}
     assert {r["arm"] for r in rows} == {"nn.Sequential MLP", "seq2d(mlp)", "seq2d(dense)", "seq2d(resnet)"}
     assert all(not r["run"].startswith("/") and r["claim"] == "seq2d" and r["setting"] == "digits" for r in rows)
+    assert all("experiment=seq2d_skips_cpu" in r["overrides"] for r in rows if r["arm"] == "seq2d(dense)")
     meta = artifact.read_meta(tmp_path)
     assert meta["claims"]["seq2d"]["extra"]["equivalence"]["max_abs_diff"] == 0.0
     text = (tmp_path / "REPORT.md").read_text()
@@ -209,6 +210,7 @@ def test_smoke_run_writes_report(tmp_path):
     assert "| (a) NPACS: C-Adam / C-RMSProp vs Adam / RMSProp | ran | 4/4 | 2 |" in text
     rows = artifact.read_rows(tmp_path)
     assert {r["arm"] for r in rows} == {"adam", "cadam"} and all("/final/" in r["run"] for r in rows)
+    assert all(any(o.startswith("optimizer.lr=") for o in r["overrides"]) for r in rows)     # the tuned values
     assert json.loads((tmp_path / "meta.json").read_text())["scale"] == "smoke"
 
 
