@@ -43,9 +43,11 @@ gpu-check:
 reproduce-paper: $(STAMP)
 	$(BIN)/contnet reproduce --scale $(SCALE)
 
-# tuned Adam vs C-Adam on digits_ae (docs/tuning.md): outputs/tune/tune_digits_ae/report.md
+# tuned Adam vs C-Adam on digits_ae (docs/tuning.md): outputs/tune/tune_digits_ae/report.md; one worker (the
+# same trials every time); TUNE_ARGS="--workers 2" shares each study between two processes
+TUNE_ARGS ?=
 compare-digits-ae: $(STAMP)
-	$(BIN)/python -m contnet.tune experiment=tune_digits_ae
+	$(BIN)/contnet tune experiment=tune_digits_ae $(TUNE_ARGS)
 
 # Render every marked results table in README.md and docs/ from its raw results in docs/results/<study>/
 # (contnet/studies/tables.py); `make tables ARGS=--check` only compares.

@@ -38,14 +38,22 @@ def uptime() -> str:
     return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
 
+def cpu_children() -> float:
+    import resource
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
 def timed(cmd: list[str], env: dict | None = None, cwd: Path = REPO) -> dict:
-    """Run a command; its wall time, exit code and the load (uptime) before and after."""
-    before, t0 = uptime(), time.monotonic()
+    """Run a command; its wall time, the CPU time of it and its processes (less sensitive than the wall time to
+    what else runs on the machine), exit code and the load (uptime) before and after."""
+    before, t0, c0 = uptime(), time.monotonic(), cpu_children()
     rc = subprocess.run(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    wall = time.monotonic() - t0
+    wall, cpu = time.monotonic() - t0, cpu_children() - c0
     if rc.returncode != 0:
         print(rc.stderr[-2000:], file=sys.stderr)
-    return {"wall_s": round(wall, 2), "rc": rc.returncode, "uptime_start": before, "uptime_end": uptime()}
+    return {"wall_s": round(wall, 2), "cpu_s": round(cpu, 2), "rc": rc.returncode, "uptime_start": before,
+            "uptime_end": uptime()}
 
 
 def final_rows(study: Path) -> list[dict]:
@@ -109,6 +117,8 @@ def compare(args) -> list[dict]:
     variants = {"old": ([sys.executable, "-m", "contnet.tune", "experiment=tune_digits_ae"], old_env, args.old_root),
                 **{f"new_w{w}": ([sys.executable, *NEW, "--workers", str(w)], None, REPO)
                    for w in map(int, args.workers.split(","))}}
+    if args.also_unpruned:                     # the runner's gain alone: every trial to its end, as the old driver
+        variants["new_nopruner_w1"] = ([sys.executable, *NEW, "--workers", "1", "--pruner", "none"], None, REPO)
     rows = []
     for rep in range(args.repeats):
         for name, (cmd, env, cwd) in variants.items():
@@ -135,11 +145,11 @@ def workers(args) -> list[dict]:
     return rows
 
 
-def medians(rows: list[dict]) -> dict:
+def medians(rows: list[dict], key: str = "wall_s") -> dict:
     by = {}
     for r in rows:
-        if r["rc"] == 0:
-            by.setdefault(r["arm"], []).append(r["wall_s"])
+        if r["rc"] == 0 and r.get(key) is not None:
+            by.setdefault(r["arm"], []).append(r[key])
     return {a: round(statistics.median(v), 1) for a, v in by.items()}
 
 
@@ -152,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--pruners", default=",".join(PRUNERS))
     p.add_argument("--workers", default=None, help="worker counts (compare: 1,2; workers: 1,2)")
+    p.add_argument("--also-unpruned", action="store_true", help="compare: also the new tuner with --pruner none")
     p.add_argument("--old-root", type=Path, default=None)
     p.add_argument("--old-path", default=None, help="extra import path for the old tree (its Optuna 2.10 stack)")
     p.add_argument("--old-sha", default=None, help="the old tree's commit, recorded in meta.json")
@@ -161,7 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = {"pruners": pruners, "compare": compare, "workers": workers}[args.what](args)
     given = argv if argv is not None else sys.argv[1:]
     command = "python bench/bench_tune.py " + " ".join("<path>" if a.startswith("/") else a for a in given)
-    write(args.results, rows, command, env, t0, medians_s=medians(rows), old_git_sha=args.old_sha)
+    write(args.results, rows, command, env, t0, medians_s=medians(rows), cpu_medians_s=medians(rows, "cpu_s"),
+          old_git_sha=args.old_sha)
     print(json.dumps(medians(rows)))
     return 0
 

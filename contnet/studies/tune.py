@@ -48,7 +48,8 @@ def pruner_spec(table: dict, name: str | None) -> dict:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="contnet tune", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog="Overrides after the preset (or after --) apply to every run.")
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="Overrides after the preset (or after --) apply to every run.")
     p.add_argument("experiment", help="experiment=<tune preset>, e.g. experiment=tune_digits_ae")
     p.add_argument("overrides", nargs="*", help="overrides for every run, e.g. trainer.max_steps=100")
     p.add_argument("--out", type=Path, default=None, help="study folder (default: outputs/tune/<preset>)")
@@ -216,6 +217,12 @@ def finish(plan: dict, out: Path, command: str, env: dict, t0: float) -> Path:
     return tune_report.write_report(out, plan, arms, {**meta, **wall})
 
 
+def shown(argv: list[str]) -> str:
+    """The command line for meta.json, an absolute path named by its role (no machine path in an artifact)."""
+    import re
+    return " ".join(re.sub(r"(^|=)/\S*", r"\1<path>", a) for a in argv)
+
+
 def main(argv: list[str] | None = None) -> int:
     from contnet.engine.io import atomic_write_json
     from contnet.registry import ConfigError
@@ -238,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     except RuntimeError as e:
         print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
         return 1
-    path = finish(plan, out, "contnet tune " + " ".join(argv), env, t0)
+    path = finish(plan, out, "contnet tune " + shown(argv), env, t0)
     print(f"[tune] wrote {path} in {time.monotonic() - t0:.1f} s", flush=True)
     return 0
 

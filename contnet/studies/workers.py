@@ -6,8 +6,9 @@ then runs its share of the final runs (every N-th, from its index).  A worker ru
 process (runner.run_in_process); the study's process is worker 0 on one machine, so `--workers 1` starts no
 process at all.
 
-- `--workers N` on one machine: N − 1 more processes (`python -m contnet.studies.workers <out> <i> <N>`), their
-  output in <out>/worker<i>.log.  The plan gives each worker cores // N torch threads where the preset leaves
+- `--workers N` on one machine: N − 1 more processes, forked from the study's process on Linux (they start with
+  torch imported), else `python -m contnet.studies.workers <out> <i> <N>`; their output in <out>/worker<i>.log.
+  The plan gives each worker cores // N torch threads where the preset leaves
   `trainer.threads` to torch, so N workers fit the machine.
 - `--launcher slurm`: N Slurm array tasks through submitit (the study's process only waits);
   `--launcher submitit_local` runs the same through submitit's local executor (what the tests use).
@@ -80,16 +81,47 @@ def worker_env(threads: int | None) -> dict:
     return env
 
 
+class Forked:
+    """A worker forked from this process (Linux): it starts with torch and contnet already imported (a new
+    interpreter spends seconds on that); its output goes to <out>/worker<i>.log.  Popen's wait/poll/terminate."""
+
+    def __init__(self, out: Path, index: int, count: int):
+        import multiprocessing
+        self.proc = multiprocessing.get_context("fork").Process(target=_forked, args=(out, index, count))
+        self.proc.start()
+
+    def wait(self) -> int:
+        self.proc.join()
+        return self.proc.exitcode
+
+    def poll(self):
+        return self.proc.exitcode
+
+    def terminate(self) -> None:
+        self.proc.terminate()
+
+
+def _forked(out: Path, index: int, count: int) -> None:
+    from contnet.cli.main import run_command
+    fd = os.open(out / f"worker{index}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os._exit(run_command("tune (worker)", lambda: main([str(out), str(index), str(count)])))
+
+
+def start_worker(out: Path, index: int, count: int, threads: int | None):
+    if hasattr(os, "fork") and sys.platform == "linux":
+        return Forked(out, index, count)
+    with open(out / f"worker{index}.log", "ab") as log:
+        return subprocess.Popen([sys.executable, "-m", "contnet.studies.workers", str(out), str(index), str(count)],
+                                stdout=log, stderr=subprocess.STDOUT, env=worker_env(threads))
+
+
 def run_local(out: Path, count: int, threads: int | None) -> None:
     """Worker 0 here, workers 1..N-1 as processes; any that fails (or a signal here) stops the others."""
     procs = []
     try:
-        for i in range(1, count):
-            log = open(out / f"worker{i}.log", "ab")
-            procs.append(subprocess.Popen([sys.executable, "-m", "contnet.studies.workers", str(out), str(i),
-                                           str(count)], stdout=log, stderr=subprocess.STDOUT,
-                                          env=worker_env(threads)))
-            log.close()
+        procs = [start_worker(out, i, count, threads) for i in range(1, count)]
         work(out, 0, count)
         bad = [(i + 1, p.wait()) for i, p in enumerate(procs)]
         bad = [(i, rc) for i, rc in bad if rc != 0]
