@@ -12,6 +12,10 @@
   with the Makefile's flags), interleaved, --repeats times; one row per command with its wall time, `uptime`'s
   load before and after, and the verdict of its final seeds.
 - workers: a 16-trial study (one arm, tuning only, no pruner) with 1 and with 2 local workers, interleaved.
+- tables: docs/tuning.md's two results tables rendered from the committed raw results under --results (the
+  tune_digits_ae folder) as `table-<name>.json`, which `contnet tables` puts into the doc: `tuning-pruners` in
+  pruners/ (from each pruner's study and the bench's rows), `tuning-cost` beside the sets (compare*, workers*).
+  `pruners` writes its own table when it ends.
 
 Each command runs as its own process (as a user runs it); medians are printed.  Study folders go to --work
 (default outputs/bench_tune/, git-ignored).
@@ -145,6 +149,105 @@ def workers(args) -> list[dict]:
     return rows
 
 
+# ---- docs/tuning.md's tables, from the committed rows ---------------------------------------------------------
+
+ARMS = {"adam": "Adam", "cadam": "C-Adam"}
+PRUNER_NAMES = {"successive_halving": "successive halving", "hyperband": "Hyperband"}
+COST_SETS = ("compare", "compare_cpu", "compare_w2", "workers_spawn", "workers")
+
+
+def load1(uptime_line: str) -> float:
+    """The 1-minute load average of an `uptime` line."""
+    return float(uptime_line.rsplit("load average:", 1)[1].split(",")[0])
+
+
+def _arm_finals(study: Path, metric: str) -> dict[str, list[float]]:
+    per: dict[str, list[float]] = {}
+    for r in final_rows(study):
+        v = (r.get("final") or {}).get(metric)
+        if r.get("status") == "completed" and v is not None and math.isfinite(v):
+            per.setdefault(r["arm"], []).append(v)
+    return per
+
+
+def _pruner_verdict(test: dict[str, list[float]]) -> str:
+    """C-Adam vs Adam on the final seeds' test loss, worded by Welch's t-test at the claims' level."""
+    from contnet.report.stats import LEVEL, mean_std, welch
+    p, (ma, mc) = welch(test["cadam"], test["adam"]), (mean_std(test[a])[0] for a in ARMS)
+    if not p < LEVEL:
+        return f"no difference at {LEVEL:.0%} (p = {p:.2g})"
+    lower = "C-Adam" if mc < ma else "Adam"
+    return f"{lower} lower ({mc:.5f} vs {ma:.5f}), p = {p:.2g}"
+
+
+def pruner_row(bench_row: dict, study: Path) -> list[str]:
+    """One pruner: each arm's trials and spent budget (its study's meta.json), the final seeds' val/loss mean ±
+    std per arm and their sum (the selection rule), the test-loss verdict, the bench's wall time and load."""
+    from contnet.report.stats import mean_std
+    tuned = json.loads((study / "meta.json").read_text())["tuned"]
+    val, test = _arm_finals(study, "val/loss"), _arm_finals(study, "test/loss")
+    counts = {a: f"{t['counts']['complete']} / {t['counts']['pruned']}, {t['spent_full_runs']:g}"
+              for a, t in tuned.items()}
+    stats = {a: mean_std(val[a]) for a in ARMS}
+    return [PRUNER_NAMES.get(bench_row["arm"], bench_row["arm"]),
+            f"{counts['adam']}, lr {tuned['adam']['values']['optimizer.lr']:.3g}", counts["cadam"],
+            *(f"{stats[a][0]:.5f} ± {stats[a][1]:.5f}" for a in ARMS), f"{sum(s[0] for s in stats.values()):.5f}",
+            _pruner_verdict(test), f"{bench_row['wall_s']:.0f} ({load1(bench_row['uptime_start']):.2f})"]
+
+
+def pruner_table(results: Path) -> dict:
+    from contnet.studies import artifact
+    rows = sorted(artifact.read_rows(results), key=lambda r: PRUNERS.index(r["arm"]))
+    return {"header": ["pruner", "Adam: complete / pruned trials, budget spent, tuned lr",
+                       "C-Adam: complete / pruned, spent", "final val/loss, Adam", "final val/loss, C-Adam", "sum",
+                       "test/loss verdict (Welch, 5 seeds a side)", "wall time (s), load at start"],
+            "rows": [pruner_row(r, results / r["arm"]) for r in rows],
+            "numeric": [False, False, False, True, True, True, False, True]}
+
+
+def _cost_verdict(rows: list[dict]) -> str:
+    verdicts = [r["verdict"] for r in rows if r.get("verdict")]
+    if not verdicts:
+        return "–"
+    lower = {v.get("lower") for v in verdicts}
+    if len(lower) != 1 or not all(v.get("significant_5pct") for v in verdicts):
+        return "differs between repeats: " + ", ".join(f"{v.get('lower')} p = {v.get('welch_p'):.2g}" for v in verdicts)
+    return f"{lower.pop()} lower, p ≤ {max(v['welch_p'] for v in verdicts):.2g}"
+
+
+def cost_rows(name: str, rows: list[dict]) -> list[list[str]]:
+    """One line per variant of a set: its repeats' wall times and loads (start–end), the medians, the verdicts."""
+    walls, cpus = medians(rows), medians(rows, "cpu_s")
+    out = []
+    for arm in sorted(walls):
+        mine = sorted((r for r in rows if r["arm"] == arm), key=lambda r: r["seed"])
+        out.append([name, arm, ", ".join(f"{r['wall_s']:.0f}" for r in mine), f"{walls[arm]:.1f}",
+                    f"{cpus[arm]:.0f}" if arm in cpus else "–",
+                    ", ".join(f"{load1(r['uptime_start']):.2f}–{load1(r['uptime_end']):.2f}" for r in mine),
+                    _cost_verdict(mine)])
+    return out
+
+
+def cost_table(results: Path) -> dict:
+    from contnet.studies import artifact
+    return {"header": ["set", "variant", "wall (s) per repeat", "median wall (s)", "median CPU (s)",
+                       "load, start–end", "verdict of the final seeds (Welch's t-test, test/loss)"],
+            "rows": [line for name in COST_SETS for line in cost_rows(name, artifact.read_rows(results / name))],
+            "numeric": [False, False, False, True, True, False, False]}
+
+
+def write_table(folder: Path, name: str, table: dict) -> Path:
+    from contnet.studies import artifact
+    path = folder / f"table-{name}.json"
+    artifact.atomic_write_bytes(path, (json.dumps(table, ensure_ascii=False, indent=1) + "\n").encode())
+    return path
+
+
+def tables(args) -> None:
+    print(write_table(args.results / "pruners", "tuning-pruners", pruner_table(args.results / "pruners")))
+    print(write_table(args.results, "tuning-cost", cost_table(args.results)))
+
+
 def medians(rows: list[dict], key: str = "wall_s") -> dict:
     by = {}
     for r in rows:
@@ -156,7 +259,7 @@ def medians(rows: list[dict], key: str = "wall_s") -> dict:
 def main(argv: list[str] | None = None) -> int:
     from contnet.studies import artifact
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("what", choices=("pruners", "compare", "workers"))
+    p.add_argument("what", choices=("pruners", "compare", "workers", "tables"))
     p.add_argument("--results", type=Path, required=True, help="where runs.jsonl + meta.json go")
     p.add_argument("--work", type=Path, default=REPO / "outputs" / "bench_tune")
     p.add_argument("--repeats", type=int, default=3)
@@ -168,12 +271,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--old-sha", default=None, help="the old tree's commit, recorded in meta.json")
     args = p.parse_args(argv)
     args.workers = args.workers or "1,2"
+    if args.what == "tables":
+        tables(args)
+        return 0
     env, t0 = artifact.environment(), time.monotonic()
     rows = {"pruners": pruners, "compare": compare, "workers": workers}[args.what](args)
     given = argv if argv is not None else sys.argv[1:]
     command = "python bench/bench_tune.py " + " ".join("<path>" if a.startswith("/") else a for a in given)
     write(args.results, rows, command, env, t0, medians_s=medians(rows), cpu_medians_s=medians(rows, "cpu_s"),
           old_git_sha=args.old_sha)
+    if args.what == "pruners":
+        write_table(args.results, "tuning-pruners", pruner_table(args.results))
     print(json.dumps(medians(rows)))
     return 0
 

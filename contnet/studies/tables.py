@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from contnet.report.render import DASH
-from contnet.report.stats import mean_std
+from contnet.report.stats import mean_std, welch
 from contnet.studies import artifact
 
 START = re.compile(r"^<!-- table: (?P<name>[\w.-]+) \(from (?P<src>[^,]*), `contnet tables`\) -->$")
@@ -45,12 +45,16 @@ class Col:
     """One column. `key`: `final:<metric>` / `best:<metric>` (mean ± std over the completed runs), `n` (completed
     runs), `n/N` (completed / all), or a row field (dotted: `choices.model`, `wall_s`, `trainable_params`, `arm`):
     numbers are averaged, text is the group's first row's (the definition's `labels` rename it). `where` takes the
-    cell from the group's rows with those field values only (e.g. one setting of a switch per column)."""
+    cell from the group's rows with those field values only (e.g. one setting of a switch per column).
+    `welch:<metric>` (e.g. `welch:final:test/loss`): the two-sided p of Welch's t-test (contnet.report.stats.welch,
+    the test the reproduce claims use) between the group's completed runs and the table's runs with the `against`
+    field values (the baseline arm), so a verdict beside the table is the table's own; the baseline's row shows –."""
     header: str
     key: str
     fmt: str = ".3f"
     std: bool = True
     where: tuple[tuple[str, object], ...] = ()
+    against: tuple[tuple[str, object], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,7 @@ class Table:
     sort: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
     quoted: tuple[tuple[str, ...], ...] = ()
+    written_by: str = ""          # a table-<name>.json table: the command that writes it (no columns here)
 
     @property
     def source(self) -> str:
@@ -109,11 +114,23 @@ def _matches(row: dict, where: tuple[tuple[str, object], ...]) -> bool:
     return all(_field(row, k) == v for k, v in where)
 
 
-def cell(col: Col, runs: list[dict], labels: dict[str, str]) -> str:
+def _welch_p(col: Col, done: list[dict], table_rows: list[dict]) -> str:
+    base = [r for r in table_rows if _matches(r, col.where) and _matches(r, col.against)
+            and r.get("status") == "completed"]
+    if not base or all(_matches(r, col.against) for r in done):
+        return DASH
+    metric = col.key.split(":", 1)[1]
+    p = welch([_field(r, metric) for r in done], [_field(r, metric) for r in base])
+    return DASH if math.isnan(p) else format(p, col.fmt)
+
+
+def cell(col: Col, runs: list[dict], labels: dict[str, str], table_rows: list[dict] = ()) -> str:
     runs = [r for r in runs if _matches(r, col.where)]
     if not runs:
         return DASH
     done = [r for r in runs if r.get("status") == "completed"]
+    if col.key.startswith("welch:"):
+        return _welch_p(col, done, list(table_rows))
     if col.key == "n":
         return str(len(done))
     if col.key == "n/N":
@@ -174,13 +191,17 @@ def render(table: Table, results: Path) -> list[str]:
         rows = [[str(c) for c in row] for row in data["rows"]]
         numeric = data.get("numeric") or [i > 0 for i in range(len(data["header"]))]
         return markdown(data["header"], rows, numeric)
+    if table.written_by:
+        raise TableError(f"table {table.name}: {table.source}{static.name} is missing; write it with "
+                         f"`{table.written_by}`")
     rows = []
     for part in table.parts or ("",):
         if not (folder / part / artifact.RUNS).exists():
             raise TableError(f"table {table.name}: {table.source}{part + '/' if part else ''}{artifact.RUNS} is "
                              f"missing; run the study that writes it (or remove the table's markers from the doc)")
         rows += artifact.read_rows(folder / part)
-    body = [[cell(c, runs, table.labels) for c in table.columns] for runs in groups(table, rows)]
+    kept = [r for r in rows if _matches(r, table.where)]
+    body = [[cell(c, runs, table.labels, kept) for c in table.columns] for runs in groups(table, rows)]
     return markdown([c.header for c in table.columns], body + [list(q) for q in table.quoted],
                     [not _is_text(c) for c in table.columns])
 
@@ -344,5 +365,17 @@ _DEFS += [
           order=tuple((t, a) for t in ("digits_ae", "mnist1d_ae") for a in ("intended", "frozen", "nosecant")),
           labels={**_DELTA, "intended": "intended (Δλ_k/Δλ_{k−1}, spec A4)",
                   "frozen": "frozen (0.4, the authors' code C1)", "nosecant": "no secant (`secant=false`)"}),
+]
+_TUNE_TABLES = "python bench/bench_tune.py tables --results docs/results/tune_digits_ae"
+_DEFS += [  # make compare-digits-ae's study (docs/results/continuation.md says why this one)
+    Table("tuned-digits-ae", "tune_digits_ae/study", where=_FINAL,
+          columns=(Col("arm", "arm"), Col("tuned values", "params", "params"),
+                   Col("final val loss", "final:val/loss", ".4f"), Col("final **test** loss", "final:test/loss", ".4f"),
+                   Col("seeds", "n/N"),
+                   Col("test loss vs Adam: Welch p", "welch:final:test/loss", ".2g", against=(("arm", "adam"),))),
+          order=("adam", "cadam"), labels={**_DELTA, "adam": "Adam", "cadam": "C-Adam"}),
+    # bench rows (one per command), not one row per group of runs: bench_tune.py writes their table-<name>.json
+    Table("tuning-pruners", "tune_digits_ae/pruners", (), written_by=_TUNE_TABLES),
+    Table("tuning-cost", "tune_digits_ae", (), written_by=_TUNE_TABLES),
 ]
 TABLES: dict[str, Table] = {t.name: t for t in _DEFS}

@@ -141,9 +141,9 @@ def test_outside_a_repository_it_says_where_to_run_it(tmp_path):
 # ---- no machine path in the evidence ---------------------------------------------------------------------------
 
 MACHINE_PATH = re.compile(r"(?<![\w.])/(work|tmp|home)/")
-# The old reproduce-paper reports, to be replaced by the full cpu run's REPORT.md (issue 20, item 4): each entry goes
-# when its file is replaced (the test below fails while an entry names a file that no longer holds a machine path).
-PENDING = {"docs/results/reproduce-cpu.md", "docs/results/reproduce-cpu-tuned.md"}
+# Files allowed a machine path until they are replaced (the test below fails while an entry names a file that no
+# longer holds one). Empty since the old reproduce-paper reports gave way to reproduce-cpu/ (6ec8d39).
+PENDING: set[str] = set()
 
 
 def test_no_committed_file_under_docs_results_names_a_machine_path():
@@ -189,3 +189,49 @@ def test_rows_follow_the_definitions_order_and_a_name_without_runs_is_an_error(t
     monkeypatch.setitem(tables.TABLES, "tiny", Table("tiny", "tiny", table.columns, group=table.group,
                                                      order=(("digits", "a"), ("digits", "c"))))
     assert_one_line(cli_inprocess(["tables", "--root", root], cwd=root), "table tiny", "no runs of digits c", code=2)
+
+
+def test_a_welch_column_tests_each_arm_against_the_baseline_arm(tmp_path, monkeypatch):
+    """The verdict beside a table is the table's own: Welch's p between a group's completed runs and the baseline
+    arm's (as scipy computes it), – on the baseline's own line and where a side has one run."""
+    from scipy.stats import ttest_ind
+    losses = {"base": [0.50, 0.52, 0.55], "good": [0.40, 0.41, 0.45], "one": [0.3]}
+    artifact.write_rows(tmp_path / "docs/results/w", [_row(arm, k, v) for arm, vs in losses.items()
+                                                      for k, v in enumerate(vs)])
+    table = Table("w", "w", (Col("arm", "arm"), Col("p", "welch:final:val/loss", ".6g", against=(("arm", "base"),))),
+                  order=("base", "good", "one"))
+    monkeypatch.setattr(tables, "TABLES", {"w": table})
+    p = ttest_ind(losses["good"], losses["base"], equal_var=False).pvalue
+    assert tables.render(table, tmp_path / "docs/results")[2:] == ["| base | – |", f"| good | {p:.6g} |", "| one | – |"]
+
+
+def test_a_table_written_by_a_command_names_that_command_when_its_json_is_missing(tiny, monkeypatch):
+    root, doc = tiny
+    monkeypatch.setitem(tables.TABLES, "tiny", Table("tiny", "tiny", (), written_by="python bench/x.py tables"))
+    res = cli_inprocess(["tables", "--check", "--root", root], cwd=root)
+    assert_one_line(res, "table-tiny.json is missing", "python bench/x.py tables", code=2)
+
+
+def _bench_tune():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("bench_tune", REPO / "bench" / "bench_tune.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_the_tuning_tables_json_is_what_bench_tune_renders_from_the_committed_rows(docs_copy):
+    """docs/tuning.md's tables come from table-<name>.json: those files must be bench_tune.py's rendering of the
+    committed rows (a number edited in the json, or a row edited without rerunning `tables`, fails here)."""
+    import json
+    bench, results = _bench_tune(), REPO / "docs/results/tune_digits_ae"
+    for folder, name, table in ((results / "pruners", "tuning-pruners", bench.pruner_table(results / "pruners")),
+                                (results, "tuning-cost", bench.cost_table(results))):
+        assert json.loads((folder / f"table-{name}.json").read_text()) == json.loads(json.dumps(table)), name
+    copy = docs_copy / "docs/results/tune_digits_ae"
+    rows = artifact.read_rows(copy / "workers")
+    rows[0]["wall_s"] += 100.0
+    artifact.write_rows(copy / "workers", rows)
+    assert bench.main(["tables", "--results", str(copy)]) == 0
+    res = cli_inprocess(["tables", "--check", "--root", docs_copy], cwd=docs_copy)
+    assert_one_line(res, "docs/tuning.md:", "table tuning-cost", "124, 24, 26", code=1)
