@@ -122,10 +122,8 @@ def main(argv=None) -> None:
         print(show(r), flush=True)
         rows.append(row(width, depth, r, args.repeats, args.block))
     if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        artifact.write_rows(args.out, rows)
         command = " ".join(["python bench/bench_checkpoint.py", *(sys.argv[1:] if argv is None else argv)])
-        artifact.write_meta(args.out, command, env, time.perf_counter() - t0, threads=1)
+        artifact.write(args.out, rows, command, env, time.perf_counter() - t0, threads=1)
         print(f"wrote {args.out / artifact.RUNS} and {args.out / artifact.META}")
 
 

@@ -87,9 +87,7 @@ def verdict(rows: list[dict], metric: str = "test/loss") -> dict:
 
 def write(results: Path, rows: list[dict], command: str, env: dict, t0: float, **extra) -> None:
     from contnet.studies import artifact
-    results.mkdir(parents=True, exist_ok=True)
-    artifact.write_rows(results, rows)
-    artifact.write_meta(results, command, env, time.monotonic() - t0, **extra)
+    artifact.write(results, rows, command, env, time.monotonic() - t0, **extra)
 
 
 def keep_study(study: Path, dest: Path) -> None:

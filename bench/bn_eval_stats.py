@@ -110,10 +110,8 @@ def main(argv=None) -> None:
                   f"batch statistics {r['final']['val/acc_batch_stats']:.3f}", flush=True)
     check_same_training(rows)
     if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        artifact.write_rows(args.out, rows)
         command = " ".join(["python bench/bn_eval_stats.py", *(sys.argv[1:] if argv is None else argv)])
-        artifact.write_meta(args.out, command, env, time.perf_counter() - t0, threads=1, steps=args.steps)
+        artifact.write(args.out, rows, command, env, time.perf_counter() - t0, threads=1, steps=args.steps)
         print(f"wrote {args.out / artifact.RUNS} and {args.out / artifact.META}")
 
 

@@ -46,10 +46,27 @@ def _order(row: dict) -> tuple:
     return (str(row.get("arm") or ""), row["run"], row.get("seed") if row.get("seed") is not None else -1)
 
 
+def _rows_text(rows: Iterable[dict]) -> str:
+    return "".join(json.dumps(r, sort_keys=True) + "\n" for r in sorted(rows, key=_order))
+
+
 def write_rows(study_dir: Path, rows: Iterable[dict]) -> Path:
-    text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in sorted(rows, key=_order))
-    atomic_write_bytes(Path(study_dir) / RUNS, text.encode())
+    atomic_write_bytes(Path(study_dir) / RUNS, _rows_text(rows).encode())
     return Path(study_dir) / RUNS
+
+
+def write(study_dir: Path, rows: Iterable[dict], command: str, env: dict, wall_s: float | None, **extra) -> bool:
+    """runs.jsonl and meta.json together; False (nothing written) when the rows are those already there: a rerun
+    that did no work leaves the meta.json of the invocation that made the runs (its command, sha, load, time)."""
+    study_dir = Path(study_dir)
+    text = _rows_text(rows)
+    runs, meta = study_dir / RUNS, study_dir / META
+    if runs.is_file() and meta.is_file() and runs.read_text() == text:
+        return False
+    study_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(runs, text.encode())
+    write_meta(study_dir, command, env, wall_s, **extra)
+    return True
 
 
 def read_rows(study_dir: Path) -> list[dict]:

@@ -151,8 +151,7 @@ def run_study(name: str, seeds: Sequence[int], extra: Sequence[str], runs_root: 
     rows = with_summary(runner.execute(runs, root, do=_quiet_run, on_done=_progress), root, study.summary_fields)
     out = results / name
     out.mkdir(parents=True, exist_ok=True)
-    artifact.write_rows(out, rows)
-    artifact.write_meta(out, command, env, time.perf_counter() - t0, study=name, seeds=list(seeds),
+    artifact.write(out, rows, command, env, time.perf_counter() - t0, study=name, seeds=list(seeds),
                         extra_overrides=list(extra), budget=study.budget, runs_dir=portable(root))
     print("\n".join(summarize(rows)))
     return out

@@ -337,9 +337,8 @@ def main(argv: list[str] | None = None) -> int:
     for job in jobs:
         job.info["budget"] = "" if job.skipped else describe(job) + (", then " + " ".join(added) if added else "")
     rows = [row for job in jobs for row in job_rows(job, out)]
-    artifact.write_rows(out, rows)
     extras = {"seq2d": seq2d_extra()} if any(c.key == "seq2d" for c in claims) else {}
-    artifact.write_meta(out, "contnet reproduce " + " ".join(argv), env, time.monotonic() - start,
+    artifact.write(out, rows, "contnet reproduce " + " ".join(argv), env, time.monotonic() - start,
                         scale="smoke" if args.smoke else args.scale, claims={
                             c.key: {**claim_info(c, jobs, c in claims), "extra": extras.get(c.key, {})}
                             for c in CLAIMS})

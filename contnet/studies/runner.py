@@ -207,5 +207,4 @@ def write_study(root: Path, study_rows: Iterable[dict], command: str, env: dict,
                 **extra) -> None:
     """The study's evidence: runs.jsonl (one row per run) and meta.json (`env`: artifact.environment() taken when
     the study started; `extra`: study-specific fields, e.g. a tuner's budget)."""
-    artifact.write_rows(root, study_rows)
-    artifact.write_meta(root, command, env, wall_s, **extra)
+    artifact.write(root, study_rows, command, env, wall_s, **extra)

@@ -103,8 +103,7 @@ def run_stage(a, runs: list, argv: list[str]) -> int:
 
     done_rows = launch(runs, study, a.jobs, done)
     rows = [{**r, "trainable_params": params(study / r["run"])} for r in done_rows]    # the docs' tables show it
-    artifact.write_rows(study, merged_rows(study, rows))
-    artifact.write_meta(study, "contnet solo-study " + " ".join(argv), env, time.monotonic() - start)
+    artifact.write(study, merged_rows(study, rows), "contnet solo-study " + " ".join(argv), env, time.monotonic() - start)
     return 0 if all(r["status"] == "completed" for r in rows) else 1
 
 

@@ -57,6 +57,13 @@ def test_write_study_leaves_the_artifact(tmp_path):
     assert row["run"] == "r" and row["kind"] == "final" and row["steps"] == 12 and "val/loss" in row["final"]
     meta = artifact.read_meta(tmp_path)
     assert meta["command"] == "contnet tune x" and meta["workers"] == 1 and meta["wall_s"] == 1.5
+    # a rerun that did no work leaves the evidence of the invocation that made the runs, meta.json included
+    again = runner.execute(runs, tmp_path, quiet=True)
+    assert not artifact.write(tmp_path, again, "contnet tune x --again", artifact.environment(), 0.1)
+    assert artifact.read_meta(tmp_path) == meta
+    # new rows: both files are written again
+    assert artifact.write(tmp_path, [{**row, "seed": 1}], "contnet tune y", env, 2.0)
+    assert artifact.read_meta(tmp_path)["command"] == "contnet tune y" and artifact.read_rows(tmp_path)[0]["seed"] == 1
 
 
 def test_a_run_stopped_by_a_signal_stops_the_study():
