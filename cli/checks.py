@@ -279,7 +279,8 @@ def check_sweep_dir_holds_no_other_runs(cfg, where, subdir, n_jobs: int) -> None
     preset's own sweeper params may add jobs beyond the command line's, unchecked here) do not hold runs of an
     earlier sweep unless every job resumes (trainer.resume=auto) or starts over (trainer.overwrite=true).
     Starting over also removes the earlier sweep's job folders beyond this sweep's jobs, so that no report
-    mixes the two.  Drivers with their own subdir pattern (contnet.tune) manage their folders."""
+    mixes the two.  The study runner (contnet.studies: `contnet tune`, `contnet reproduce`) manages its own
+    folders."""
     from contnet.engine import rundir
     root = Path(str(where)).expanduser()
     if os.environ.get("RANK", "0") == "0" and root.is_dir():
@@ -310,7 +311,7 @@ def _output_key(argv: list[str]) -> str:
 
 def _preset_sweep(hcfg) -> list[str]:
     """`hydra.sweeper.params` of the composed config (an experiment preset's sweep) as overrides, when the
-    basic sweeper runs it; other sweepers (Optuna, contnet.tune) choose their own values."""
+    basic sweeper runs it; other sweepers (e.g. Optuna's) choose their own values."""
     from omegaconf import OmegaConf
     sweeper = OmegaConf.select(hcfg, "hydra.sweeper")
     if sweeper is None or "BasicSweeper" not in str(sweeper.get("_target_", "")):

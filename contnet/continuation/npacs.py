@@ -48,7 +48,7 @@ class NPACSOptions(Block):
     spike: float = opt(0.25, ge=0)              # a grad norm ≥ this in the window halves Δλ (spec: 0.25, hard-coded in C1)
     grow: float = opt(1.5, gt=0)                # Δλ factor when grad norms fall by > ε (spec: 1.5)
     shrink: float = opt(0.5, gt=0)              # Δλ factor when they rise by ≥ ε, and on a spike (spec: 0.5)
-    # Predictor, settled by a tuned comparison (docs/results/continuation.md, `python -m contnet.tune
+    # Predictor, settled by a tuned comparison (docs/results/continuation.md, `contnet tune
     # experiment=tune_ratio_mode`, digits_ae and mnist1d_ae, 16 trials per arm, 5 seeds): no secant had the
     # lowest test loss (tie on digits_ae, better by > 1 std on mnist1d_ae) and reached the target soonest; the
     # authors' frozen ratio came second; the intended ratio (the spec's A4 reading) was clearly last on both.

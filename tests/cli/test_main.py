@@ -1,5 +1,6 @@
-"""cli/main.py: every command stops on a signal with one line and exit 128 + N; a driver's running child stops
-with it (it is not left running on its own)."""
+"""cli/main.py: every command stops on a signal with one line and exit 128 + N; a command's running child (a
+`contnet tune --workers 2` worker) stops with it, not left running on its own.  A one-process study stopped and
+rerun: tests/studies/test_tune.py."""
 from __future__ import annotations
 
 import os
@@ -27,10 +28,11 @@ def children(pid: int) -> list[int]:
 
 @pytest.mark.slow
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads /proc to find the child process")
-def test_sigterm_to_the_tune_driver_stops_its_child_sweep_and_says_so_in_one_line(tmp_path):
-    proc = subprocess.Popen([sys.executable, "-m", "contnet.tune", "experiment=tune_digits_ae", "--trials", "2",
-                             "--seeds", "0", "--arms", "adam", "trainer.max_steps=400", "--out", str(tmp_path / "out")],
-                            cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+def test_sigterm_to_contnet_tune_stops_its_worker_and_says_so_in_one_line(tmp_path):
+    proc = subprocess.Popen([sys.executable, "-m", "contnet.cli.main", "tune", "experiment=tune_digits_ae", "--trials",
+                             "2", "--seeds", "0", "--arms", "adam", "--workers", "2", "trainer.max_steps=400",
+                             "--out", str(tmp_path / "out")], cwd=tmp_path, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while not children(proc.pid):
         assert proc.poll() is None and time.monotonic() < deadline
@@ -42,4 +44,4 @@ def test_sigterm_to_the_tune_driver_stops_its_child_sweep_and_says_so_in_one_lin
     lines = proc.stderr.read().strip().splitlines()
     assert len(lines) == 1 and "stopped by signal 15" in lines[0], lines
     time.sleep(1)
-    assert not [k for k in kids if os.path.exists(f"/proc/{k}")]       # no orphaned child sweep
+    assert kids and not [k for k in kids if os.path.exists(f"/proc/{k}")]      # no orphaned worker

@@ -5,9 +5,7 @@ import …` (test modules never import each other, and conftest.py holds pytest 
 - config: `compose` (the product's contnet.conf.compose, memoised: a deep copy per call), `compose_fresh` (composed
   each time), `compose_option` (cached, read-only)
 - cli: `run_cli` (a real `python -m contnet.cli.main` process), `cli_inprocess` (the same entry point in this
-  process), `module_inprocess` (`python -m <module>` in this process), `BOTH_CLIS` (parametrize a test over
-  cli_inprocess, and run_cli marked slow), `InProcessCommands` (the drivers' subprocess module, in process),
-  `assert_one_line`
+  process), `BOTH_CLIS` (parametrize a test over cli_inprocess, and run_cli marked slow), `assert_one_line`
 - runs: `run_inprocess`, `read_metrics`, `curves`, `comparable`, `SignalAtStep`
 - nets: small models, batches and optimizer configs for the continuation and optimizer tests; `train_mse`
 - engine: the loop by hand with a chosen precision (`train_with`, `fp16`, `Records`)

@@ -1,5 +1,5 @@
 """`contnet <args>` from tests: as a real process (run_cli) or through the same entry point in this process
-(cli_inprocess), the drivers' commands in this process (InProcessCommands), and the one-line error check."""
+(cli_inprocess), and the one-line error check."""
 from __future__ import annotations
 
 import contextlib
@@ -8,7 +8,6 @@ import logging
 import os
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 
 import pytest
@@ -28,20 +27,6 @@ def cli_inprocess(args: list[str], cwd: Path, env: dict | None = None) -> subpro
     and torch's thread count are restored afterwards."""
     from contnet.cli.main import main
     return _in_this_process(lambda: main([str(a) for a in args]), ["contnet", *args], cwd, env)
-
-
-def module_inprocess(module: str, args: list[str], cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
-    """`python -m <module> <args>` in this process (runpy runs the module as __main__, as the interpreter would),
-    restored afterwards as cli_inprocess is."""
-    import runpy
-
-    def run():
-        sys.argv[:] = [module, *map(str, args)]
-        with warnings.catch_warnings():      # "found in sys.modules … prior to execution": imported by other tests
-            warnings.simplefilter("ignore", RuntimeWarning)
-            runpy.run_module(module, run_name="__main__", alter_sys=True)
-        return 0
-    return _in_this_process(run, [sys.executable, "-m", module, *args], cwd, env)
 
 
 def _in_this_process(fn, cmd: list, cwd: Path, env: dict | None) -> subprocess.CompletedProcess:
@@ -79,29 +64,6 @@ def _in_this_process(fn, cmd: list, cwd: Path, env: dict | None) -> subprocess.C
             else:
                 os.environ[k] = v
     return subprocess.CompletedProcess(cmd, rc, out.getvalue(), err.getvalue())
-
-
-class InProcessCommands:
-    """A stand-in for the `subprocess` module of the reproduce and tune drivers (monkeypatch it onto
-    contnet.reproduce.driver / contnet.tune): their `python -m contnet.tune …` and `python -m contnet.cli.main …`
-    commands run through those modules' mains in this process, the output going to the log file the driver
-    opened.  The commands are the drivers' own; only the interpreter start is saved."""
-    STDOUT, TimeoutExpired, SubprocessError = subprocess.STDOUT, subprocess.TimeoutExpired, subprocess.SubprocessError
-
-    @staticmethod
-    def run(cmd, cwd=None, stdout=None, **kw) -> subprocess.CompletedProcess:
-        from contnet.tune import main as tune_main
-        assert cmd[:2] == [sys.executable, "-m"] and cmd[2] in ("contnet.tune", "contnet.cli.main"), cmd
-        if cmd[2] == "contnet.cli.main":
-            res = cli_inprocess(cmd[3:], cwd)
-            rc, text = res.returncode, res.stdout + res.stderr
-        else:
-            buf = io.StringIO()
-            with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
-                rc = tune_main(cmd[3:])
-            text = buf.getvalue()
-        stdout.write(text)
-        return subprocess.CompletedProcess(cmd, rc)
 
 
 def assert_one_line(res, *words, code=2) -> str:

@@ -1,15 +1,12 @@
 """Faults in the commands around training (issue 21): `contnet report` asked for a metric no run logged,
-`python -m contnet.tune` given an unknown preset or bad seeds, `contnet reproduce --help` and `--jobs 0`.  Each is one line naming the problem and the fix, exit 2, nothing
-written."""
+`contnet tune` given a preset that is not a tuning preset, bad seeds or an unknown key, `contnet reproduce --help`
+and `--jobs 0`.  Each is one line naming the problem and the fix, exit 2, nothing written."""
 from __future__ import annotations
-
-import subprocess
-import sys
 
 import pytest
 
 from tests.helpers import REPO
-from tests.helpers.cli import cli_inprocess, module_inprocess
+from tests.helpers.cli import BOTH_CLIS, cli_inprocess
 from tests.helpers.data import write_run
 
 
@@ -50,30 +47,17 @@ def test_report_on_a_metric_some_run_logged_still_works(tmp_path):
     assert (runs / "report.md").is_file()
 
 
-# --- python -m contnet.tune ------------------------------------------------------------------------------------------
-
-def tune(tmp_path, *args, process: bool = True) -> subprocess.CompletedProcess:
-    """`python -m contnet.tune <args>`: a real process, or (process=False) the module run in this process."""
-    if not process:
-        return module_inprocess("contnet.tune", [*args, "--out", str(tmp_path / "x")], REPO)
-    return subprocess.run([sys.executable, "-m", "contnet.tune", *args, "--out", str(tmp_path / "x")], cwd=REPO,
-                          capture_output=True, text=True, timeout=300)
-
-
-PROCESS = pytest.mark.parametrize("process", [pytest.param(False, id="in-process"),
-                                              pytest.param(True, id="process", marks=pytest.mark.slow)])
-
+# --- contnet tune (its other bad inputs: tests/studies/test_tune.py) -------------------------------------------------
 
 @pytest.mark.parametrize("args,words", [
-    (["experiment=tune_nope"], ["experiment=tune_nope", "no such preset", "tune_digits_ae"]),
     (["experiment=digits_ae"], ["experiment=digits_ae", "no such preset", "tune_digits_ae"]),
     (["experiment=tune_digits_ae", "--seeds", "a,b"], ["--seeds a,b", "'a' is not", "e.g. --seeds 0,1,2"]),
     (["experiment=tune_digits_ae", "--seeds", "0,-1"], ["--seeds 0,-1", "'-1' is not", "≥ 0"]),
     (["experiment=tune_digits_ae", "trainer.bogus=1"], ["trainer.bogus=1", "unknown key"]),
 ])
-@PROCESS              # the driver as a process in the fast suite: test_tune.py's unknown arm
-def test_tune_bad_arguments_are_one_line_exit_2(tmp_path, args, words, process):
-    line = one_error_line(tune(tmp_path, *args, process=process), *words)
+@pytest.mark.parametrize("cli", BOTH_CLIS)
+def test_tune_bad_arguments_are_one_line_exit_2(tmp_path, args, words, cli):
+    line = one_error_line(cli(["tune", *args, "--out", str(tmp_path / "x")], REPO), *words)
     assert line.startswith("error: ")
     assert not (tmp_path / "x").exists()
 

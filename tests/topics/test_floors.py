@@ -12,8 +12,7 @@ FLOORS = [  # module prefixes, from the ground up
     ("contnet.errors", "contnet.schema", "contnet.registry", "contnet.parallel", "contnet.metrics"),
     ("contnet.continuation", "contnet.models", "contnet.tasks", "contnet.optim", "contnet.peft"),
     ("contnet.validation", "contnet.engine"),
-    ("contnet.report", "contnet.studies", "contnet.tune", "contnet.cli",
-     "contnet.conf"),
+    ("contnet.report", "contnet.studies", "contnet.cli", "contnet.conf"),
 ]
 
 
