@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Issue 11's Solo Connection study on one CUDA machine (the device tool's H200), in one prepared command:
-# the whole screen (python -m contnet.study_solo screen, 30 steps per row), then the best row of each method
+# the whole screen (contnet solo-study screen, 30 steps per row), then the best row of each method
 # (solo, lora, full) with 3 seeds, 150 steps and 100 decoded test MRs (confirm --best).  Everything else is as in
 # experiment=solo_study_cpu, with trainer.device=cuda.  Results: $OUT/study.tgz (summaries, metrics, predictions).
 #
@@ -36,7 +36,7 @@ export CONTNET_DATA=$REPO/.devc/data CONTNET_CACHE=/tmp/cc
 cd /tmp && mkdir -p w && cd w          # not the repo root: `contnet` must be the installed package
 python3 -c "from contnet.models.lm import cache_dir; from contnet.models.lm_smollm2 import load_smollm2; load_smollm2(cache_dir())" || exit 1
 pack() { tar czf "$OUT/study.tgz" -C "$STUDY" --exclude=checkpoints --exclude=adapter --exclude='*.pt' . ; }
-S="python3 -m contnet.study_solo"
+S="python3 -m contnet.cli.main solo-study"
 if [ "${SOLO_DEVICE_STAGE:-run}" = acceptance ]; then   # the issue's acceptance line: experiment=e2e_cpu with the
   # defaults (lr 2e-4 for both), and each method at its screen-tuned lr; 3 seeds, all at once on the GPU
   for s in 0 1 2; do
