@@ -151,7 +151,7 @@ def workers(args) -> list[dict]:
 
 ARMS = {"adam": "Adam", "cadam": "C-Adam"}
 PRUNER_NAMES = {"successive_halving": "successive halving", "hyperband": "Hyperband"}
-COST_SETS = ("compare", "compare_cpu", "compare_w2", "workers_spawn", "workers")
+COST_SETS = ("compare_idle", "workers_idle", "compare", "compare_cpu", "compare_w2", "workers_spawn", "workers")
 
 
 def load1(uptime_line: str) -> float:
