@@ -3,7 +3,7 @@ what is missing; every study leaves the same evidence (artifact.py).
 
     runs = [Run("adam/s0", ["experiment=tune_digits_ae", "optimizer=adam"], seed=0, arm="adam"), ...]
     rows = execute(runs, root)                # in this process, one after the other
-    write_study(root, rows, "contnet tune ...", env, wall_s)     # runs.jsonl + meta.json (artifact.py)
+    artifact.write(root, rows, "contnet tune ...", env, wall_s)  # runs.jsonl + meta.json
 
 A run executes in the study's process: Hydra composes its config (`contnet.conf.compose`, as `contnet train`
 would from the same overrides) and `contnet.engine.run.run` trains it into `<root>/<run.dir>`, with the run's log
@@ -201,10 +201,3 @@ def execute(runs: Iterable[Run], root: Path, do: Callable[..., dict] = run_in_pr
 
 def rows(runs: Sequence[Run], root: Path) -> list[dict]:
     return [artifact.run_row(Path(root) / r.dir, root, r.overrides, r.arm, r.extra) for r in runs]
-
-
-def write_study(root: Path, study_rows: Iterable[dict], command: str, env: dict, wall_s: float | None,
-                **extra) -> None:
-    """The study's evidence: runs.jsonl (one row per run) and meta.json (`env`: artifact.environment() taken when
-    the study started; `extra`: study-specific fields, e.g. a tuner's budget)."""
-    artifact.write(root, study_rows, command, env, wall_s, **extra)

@@ -205,10 +205,10 @@ def finish(plan: dict, out: Path, command: str, env: dict, t0: float) -> Path:
     wall = wall_times(out, time.monotonic() - t0)
     tuned = {a["arm"]: {"values": a["best"], "best_val": a["best_val"], "trial": a["best_trial"],
                         "counts": a["counts"], "spent_full_runs": a["spent"]} for a in arms}
-    runner.write_study(out, tune_report.study_rows(plan, out, arms, finals), command, env, wall["wall_s"],
-                       invocations=wall["invocations"], wall_s_all=wall["wall_s_all"], workers=plan["workers"],
-                       budget_full_runs=plan["trials"], full_steps=plan["full_steps"], pruner=plan["pruner"],
-                       sampler=plan["sampler"], tuned=tuned)
+    artifact.write(out, tune_report.study_rows(plan, out, arms, finals), command, env, wall["wall_s"],
+                   invocations=wall["invocations"], wall_s_all=wall["wall_s_all"], workers=plan["workers"],
+                   budget_full_runs=plan["trials"], full_steps=plan["full_steps"], pruner=plan["pruner"],
+                   sampler=plan["sampler"], tuned=tuned)
     meta = artifact.read_meta(out)
     for a in arms:
         print(f"[tune] {a['arm']}: best val/loss {tune_report.fmt(a['best_val'])} at "

@@ -49,10 +49,10 @@ def test_a_rerun_does_only_what_is_missing_and_a_changed_run_starts_over(tmp_pat
     assert made == ["a", "b"]
 
 
-def test_write_study_leaves_the_artifact(tmp_path):
+def test_a_study_leaves_the_artifact(tmp_path):
     env = artifact.environment()
     runs = [runner.Run("r", TINY, seed=0, arm="adam", extra={"kind": "final"})]
-    runner.write_study(tmp_path, runner.execute(runs, tmp_path, quiet=True), "contnet tune x", env, 1.5, workers=1)
+    artifact.write(tmp_path, runner.execute(runs, tmp_path, quiet=True), "contnet tune x", env, 1.5, workers=1)
     [row] = artifact.read_rows(tmp_path)
     assert row["run"] == "r" and row["kind"] == "final" and row["steps"] == 12 and "val/loss" in row["final"]
     meta = artifact.read_meta(tmp_path)
