@@ -135,3 +135,18 @@ def test_a_shared_block_on_an_option_without_it_names_the_options_that_have_it(t
     assert res.stderr.strip() == ("error: optimizer/npacs=authors: optimizer=adam has no optimizer/npacs block; "
                                   "it applies to optimizer=cadam, continuation, crmsprop")
     assert not (tmp_path / "r").exists()
+
+
+def test_a_node_typed_again_is_a_fresh_equal_instance_and_a_bad_one_is_refused_every_time():
+    """typed() keeps each checked node per process (a study types the same blocks for every run): the second
+    answer equals the first but is its own object, so a builder that changes it changes no later run's."""
+    from contnet.optim.standard import AdamOptions
+    node = OmegaConf.create({"name": "adam", "lr": 0.0123, "betas": [0.8, 0.99]})
+    first = typed(AdamOptions, node)
+    first.lr, first.betas = 1.0, [0.0, 0.0]
+    second = typed(AdamOptions, node)
+    assert second is not first and second.lr == 0.0123 and list(second.betas) == [0.8, 0.99]
+    assert typed(AdamOptions, {"name": "adam", "lr": 0.5}).lr == 0.5
+    for _ in range(2):
+        with pytest.raises(ConfigError, match="lr"):
+            typed(AdamOptions, {"name": "adam", "lr": -1.0})

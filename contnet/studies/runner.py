@@ -18,6 +18,7 @@ Interrupted after the run wrote its summary and checkpoint, so the command ends 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import shutil
@@ -75,14 +76,20 @@ def log_file(path: Path):
 _BASES: dict = {}                 # overrides -> composed config: the few bases a study's runs share (compose_run)
 
 
-def split_values(overrides: Sequence[str]) -> tuple[list[str], list]:
-    """(the overrides before the trailing plain `key=value` ones, those trailing ones parsed).  Plain: no +/~, no
-    config group, no sweep: Hydra applies such an override after composing, by OmegaConf.update(merge=True)."""
+@functools.cache
+def _override_parser():
+    """Hydra's override parser (~6 ms to create) and the config group names, once per process."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     from contnet.cli.main import config_groups
-    groups = set(config_groups())
-    parsed = OverridesParser.create().parse_overrides(list(overrides))
+    return OverridesParser.create(), frozenset(config_groups())
+
+
+def split_values(overrides: Sequence[str]) -> tuple[list[str], list]:
+    """(the overrides before the trailing plain `key=value` ones, those trailing ones parsed).  Plain: no +/~, no
+    config group, no sweep: Hydra applies such an override after composing, by OmegaConf.update(merge=True)."""
+    parser, groups = _override_parser()
+    parsed = parser.parse_overrides(list(overrides))
     i = len(parsed)
     while i > 0:
         o = parsed[i - 1]

@@ -12,6 +12,7 @@ pruning it is exactly `tune.trials` trials.
 """
 from __future__ import annotations
 
+import functools
 import math
 import time
 from pathlib import Path
@@ -21,6 +22,7 @@ from contnet.studies import runner, space
 JOURNAL = "journal.log"            # Optuna's journal file in the study folder: every arm's study, every worker
 
 
+@functools.cache
 def optuna():
     import optuna as _optuna
     _optuna.logging.set_verbosity(_optuna.logging.WARNING)

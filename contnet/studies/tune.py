@@ -98,6 +98,10 @@ def check_args(args) -> None:
     if seeded:
         raise ConfigError(f"{seeded[0]}: the study sets the seeds; use --seeds for the final runs "
                           "(the tuning runs use the preset's tune.tune_seed)")
+    swept = sweeps(args.overrides)
+    if swept:
+        raise ConfigError(f"{swept[0]}: a sweep; every run of a study takes one value per key (the preset's "
+                          "tune.arms.<arm>.space says what is tuned); give one value, or quote a string with commas")
     bad = [s for s in args.slurm if "=" not in s]
     if bad:
         raise ConfigError(f"--slurm {bad[0]}: give KEY=VALUE, e.g. --slurm partition=cpu")
@@ -106,6 +110,21 @@ def check_args(args) -> None:
             import submitit  # noqa: F401
         except ImportError:
             raise ConfigError(f"--launcher {args.launcher} needs submitit: pip install -e '.[slurm]'") from None
+
+
+def sweeps(overrides: list[str]) -> list[str]:
+    """The overrides that are Hydra sweeps (a,b / range / glob); one that does not parse is left to the checks."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+    parser = OverridesParser.create()
+    out = []
+    for o in overrides:
+        try:
+            if parser.parse_overrides([o])[0].is_sweep_override():
+                out.append(o)
+        except HydraException:
+            pass
+    return out
 
 
 def select_arms(plan: dict, text: str | None) -> None:
@@ -121,19 +140,42 @@ def select_arms(plan: dict, text: str | None) -> None:
 def check_arms(plan: dict) -> None:
     """Every arm's search space parses and its runs compose (at the space's low ends) and validate, before any
     file is written: a bad expression or key is one line naming the arm."""
-    from contnet.cli.checks import check_overrides
     from contnet.registry import ConfigError
     from contnet.studies import space
     for arm, spec in plan["arms"].items():
         try:
             dists = space.parse(spec.get("space"))
             sample = [space.override(k, d.choices[0] if hasattr(d, "choices") else d.low) for k, d in dists.items()]
-            check_overrides([f"experiment={plan['experiment']}", *spec.get("overrides", []), *plan["overrides"],
-                             *plan["run_overrides"], *sample], output_dir=False)
+            checked_config([f"experiment={plan['experiment']}", *spec.get("overrides", []), *plan["overrides"],
+                            *plan["run_overrides"], *sample])
         except ConfigError as e:
             raise ConfigError(f"tune.arms.{arm}: {e}") from None
     if not plan["arms"] or not plan["seeds"]:
         raise ConfigError("the study needs at least one arm and one final seed (--arms, --seeds)")
+
+
+def checked_config(overrides: list[str]):
+    """The config a run of the study composes from `overrides` (runner.compose_run: the study's runs share its
+    composition), checked as `contnet train` checks it; what `contnet train` would refuse raises its one line
+    (cli.checks.check_overrides, called only then: it composes once more)."""
+    from contnet.cli.checks import check_group_choices, check_overrides, check_task_files
+    from contnet.registry import ConfigError
+    from contnet.validation import validate
+    msg = check_group_choices(overrides)
+    if msg:
+        raise ConfigError(msg)
+    if any(o.startswith(("+", "~")) for o in overrides):      # adds and deletes: the checks' own rules for them
+        check_overrides(overrides, output_dir=False)
+    try:
+        cfg = runner.compose_run(overrides)
+        validate(cfg)
+        check_task_files(cfg.task)
+        return cfg
+    except ConfigError:
+        raise
+    except Exception:                      # noqa: BLE001 - Hydra's or OmegaConf's: the checks say it in one line
+        check_overrides(overrides, output_dir=False)
+        raise
 
 
 def check_pruner(plan: dict) -> None:
@@ -155,13 +197,10 @@ def checked_plan(args) -> dict:
 
     from omegaconf import OmegaConf
 
-    from contnet.cli.checks import check_overrides
-    from contnet.conf import compose
     experiment = args.experiment.split("=", 1)[-1]
     check_preset(experiment)
     check_args(args)
-    check_overrides([f"experiment={experiment}", *args.overrides], output_dir=False)   # as `contnet train` does
-    cfg = compose([f"experiment={experiment}", *args.overrides])
+    cfg = checked_config([f"experiment={experiment}", *args.overrides])
     plan = plan_from(cfg, args.trials, parse_seeds(args.seeds) if args.seeds else None)
     if args.pruner:
         plan["pruner"] = pruner_spec(OmegaConf.to_container(cfg.tune, resolve=True), args.pruner)
@@ -176,12 +215,12 @@ def checked_plan(args) -> dict:
     return plan
 
 
-def launch(plan: dict, out: Path, args) -> None:
+def launch(plan: dict, out: Path, args, forked: list) -> None:
     if args.launcher == "processes":
         if plan["workers"] == 1:
             workers.work(out)
         else:
-            workers.run_local(out, plan["workers"], plan["threads"])
+            workers.run_local(out, plan["workers"], plan["threads"], forked)
         return
     params = dict(s.split("=", 1) for s in args.slurm)
     workers.run_submitit(out, plan["workers"], "slurm" if args.launcher == "slurm" else "local", params)
@@ -224,10 +263,19 @@ def shown(argv: list[str]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from contnet.engine.io import atomic_write_json
-    from contnet.registry import ConfigError
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser().parse_intermixed_args(argv)
+    forked = workers.prestart(args.workers) if args.launcher == "processes" else []
+    try:
+        return study(args, argv, forked)
+    finally:
+        for f in forked:
+            f.cancel()                   # one never started (a bad input) is killed: it has written nothing
+
+
+def study(args, argv: list[str], forked: list) -> int:
+    from contnet.engine.io import atomic_write_json
+    from contnet.registry import ConfigError
     try:
         plan = checked_plan(args)
     except ConfigError as e:
@@ -240,8 +288,10 @@ def main(argv: list[str] | None = None) -> int:
     stale = trials.fail_stale(trials.open_storage(plan, out), plan["arms"])
     if stale:
         print(f"[tune] {stale} trial(s) left running by a stopped invocation marked failed", flush=True)
-    try:
-        launch(plan, out, args)
+    import gc
+    gc.freeze()       # what the imports and checks made leaves the collector's view (its full passes in every trial),
+    try:              # and forked workers share those pages instead of copying them (Python's gc.freeze docs)
+        launch(plan, out, args, forked)
     except RuntimeError as e:
         print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
         return 1

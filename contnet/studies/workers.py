@@ -6,8 +6,9 @@ then runs its share of the final runs (every N-th, from its index).  A worker ru
 process (runner.run_in_process); the study's process is worker 0 on one machine, so `--workers 1` starts no
 process at all.
 
-- `--workers N` on one machine: N − 1 more processes, forked from the study's process on Linux (they start with
-  torch imported), else `python -m contnet.studies.workers <out> <i> <N>`; their output in <out>/worker<i>.log.
+- `--workers N` on one machine: N − 1 more processes, forked at the command's start on Linux (they import torch and
+  warm up while the study's process checks the study: `Forked`), else `python -m contnet.studies.workers <out> <i>
+  <N>`; their output in <out>/worker<i>.log.
   The plan gives each worker cores // N torch threads where the preset leaves
   `trainer.threads` to torch, so N workers fit the machine.
 - `--launcher slurm`: N Slurm array tasks through submitit (the study's process only waits);
@@ -40,7 +41,7 @@ def work(out: str | Path, index: int = 0, count: int = 1) -> int:
     if plan.get("tune_only"):
         return ran
     while not trials.settled(storage, plan["arms"]):      # the best values are known once no trial runs
-        time.sleep(0.5)
+        time.sleep(0.1)
     mine = final_runs(plan, out, storage)[index::count]
     todo = [r for r in mine if not runner.is_done(out / r.dir)]
     runner.execute(mine, out, on_done=said, quiet=True)
@@ -82,13 +83,30 @@ def worker_env(threads: int | None) -> dict:
 
 
 class Forked:
-    """A worker forked from this process (Linux): it starts with torch and contnet already imported (a new
-    interpreter spends seconds on that); its output goes to <out>/worker<i>.log.  Popen's wait/poll/terminate."""
+    """A worker forked from this process (Linux) before it imports torch: while this process imports and checks
+    the study, the worker imports what a trial needs (torch, its dynamo that the first optimizer step loads, the
+    engine: ~3 s here), then waits for `start(out)` on a pipe; `cancel()` (the checks failed) ends it, having
+    written nothing.  Its output goes to <out>/worker<i>.log.  Popen's wait/poll/terminate."""
 
-    def __init__(self, out: Path, index: int, count: int):
+    def __init__(self, index: int, count: int):
         import multiprocessing
-        self.proc = multiprocessing.get_context("fork").Process(target=_forked, args=(out, index, count))
+        ctx = multiprocessing.get_context("fork")
+        self.index, self.count, (self._recv, self._send) = index, count, ctx.Pipe(duplex=False)
+        self.proc = ctx.Process(target=_forked, args=(self._recv, index, count))
         self.proc.start()
+
+    def start(self, out: Path) -> "Forked":
+        self._send.send(str(out))
+        self.started = True
+        return self
+
+    started = False
+
+    def cancel(self) -> None:
+        """Never started: killed (it has only imported); started: run_local has waited for it already."""
+        if not self.started:
+            self.proc.kill()
+        self.proc.join()
 
     def wait(self) -> int:
         self.proc.join()
@@ -101,27 +119,44 @@ class Forked:
         self.proc.terminate()
 
 
-def _forked(out: Path, index: int, count: int) -> None:
+def _forked(conn, index: int, count: int) -> None:
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 1)                     # silent until started: the study's process speaks for the command
+    os.dup2(null, 2)
+    try:
+        import torch._dynamo  # noqa: F401 - what the first optimizer step imports (torch.optim)
+        import contnet.engine.run  # noqa: F401
+        out = conn.recv()
+    except BaseException:                # noqa: BLE001 - a signal or a closed pipe before the start: nothing to do
+        out = None
+    if out is None:
+        os._exit(0)
     from contnet.cli.main import run_command
-    fd = os.open(out / f"worker{index}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    fd = os.open(Path(out) / f"worker{index}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
     os.dup2(fd, 1)
     os.dup2(fd, 2)
-    os._exit(run_command("tune (worker)", lambda: main([str(out), str(index), str(count)])))
+    os._exit(run_command("tune (worker)", lambda: main([out, str(index), str(count)])))
+
+
+def prestart(count: int) -> list[Forked]:
+    """Workers 1..count-1 forked now, to be started by run_local (none where fork is not the way: see Forked)."""
+    if count < 2 or not (hasattr(os, "fork") and sys.platform == "linux"):
+        return []
+    return [Forked(i, count) for i in range(1, count)]
 
 
 def start_worker(out: Path, index: int, count: int, threads: int | None):
-    if hasattr(os, "fork") and sys.platform == "linux":
-        return Forked(out, index, count)
     with open(out / f"worker{index}.log", "ab") as log:
         return subprocess.Popen([sys.executable, "-m", "contnet.studies.workers", str(out), str(index), str(count)],
                                 stdout=log, stderr=subprocess.STDOUT, env=worker_env(threads))
 
 
-def run_local(out: Path, count: int, threads: int | None) -> None:
-    """Worker 0 here, workers 1..N-1 as processes; any that fails (or a signal here) stops the others."""
+def run_local(out: Path, count: int, threads: int | None, forked: list[Forked] = ()) -> None:
+    """Worker 0 here, workers 1..N-1 as processes (the `forked` ones started, else new interpreters); any that
+    fails (or a signal here) stops the others."""
     procs = []
     try:
-        procs = [start_worker(out, i, count, threads) for i in range(1, count)]
+        procs = [f.start(out) for f in forked] or [start_worker(out, i, count, threads) for i in range(1, count)]
         work(out, 0, count)
         bad = [(i + 1, p.wait()) for i, p in enumerate(procs)]
         bad = [(i, rc) for i, rc in bad if rc != 0]

@@ -116,12 +116,25 @@ def test_a_diverged_trial_scores_inf_and_costs_the_steps_it_ran(tmp_path):
     (["experiment=tune_digits_ae", "--workers", "0"], ["--workers 0", "1 or more"]),
     (["experiment=tune_digits_ae", "--pruner", "early"], ["pruner 'early'", "median"]),
     (["experiment=tune_digits_ae", "seed=3"], ["seed=3", "--seeds"]),
+    (["experiment=tune_digits_ae", "optimizer.lr=1e-3,1e-2"], ["optimizer.lr=1e-3,1e-2", "a sweep", "one value"]),
+    (["experiment=tune_digits_ae", "+foo=1"], ["foo=1", "unknown top-level key"]),
+    (["experiment=tune_digits_ae", "trainer.max_steps=abc"], ["trainer.max_steps=abc", "integer"]),
 ])
 @pytest.mark.parametrize("cli", BOTH_CLIS)
 def test_bad_input_is_one_line_exit_2_and_nothing_written(tmp_path, args, words, cli):
     res = cli(["tune", *args, "--out", str(tmp_path / "x")], REPO)
     assert_one_line(res, *words)
     assert not (tmp_path / "x").exists()
+
+
+def test_bad_input_with_workers_ends_the_prestarted_workers_before_they_write(tmp_path):
+    """--workers 2 forks worker 1 at the start (it imports while the study is checked): a refused study kills it;
+    it wrote nothing, printed nothing, and no process is left behind."""
+    import multiprocessing
+    res = cli_inprocess(["tune", "experiment=tune_digits_ae", "seed=3", "--workers", "2", "--out",
+                         str(tmp_path / "x")], REPO)
+    assert_one_line(res, "seed=3", "--seeds")
+    assert multiprocessing.active_children() == [] and not (tmp_path / "x").exists()
 
 
 def test_a_bad_preset_through_a_real_process(tmp_path):
