@@ -1,10 +1,10 @@
 """Tuning workers: N processes share one study through its storage (Optuna's journal file, or an RDB URL).
 
 Every worker runs the same body (`work`): the trials of each arm in turn, while that arm's budget has room
-(trials.tune_arm: one study per arm, every worker asks it), then waits until no trial of any arm is running,
-then runs its share of the final runs (every N-th, from its index).  A worker runs its trials in its own
-process (runner.run_in_process); the study's process is worker 0 on one machine, so `--workers 1` starts no
-process at all.
+(trials.tune_arm: one study per arm, every worker asks it), then per arm, once none of that arm's trials is
+running, its share of the arm's final runs (every N-th of all the final runs, from its index).  A worker runs its
+trials in its own process (runner.run_in_process); the study's process is worker 0 on one machine, so `--workers 1`
+starts no process at all.
 
 - `--workers N` on one machine: N − 1 more processes, forked at the command's start on Linux (they import torch and
   warm up while the study's process checks the study: `Forked`), else `python -m contnet.studies.workers <out> <i>
@@ -40,12 +40,14 @@ def work(out: str | Path, index: int = 0, count: int = 1) -> int:
     ran = sum(trials.tune_arm(plan, out, storage, arm, index) for arm in plan["arms"])
     if plan.get("tune_only"):
         return ran
-    while not trials.settled(storage, plan["arms"]):      # the best values are known once no trial runs
-        time.sleep(0.1)
-    mine = final_runs(plan, out, storage)[index::count]
-    todo = [r for r in mine if not runner.is_done(out / r.dir)]
-    runner.execute(mine, out, on_done=said, quiet=True)
-    return ran + len(todo)
+    seeds = len(plan["seeds"])
+    for k, arm in enumerate(plan["arms"]):           # an arm's finals start once none of its trials runs
+        while not trials.settled(storage, [arm]):    # (its best values are known then), the others' may still
+            time.sleep(0.1)
+        mine = [r for j, r in enumerate(arm_finals(plan, out, storage, arm)) if (k * seeds + j) % count == index]
+        ran += sum(not runner.is_done(out / r.dir) for r in mine)
+        runner.execute(mine, out, on_done=said, quiet=True)
+    return ran
 
 
 def said(run: runner.Run, summary: dict) -> None:
@@ -55,21 +57,24 @@ def said(run: runner.Run, summary: dict) -> None:
 
 
 def final_runs(plan: dict, out: Path, storage) -> list[runner.Run]:
-    """One run per final seed per arm at the arm's best values (arms with no complete trial have none).  A run
-    made at other values (more trials changed the best) is started over."""
+    """One run per final seed per arm at the arm's best values (arms with no complete trial have none)."""
+    return [r for arm in plan["arms"] for r in arm_finals(plan, out, storage, arm)]
+
+
+def arm_finals(plan: dict, out: Path, storage, arm: str) -> list[runner.Run]:
+    """The arm's final runs, one per seed, at its best values (none without a complete trial).  A run made at
+    other values (more trials changed the best) is started over."""
     from contnet.studies import space
-    runs = []
-    for arm, spec in plan["arms"].items():
-        top = trials.best(trials.load_study(storage, arm).get_trials(deepcopy=False))
-        if top is None:
-            continue
-        values = [space.override(k, v) for k, v in sorted(top.params.items())]
-        for seed in plan["seeds"]:
-            runs.append(runner.Run(f"final/{arm}/seed{seed}",
-                                   [f"experiment={plan['experiment']}", *spec.get("overrides", []),
-                                    *plan["overrides"], *plan.get("run_overrides", []), *values], seed=seed,
-                                   arm=arm, extra={"kind": "final", "params": dict(top.params),
-                                                   "from_trial": top.number}))
+    spec = plan["arms"][arm]
+    top = trials.best(trials.load_study(storage, arm).get_trials(deepcopy=False))
+    if top is None:
+        return []
+    values = [space.override(k, v) for k, v in sorted(top.params.items())]
+    runs = [runner.Run(f"final/{arm}/seed{seed}",
+                       [f"experiment={plan['experiment']}", *spec.get("overrides", []), *plan["overrides"],
+                        *plan.get("run_overrides", []), *values], seed=seed, arm=arm,
+                       extra={"kind": "final", "params": dict(top.params), "from_trial": top.number})
+            for seed in plan["seeds"]]
     for r in runs:
         runner.forget_if_changed(r, out)
     return runs
