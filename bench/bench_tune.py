@@ -113,12 +113,16 @@ def pruners(args) -> list[dict]:
 
 
 def compare(args) -> list[dict]:
-    if not args.old_root:
-        raise SystemExit("compare: give --old-root (an import root of the old tree: contnet/ with conf/ and cli/)")
-    old_env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(args.old_root), *filter(None, [args.old_path])])}
-    variants = {"old": ([sys.executable, "-m", "contnet.tune", "experiment=tune_digits_ae"], old_env, args.old_root),
-                **{f"new_w{w}": ([sys.executable, *NEW, "--workers", str(w)], None, REPO)
-                   for w in map(int, args.workers.split(","))}}
+    if not args.old_root or len(args.old_root) != len(args.old_sha or []):
+        raise SystemExit("compare: give --old-root (an import root of the old tree: contnet/ with conf/ and cli/) "
+                         "and its --old-sha, once per old tree")
+    variants = {}
+    for root, sha in zip(args.old_root, args.old_sha):      # one old tree: "old"; several: "old_<sha>"
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), *filter(None, [args.old_path])])}
+        name = "old" if len(args.old_root) == 1 else f"old_{sha}"
+        variants[name] = ([sys.executable, "-m", "contnet.tune", "experiment=tune_digits_ae"], env, root)
+    variants.update({f"new_w{w}": ([sys.executable, *NEW, "--workers", str(w)], None, REPO)
+                     for w in map(int, args.workers.split(","))})
     if args.also_unpruned:                     # the runner's gain alone: every trial to its end, as the old driver
         variants["new_nopruner_w1"] = ([sys.executable, *NEW, "--workers", "1", "--pruner", "none"], None, REPO)
     rows = []
@@ -265,9 +269,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pruners", default=",".join(PRUNERS))
     p.add_argument("--workers", default=None, help="worker counts (compare: 1,2; workers: 1,2)")
     p.add_argument("--also-unpruned", action="store_true", help="compare: also the new tuner with --pruner none")
-    p.add_argument("--old-root", type=Path, default=None)
+    p.add_argument("--old-root", type=Path, action="append", help="an old tree's import root (repeatable)")
     p.add_argument("--old-path", default=None, help="extra import path for the old tree (its Optuna 2.10 stack)")
-    p.add_argument("--old-sha", default=None, help="the old tree's commit, recorded in meta.json")
+    p.add_argument("--old-sha", action="append", help="each --old-root's commit, in order (recorded in meta.json)")
     args = p.parse_args(argv)
     args.workers = args.workers or "1,2"
     if args.what == "tables":
