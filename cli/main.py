@@ -80,10 +80,10 @@ def run_command(cmd: str, fn) -> int:
               file=sys.stderr)
         return 128 + signum
     finally:
-        quick_exit()
+        freeze_for_exit()
 
 
-def quick_exit() -> None:
+def freeze_for_exit() -> None:
     """The command is over (its files written and closed): the objects left (torch, dynamo, Hydra, Optuna: millions)
     go to the collector's permanent generation, so that the interpreter's collections at exit do not walk them,
     ~1 s of every command here (bench/bench_startup.py).  Reference counting still frees them and atexit handlers

@@ -114,13 +114,11 @@ def check_args(args) -> None:
 
 def sweeps(overrides: list[str]) -> list[str]:
     """The overrides that are Hydra sweeps (a,b / range / glob); one that does not parse is left to the checks."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
-    parser = OverridesParser.create()
     out = []
     for o in overrides:
         try:
-            if parser.parse_overrides([o])[0].is_sweep_override():
+            if runner.parse_override(o).is_sweep_override():
                 out.append(o)
         except HydraException:
             pass
@@ -289,8 +287,8 @@ def study(args, argv: list[str], forked: list) -> int:
     if stale:
         print(f"[tune] {stale} trial(s) left running by a stopped invocation marked failed", flush=True)
     import gc
-    gc.freeze()       # what the imports and checks made leaves the collector's view (its full passes in every trial),
-    try:              # and forked workers share those pages instead of copying them (Python's gc.freeze docs)
+    gc.freeze()       # what the imports and checks made leaves the collector's view: its full passes in every trial
+    try:              # no longer walk torch's, Hydra's and Optuna's objects
         launch(plan, out, args, forked)
     except RuntimeError as e:
         print(f"error: {' '.join(str(e).split())}", file=sys.stderr)

@@ -96,16 +96,16 @@ class Forked:
     def __init__(self, index: int, count: int):
         import multiprocessing
         ctx = multiprocessing.get_context("fork")
-        self.index, self.count, (self._recv, self._send) = index, count, ctx.Pipe(duplex=False)
-        self.proc = ctx.Process(target=_forked, args=(self._recv, index, count))
+        self._recv, self._send = ctx.Pipe(duplex=False)
+        self.started = False
+        self.proc = ctx.Process(target=_forked, args=(self._recv, self._send, index, count))
         self.proc.start()
+        self._recv.close()              # the worker's end; a parent gone before the start gives the worker EOF
 
     def start(self, out: Path) -> "Forked":
         self._send.send(str(out))
         self.started = True
         return self
-
-    started = False
 
     def cancel(self) -> None:
         """Never started: killed (it has only imported); started: run_local has waited for it already."""
@@ -124,7 +124,8 @@ class Forked:
         self.proc.terminate()
 
 
-def _forked(conn, index: int, count: int) -> None:
+def _forked(conn, parent_end, index: int, count: int) -> None:
+    parent_end.close()                   # so that the parent's death reads as EOF here, not a wait forever
     null = os.open(os.devnull, os.O_WRONLY)
     os.dup2(null, 1)                     # silent until started: the study's process speaks for the command
     os.dup2(null, 2)

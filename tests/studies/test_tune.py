@@ -137,6 +137,25 @@ def test_bad_input_with_workers_ends_the_prestarted_workers_before_they_write(tm
     assert multiprocessing.active_children() == [] and not (tmp_path / "x").exists()
 
 
+def test_a_prestarted_worker_whose_study_process_dies_before_starting_it_exits():
+    """The forked worker waits for its study folder on a pipe; when the study's process is killed before it sends
+    one (or cancels), the worker reads EOF and exits instead of waiting forever."""
+    import os
+    code = ("import os; from contnet.studies import workers; f = workers.Forked(1, 2); "
+            "print(f.proc.pid, flush=True); os._exit(0)")
+    pid = int(subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                             check=True).stdout.split()[0])
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
+    os.kill(pid, signal.SIGKILL)
+    pytest.fail(f"the orphaned worker {pid} was still waiting after 60 s")
+
+
 def test_a_bad_preset_through_a_real_process(tmp_path):
     assert_one_line(run_cli(["tune", "experiment=parc_cpu", "--out", str(tmp_path / "x")], REPO), "no `tune:` table")
     assert not (tmp_path / "x").exists()
