@@ -79,17 +79,6 @@ def run_command(cmd: str, fn) -> int:
         print(f"contnet {cmd}: stopped by signal {signum}; rerun the same command to continue (finished runs are kept)",
               file=sys.stderr)
         return 128 + signum
-    finally:
-        freeze_for_exit()
-
-
-def freeze_for_exit() -> None:
-    """The command is over (its files written and closed): the objects left (torch, dynamo, Hydra, Optuna: millions)
-    go to the collector's permanent generation, so that the interpreter's collections at exit do not walk them,
-    ~1 s of every command here (bench/bench_startup.py).  Reference counting still frees them and atexit handlers
-    (logging's flush) still run; only cyclic garbage is left to the process's end."""
-    import gc
-    gc.freeze()
 
 
 if __name__ == "__main__":
