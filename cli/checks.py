@@ -13,6 +13,7 @@ share them.  Each failure is a ConfigError whose message is one line naming the 
 """
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
@@ -55,10 +56,19 @@ def check_group_choices(argv: list[str]) -> str | None:
     return None
 
 
-def _parse(arg: str):
+@functools.cache
+def _parser():
+    """Hydra's override parser, built once per process (~6 ms each)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
+    return OverridesParser.create()
+
+
+@functools.lru_cache(maxsize=4096)
+def parse_override(arg: str):
+    """One override parsed by Hydra's parser, once per process (a study's runs repeat most of theirs); one that
+    does not parse, or has no key, is a ConfigError."""
     try:
-        o = OverridesParser.create().parse_overrides([arg])[0]
+        o = _parser().parse_overrides([arg])[0]
     except Exception as e:
         raise ConfigError(f"{arg}: cannot parse this override ({one_line(str(e).splitlines()[0])}); "
                           "write key=value, group=option or a sweep a,b,c") from None
@@ -77,7 +87,7 @@ def sweep_jobs(args: list[str]) -> list[list[str]]:
     a tuning sweeper's ranges) leaves the rest of the line, which Hydra checks when it runs."""
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.errors import HydraException
-    parsed = [_parse(a) for a in args]
+    parsed = [parse_override(a) for a in args]
     try:
         return BasicSweeper.split_arguments(parsed, None)[0] or [[]]
     except (HydraException, ValueError):
@@ -86,7 +96,7 @@ def sweep_jobs(args: list[str]) -> list[list[str]]:
 
 def sweep_overrides(args: list[str]) -> list[str]:
     """The overrides that sweep (a,b,c, range(), a tuning sweeper's ranges)."""
-    return [a for a in args if "=" in a and _parse(a).is_sweep_override()]
+    return [a for a in args if "=" in a and parse_override(a).is_sweep_override()]
 
 
 def _schema_of(node):
@@ -121,7 +131,7 @@ def explain(e: Exception, overrides: list[str], compose) -> str:
     from contnet.schema import Options, field_names, type_message
     cause = e.__cause__ if e.__cause__ is not None else e
     full_key = re.sub(r"(\[\d+\])+$", "", str(getattr(cause, "full_key", "") or ""))   # a list element: its field
-    arg_of = {_parse(a).get_key_element().lstrip("+~"): a for a in overrides}
+    arg_of = {parse_override(a).get_key_element().lstrip("+~"): a for a in overrides}
     arg = arg_of.get(full_key)
     if full_key and arg is not None:
         parent_key, _, leaf = full_key.rpartition(".")
@@ -142,9 +152,9 @@ def explain(e: Exception, overrides: list[str], compose) -> str:
         if isinstance(cause, ValidationError) and not (isinstance(cls, type) and issubclass(cls, Options)):
             cls = _owner_schema(getattr(cause, "parent_node", None))   # a list element: object_type is list
         if isinstance(cause, ValidationError) and cls is not None and leaf in field_names(cls):
-            return type_message(cls, leaf, _parse(arg).value(), text=value)
+            return type_message(cls, leaf, parse_override(arg).value(), text=value)
     for arg in overrides:                          # optimizer/npacs=authors on an option without that block
-        key = _parse(arg).get_key_element().lstrip("+~")
+        key = parse_override(arg).get_key_element().lstrip("+~")
         if "/" in key and not key.startswith("hydra") and arg_of.get(key) == arg:
             group, sub = key.split("/", 1)
             try:

@@ -77,25 +77,16 @@ _BASES: dict = {}                 # overrides -> composed config: the few bases 
 
 
 @functools.cache
-def _override_parser():
-    """Hydra's override parser (~6 ms to create) and the config group names, once per process."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
+def _groups() -> frozenset:
     from contnet.cli.main import config_groups
-    return OverridesParser.create(), frozenset(config_groups())
-
-
-@functools.lru_cache(maxsize=4096)
-def parse_override(override: str):
-    """One override parsed by Hydra's parser (a study's runs repeat most of theirs: ~0.5 ms an override saved);
-    a bad one raises Hydra's error."""
-    return _override_parser()[0].parse_overrides([override])[0]
+    return frozenset(config_groups())
 
 
 def split_values(overrides: Sequence[str]) -> tuple[list[str], list]:
     """(the overrides before the trailing plain `key=value` ones, those trailing ones parsed).  Plain: no +/~, no
     config group, no sweep: Hydra applies such an override after composing, by OmegaConf.update(merge=True)."""
-    groups = _override_parser()[1]
+    from contnet.cli.checks import parse_override
+    groups = _groups()
     parsed = [parse_override(o) for o in overrides]
     i = len(parsed)
     while i > 0:

@@ -89,6 +89,7 @@ def check_preset(experiment: str) -> None:
 
 
 def check_args(args) -> None:
+    from contnet.cli.checks import sweep_overrides
     from contnet.registry import ConfigError
     if args.workers < 1:
         raise ConfigError(f"--workers {args.workers}: give 1 or more worker processes, e.g. --workers 2")
@@ -98,7 +99,7 @@ def check_args(args) -> None:
     if seeded:
         raise ConfigError(f"{seeded[0]}: the study sets the seeds; use --seeds for the final runs "
                           "(the tuning runs use the preset's tune.tune_seed)")
-    swept = sweeps(args.overrides)
+    swept = sweep_overrides(args.overrides)
     if swept:
         raise ConfigError(f"{swept[0]}: a sweep; every run of a study takes one value per key (the preset's "
                           "tune.arms.<arm>.space says what is tuned); give one value, or quote a string with commas")
@@ -110,19 +111,6 @@ def check_args(args) -> None:
             import submitit  # noqa: F401
         except ImportError:
             raise ConfigError(f"--launcher {args.launcher} needs submitit: pip install -e '.[slurm]'") from None
-
-
-def sweeps(overrides: list[str]) -> list[str]:
-    """The overrides that are Hydra sweeps (a,b / range / glob); one that does not parse is left to the checks."""
-    from hydra.errors import HydraException
-    out = []
-    for o in overrides:
-        try:
-            if runner.parse_override(o).is_sweep_override():
-                out.append(o)
-        except HydraException:
-            pass
-    return out
 
 
 def select_arms(plan: dict, text: str | None) -> None:
