@@ -69,8 +69,10 @@ def run_command(cmd: str, fn) -> int:
     the console, which gets the one error line."""
     import logging
 
+    from contnet.engine import startup
     from contnet.engine.signals import StopOnSignal
     logging.raiseExceptions = False
+    startup.starting()                   # the collector's full passes wait while the command imports (engine/startup.py)
     try:
         with StopOnSignal():             # SIGTERM/SIGHUP too: a driver's running child is stopped with it, not orphaned
             return int(fn() or 0)
@@ -79,6 +81,8 @@ def run_command(cmd: str, fn) -> int:
         print(f"contnet {cmd}: stopped by signal {signum}; rerun the same command to continue (finished runs are kept)",
               file=sys.stderr)
         return 128 + signum
+    finally:
+        startup.started()
 
 
 if __name__ == "__main__":

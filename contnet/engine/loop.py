@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from contnet.continuation.state import find_lambda
-from . import batchnorm, checkpoint, distributed
+from . import batchnorm, checkpoint, distributed, startup
 from .config import TrainerConfig
 from .plots import plot_curves
 from .progress import ProgressReporter
@@ -370,6 +370,7 @@ def fit(*, model, task, optimizer, scheduler, tcfg: TrainerConfig, setup: Setup,
     rank runs this loop on its shard of each global batch; only rank 0 has loggers and writes checkpoints.
     `on_eval(record)`: called with each evaluation's record during training (a tuner reports it to its pruner);
     True ends the run there, status "pruned" (single-process runs: under DDP only rank 0 evaluates)."""
+    startup.started()                    # the collector back to its pace (a command's start-up ends here)
     cfg = tcfg
     lp = Loop(cfg, setup, model, *training_models(model, task, cfg, setup, seed), task=task, optimizer=optimizer,
               scheduler=scheduler, loggers=loggers, run_dir=Path(run_dir), seed=seed, identity=identity,
