@@ -137,6 +137,18 @@ def compare(args) -> list[dict]:
     return rows
 
 
+def trial_training(study: Path) -> dict:
+    """The trials' own training seconds (summary.json's train_time_s, no start-up): their median and sum, to tell
+    the workers' contention for the machine from the start-up that does not split between them."""
+    from contnet.studies import artifact
+    try:
+        times = [r["train_time_s"] for r in artifact.read_rows(study) if r.get("train_time_s") is not None]
+    except (OSError, ValueError):
+        return {}
+    return {"trial_train_s_median": round(statistics.median(times), 3), "trial_train_s_sum": round(sum(times), 2)} \
+        if times else {}
+
+
 def workers(args) -> list[dict]:
     rows = []
     for rep in range(args.repeats):
@@ -146,7 +158,7 @@ def workers(args) -> list[dict]:
             row = timed([sys.executable, *NEW, "--arms", "cadam", "--trials", "16", "--tune-only", "--pruner", "none",
                          "--workers", str(w), "--out", str(study)])
             rows.append({"run": f"w{w}/rep{rep}", "arm": f"workers{w}", "seed": rep, **row,
-                         "status": "completed" if row["rc"] == 0 else "failed"})
+                         "status": "completed" if row["rc"] == 0 else "failed", **trial_training(study)})
             print(json.dumps(rows[-1]), flush=True)
     return rows
 
@@ -155,8 +167,8 @@ def workers(args) -> list[dict]:
 
 ARMS = {"adam": "Adam", "cadam": "C-Adam"}
 PRUNER_NAMES = {"successive_halving": "successive halving", "hyperband": "Hyperband"}
-COST_SETS = ("compare_startup", "workers_startup", "compare_9abab13", "workers_9abab13", "compare_idle", "workers_idle",
-             "compare", "compare_cpu", "compare_w2", "workers_spawn", "workers")
+COST_SETS = ("workers_0dc5b3d", "compare_startup", "workers_startup", "compare_9abab13", "workers_9abab13",
+             "compare_idle", "workers_idle", "compare", "compare_cpu", "compare_w2", "workers_spawn", "workers")
 
 
 def load1(uptime_line: str) -> float:
@@ -220,12 +232,12 @@ def _cost_verdict(rows: list[dict]) -> str:
 
 def cost_rows(name: str, rows: list[dict]) -> list[list[str]]:
     """One line per variant of a set: its repeats' wall times and loads (start–end), the medians, the verdicts."""
-    walls, cpus = medians(rows), medians(rows, "cpu_s")
+    walls, cpus, trained = medians(rows), medians(rows, "cpu_s"), medians(rows, "trial_train_s_median", 2)
     out = []
     for arm in sorted(walls):
         mine = sorted((r for r in rows if r["arm"] == arm), key=lambda r: r["seed"])
         out.append([name, arm, ", ".join(f"{r['wall_s']:.0f}" for r in mine), f"{walls[arm]:.1f}",
-                    f"{cpus[arm]:.0f}" if arm in cpus else "–",
+                    f"{cpus[arm]:.0f}" if arm in cpus else "–", f"{trained[arm]:.2f}" if arm in trained else "–",
                     ", ".join(f"{load1(r['uptime_start']):.2f}–{load1(r['uptime_end']):.2f}" for r in mine),
                     _cost_verdict(mine)])
     return out
@@ -234,9 +246,10 @@ def cost_rows(name: str, rows: list[dict]) -> list[list[str]]:
 def cost_table(results: Path) -> dict:
     from contnet.studies import artifact
     return {"header": ["set", "variant", "wall (s) per repeat", "median wall (s)", "median CPU (s)",
-                       "load, start–end", "verdict of the final seeds (Welch's t-test, test/loss)"],
+                       "a trial's training, median (s)", "load, start–end",
+                       "verdict of the final seeds (Welch's t-test, test/loss)"],
             "rows": [line for name in COST_SETS for line in cost_rows(name, artifact.read_rows(results / name))],
-            "numeric": [False, False, False, True, True, False, False]}
+            "numeric": [False, False, False, True, True, True, False, False]}
 
 
 def write_table(folder: Path, name: str, table: dict) -> Path:
@@ -251,12 +264,12 @@ def tables(args) -> None:
     print(write_table(args.results, "tuning-cost", cost_table(args.results)))
 
 
-def medians(rows: list[dict], key: str = "wall_s") -> dict:
+def medians(rows: list[dict], key: str = "wall_s", digits: int = 1) -> dict:
     by = {}
     for r in rows:
         if r["rc"] == 0 and r.get(key) is not None:
             by.setdefault(r["arm"], []).append(r[key])
-    return {a: round(statistics.median(v), 1) for a, v in by.items()}
+    return {a: round(statistics.median(v), digits) for a, v in by.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
