@@ -168,7 +168,8 @@ def workers(args) -> list[dict]:
 ARMS = {"adam": "Adam", "cadam": "C-Adam"}
 PRUNER_NAMES = {"successive_halving": "successive halving", "hyperband": "Hyperband"}
 COST_SETS = ("workers_0dc5b3d", "workers_0dc5b3d_b", "workers_0dc5b3d_c", "compare_startup", "workers_startup",
-             "compare_9abab13", "workers_9abab13", "compare_idle", "workers_idle", "compare", "compare_cpu", "compare_w2", "workers_spawn", "workers")
+             "compare_9abab13", "workers_9abab13", "compare_idle", "workers_idle", "compare", "compare_cpu",
+             "compare_w2", "workers_spawn", "workers")
 
 
 def load1(uptime_line: str) -> float:

@@ -72,7 +72,7 @@ def run_command(cmd: str, fn) -> int:
     from contnet.engine import startup
     from contnet.engine.signals import StopOnSignal
     logging.raiseExceptions = False
-    startup.starting()                   # the collector's full passes wait while the command imports (engine/startup.py)
+    startup.starting()                   # full collections wait while the command imports (engine/startup.py)
     try:
         with StopOnSignal():             # SIGTERM/SIGHUP too: a driver's running child is stopped with it, not orphaned
             return int(fn() or 0)

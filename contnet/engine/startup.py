@@ -1,12 +1,12 @@
 """A process's start-up: the garbage collector's pace while a command imports torch, its dynamo, Hydra and the rest.
 
-CPython runs a full collection whenever the objects that survived younger ones have grown by about a quarter; while
-a process imports torch (~0.5 M objects) that is a pass over everything imported so far, again and again: about
-0.8 s of the ~3 s that `import torch, torch._dynamo, contnet.conf` takes here (bench/bench_startup.py).  A command
-(cli/main.py:run_command) calls `starting()` first: young objects are still collected, full passes wait; the work
-calls `started()` as it begins (fit(), before the first step; run_command again at its end), which puts the
-previous thresholds back.  Nothing else changes: a library caller of fit() that never called `starting()` keeps
-its own thresholds."""
+CPython (3.11) makes a full collection after every ten collections of the middle generation once the objects that
+survived them have grown by a quarter; while a process imports torch (hundreds of thousands of objects) that is a
+pass over everything imported so far, again and again. A command (cli/main.py:run_command) calls `starting()` first:
+young objects are still collected, full passes wait; the work calls `started()` as it begins (fit(), before the
+first step; run_command again at its end), which puts the previous thresholds back. A library caller of fit() that
+never called `starting()` keeps its own thresholds. The default `contnet train` before and after
+(bench/bench_startup.py): docs/results/startup/."""
 from __future__ import annotations
 
 import gc
