@@ -59,9 +59,10 @@ def tuned_section(experiment: str, plan: dict, arms: list[dict], wall: dict) -> 
         f"({plan.get('full_steps') or '?'} steps each: a pruned or diverged trial costs the steps it ran); then "
         f"{len(plan['seeds'])} runs (seeds {', '.join(map(str, plan['seeds']))}) at the arm's best values, scored "
         "on the held-out **test** split.", "", *rows, "",
-        f"Wall time: {wall.get('wall_s', 0):.0f} s with {plan.get('workers', 1)} worker(s) "
-        f"({wall.get('invocations', 1)} invocation(s), {wall.get('wall_s_all', wall.get('wall_s', 0)):.0f} s in "
-        f"all); load average at the start {loads(wall.get('load_start'))}, at the end {loads(wall.get('load_end'))}.",
+        f"Wall time: {wall.get('wall_s_all', wall.get('wall_s', 0)):.0f} s in all, over {wall.get('invocations', 1)} "
+        f"invocation(s) of the command (this one: {wall.get('wall_s', 0):.1f} s, {plan.get('workers', 1)} worker(s); "
+        f"a rerun does only what is missing); load average at the start {loads(wall.get('load_start'))}, at the end "
+        f"{loads(wall.get('load_end'))}.",
         "", ""])
 
 

@@ -68,7 +68,9 @@ def test_a_seeded_study_picks_the_same_trials_and_a_rerun_does_no_work(tmp_path,
     assert journal(tmp_path / "a", "cadam") == a
     after = json.loads((tmp_path / "a" / "meta.json").read_text())
     assert after == before and after["invocations"] == 1      # a rerun that did no work leaves the evidence as it was
-    assert (tmp_path / "a" / "report.md").read_text().split("Wall time")[0] == report.split("Wall time")[0]
+    rerun = (tmp_path / "a" / "report.md").read_text()
+    assert rerun.split("Wall time")[0] == report.split("Wall time")[0]
+    assert "in all, over 2 invocation(s) of the command (this one: " in rerun     # the wall time of both, and this one's
 
 
 def test_pruned_trials_stop_early_count_their_steps_and_show_in_the_report(tmp_path):
