@@ -66,7 +66,7 @@ def fine_tuned_model(cfg, run_dir: Path, task):
 
 
 def evaluate(run_dir: Path, overrides: list[str]) -> dict:
-    from contnet.engine import rundir, setup
+    from contnet.engine import rundir, setup, startup
     from contnet.engine.io import atomic_write_json
     from contnet.engine.run import resolve_auto
     from contnet.registry import TASKS
@@ -79,6 +79,7 @@ def evaluate(run_dir: Path, overrides: list[str]) -> dict:
     model, source = fine_tuned_model(cfg, run_dir, task)
     device = setup.pick_device(str(cfg.trainer.get("device", "auto")))
     model.to(device).eval()
+    startup.started()                                # decoding runs at the collector's usual pace (engine/startup.py)
     metrics = {}
     for split in ("val", "test"):
         for k, v in task.evaluate(model, split, int(cfg.trainer.batch_size), device, final=True).items():

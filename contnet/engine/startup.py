@@ -4,9 +4,9 @@ CPython (3.11) makes a full collection after every ten collections of the middle
 survived them have grown by a quarter; while a process imports torch (hundreds of thousands of objects) that is a
 pass over everything imported so far, again and again. A command (cli/main.py:run_command) calls `starting()` first:
 young objects are still collected, full passes wait; the work calls `started()` as it begins (fit(), before the
-first step; run_command again at its end), which puts the previous thresholds back. A library caller of fit() that
-never called `starting()` keeps its own thresholds. The default `contnet train` before and after
-(bench/bench_startup.py): docs/results/startup/."""
+first step; `contnet eval`, before decoding; run_command again at its end), which puts the previous thresholds back.
+A library caller of fit() that never called `starting()` keeps its own thresholds. The default `contnet train`
+before and after (bench/bench_startup.py): docs/results/startup/."""
 from __future__ import annotations
 
 import gc

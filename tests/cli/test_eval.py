@@ -21,9 +21,15 @@ TRAIN = ["train", "task=e2e", "model=tiny-gpt2", "trainer.max_steps=3", "trainer
 
 @pytest.mark.parametrize("peft, cli", [("solo", cli_inprocess), pytest.param("solo", run_cli, marks=pytest.mark.slow),
                                       pytest.param("lora", run_cli, marks=pytest.mark.slow)])   # full: test_adapter_io
-def test_eval_scores_a_saved_run_again(tmp_path, peft, cli):
+def test_eval_scores_a_saved_run_again(tmp_path, peft, cli, monkeypatch):
     """`contnet eval` in this process in the fast suite (its process: the bad-input test below), a fresh one in the
-    slow suite."""
+    slow suite.  In this process it also shows that decoding runs at the collector's usual pace (the caller's
+    thresholds, which the command's start-up held back: engine/startup.py)."""
+    import gc
+
+    from contnet.tasks.e2e import NLGTask
+    thresholds, paces, evaluate = gc.get_threshold(), [], NLGTask.evaluate
+    monkeypatch.setattr(NLGTask, "evaluate", lambda *a, **k: paces.append(gc.get_threshold()) or evaluate(*a, **k))
     run = tmp_path / "run"
     data = e2e_dir(tmp_path, n_test=4, shared=False)
     done = cli_inprocess([*TRAIN, f"peft={peft}", f"task.data_dir={data}", f"hydra.run.dir={run}"],
@@ -40,6 +46,8 @@ def test_eval_scores_a_saved_run_again(tmp_path, peft, cli):
     assert {"test/bleu", "test/nist", "test/rouge_l", "test/cider"} <= set(m)
     assert len((run / "eval" / "test_predictions.txt").read_text().splitlines()) == 2     # the override took effect
     assert json.loads((run / "summary.json").read_text()) == summary                     # the run is left as it was
+    if cli is cli_inprocess:
+        assert paces and set(paces) == {thresholds} and gc.get_threshold() == thresholds
 
 
 def test_eval_bad_input_is_one_line_and_exit_2(tmp_path):
