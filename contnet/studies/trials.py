@@ -123,12 +123,16 @@ def over_budget(study, trial, budget: float, full: int | None) -> bool:
     return True
 
 
+def arm_overrides(plan: dict, arm: str, params: dict) -> list[str]:
+    """A run of `arm` at `params` (its trials, its final runs, the check of its space): the preset, the arm's
+    overrides, the command's, the study's own, then the values."""
+    return [f"experiment={plan['experiment']}", *plan["arms"][arm].get("overrides", []), *plan["overrides"],
+            *plan.get("run_overrides", []), *(space.override(k, v) for k, v in sorted(params.items()))]
+
+
 def trial_run(plan: dict, arm: str, trial) -> runner.Run:
-    spec = plan["arms"][arm]
-    values = [space.override(k, v) for k, v in sorted(trial.params.items())]
-    return runner.Run(f"tune/{arm}/trial{trial.number:03d}",
-                      [f"experiment={plan['experiment']}", *spec.get("overrides", []), *plan["overrides"],
-                       *plan.get("run_overrides", []), *values], seed=plan["tune_seed"], arm=arm,
+    return runner.Run(f"tune/{arm}/trial{trial.number:03d}", arm_overrides(plan, arm, trial.params),
+                      seed=plan["tune_seed"], arm=arm,
                       extra={"kind": "trial", "trial": trial.number, "params": dict(trial.params)})
 
 

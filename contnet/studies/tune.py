@@ -131,9 +131,8 @@ def check_arms(plan: dict) -> None:
     for arm, spec in plan["arms"].items():
         try:
             dists = space.parse(spec.get("space"))
-            sample = [space.override(k, d.choices[0] if hasattr(d, "choices") else d.low) for k, d in dists.items()]
-            checked_config([f"experiment={plan['experiment']}", *spec.get("overrides", []), *plan["overrides"],
-                            *plan["run_overrides"], *sample])
+            low = {k: d.choices[0] if hasattr(d, "choices") else d.low for k, d in dists.items()}
+            checked_config(trials.arm_overrides(plan, arm, low))
         except ConfigError as e:
             raise ConfigError(f"tune.arms.{arm}: {e}") from None
     if not plan["arms"] or not plan["seeds"]:

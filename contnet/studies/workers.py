@@ -64,15 +64,10 @@ def final_runs(plan: dict, out: Path, storage) -> list[runner.Run]:
 def arm_finals(plan: dict, out: Path, storage, arm: str) -> list[runner.Run]:
     """The arm's final runs, one per seed, at its best values (none without a complete trial).  A run made at
     other values (more trials changed the best) is started over."""
-    from contnet.studies import space
-    spec = plan["arms"][arm]
     top = trials.best(trials.load_study(storage, arm).get_trials(deepcopy=False))
     if top is None:
         return []
-    values = [space.override(k, v) for k, v in sorted(top.params.items())]
-    runs = [runner.Run(f"final/{arm}/seed{seed}",
-                       [f"experiment={plan['experiment']}", *spec.get("overrides", []), *plan["overrides"],
-                        *plan.get("run_overrides", []), *values], seed=seed, arm=arm,
+    runs = [runner.Run(f"final/{arm}/seed{seed}", trials.arm_overrides(plan, arm, top.params), seed=seed, arm=arm,
                        extra={"kind": "final", "params": dict(top.params), "from_trial": top.number})
             for seed in plan["seeds"]]
     for r in runs:
